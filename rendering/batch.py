@@ -1,0 +1,79 @@
+"""Render a batch of jobs in a separate worker process, never in the caller's (Dagster's) process.
+
+Jobs whose inputs were rendered before are answered from the cache without starting Blender. If the
+worker dies, the job it was on fails with the exit code and the rest go on in a fresh worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rendering.outputs import cached_manifest, variant_dir
+from rendering.spec import RenderJob
+
+ProgressCallback = Callable[[dict], None]
+
+
+def render_batch(
+    jobs: Sequence[RenderJob],
+    out_root: str | Path,
+    on_result: ProgressCallback | None = None,
+    log_path: str | Path | None = None,
+) -> list[dict]:
+    """Render ``jobs`` into ``out_root/<variant_id>/``; returns one result dict per job, in order."""
+    out_root = Path(out_root)
+    results: dict[int, dict] = {}
+    todo: list[tuple[int, RenderJob]] = []
+    for i, job in enumerate(jobs):
+        manifest = cached_manifest(out_root, job)
+        if manifest is not None:
+            results[i] = {"variant_id": job.variant_id, "status": "cached", "dir": str(variant_dir(out_root, job)),
+                          "manifest": manifest}
+            if on_result:
+                on_result(results[i])
+        else:
+            todo.append((i, job))
+
+    log_path = Path(log_path) if log_path else out_root / "worker.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    while todo:
+        done = _run_worker(todo, out_root, log_path, on_result)
+        for (i, _), result in zip(todo, done):
+            results[i] = result
+        todo = todo[len(done):]
+        if todo:  # the worker died on todo[0]: fail that one, go on with the rest
+            i, job = todo.pop(0)
+            results[i] = {"variant_id": job.variant_id, "status": "failed",
+                          "error": f"render worker crashed; see {log_path}"}
+            if on_result:
+                on_result(results[i])
+    return [results[i] for i in range(len(jobs))]
+
+
+def _run_worker(todo, out_root: Path, log_path: Path, on_result) -> list[dict]:
+    read_fd, write_fd = os.pipe()
+    payload = json.dumps([{"job": job.model_dump(), "out_root": str(out_root)} for _, job in todo])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent.parent),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rendering.worker", str(write_fd)],
+            stdin=subprocess.PIPE, stdout=log, stderr=log, pass_fds=(write_fd,), env=env,
+        )
+    os.close(write_fd)
+    proc.stdin.write(payload.encode())
+    proc.stdin.close()
+    done: list[dict] = []
+    with os.fdopen(read_fd) as lines:
+        for line in lines:
+            result = json.loads(line)
+            done.append(result)
+            if on_result:
+                on_result(result)
+    proc.wait()
+    return done

@@ -1,0 +1,54 @@
+"""Render profiles (quality/speed trade-offs) and the ad aspect ratios with their native pixel sizes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Native sizes of the placements we render for (feed, portrait feed, stories/reels, landscape).
+ASPECTS: dict[str, tuple[int, int]] = {
+    "1:1": (1080, 1080),
+    "4:5": (1080, 1350),
+    "9:16": (1080, 1920),
+    "16:9": (1920, 1080),
+}
+
+
+@dataclass(frozen=True)
+class RenderProfile:
+    """How hard Cycles works. ``version`` is part of every variant id: bump it when output changes."""
+
+    name: str
+    scale: float
+    samples: int
+    denoise: bool
+    version: int = 1
+
+
+PROFILES: dict[str, RenderProfile] = {
+    "thumbnail": RenderProfile("thumbnail", scale=0.125, samples=4, denoise=False),
+    "preview": RenderProfile("preview", scale=0.5, samples=16, denoise=False),
+    "production": RenderProfile("production", scale=1.0, samples=64, denoise=True),
+}
+
+
+def get_profile(name: str) -> RenderProfile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown render profile {name!r}; choose one of {sorted(PROFILES)}") from None
+
+
+def check_aspect(aspect: str) -> str:
+    if aspect not in ASPECTS:
+        raise ValueError(f"unknown aspect ratio {aspect!r}; choose one of {list(ASPECTS)}")
+    return aspect
+
+
+def pixel_size(aspect: str, profile: RenderProfile) -> tuple[int, int]:
+    """Pixel size of a render: the native size scaled by the profile, rounded to even (video needs it)."""
+    w, h = ASPECTS[check_aspect(aspect)]
+    return _even(w * profile.scale), _even(h * profile.scale)
+
+
+def _even(x: float) -> int:
+    return max(2, int(round(x / 2)) * 2)
