@@ -67,18 +67,27 @@ class EventStore:
 
     def offsets(self, topic: str) -> dict[int, int]:
         with self.connect() as con:
-            rows = con.execute("select partition, next_offset from consumer_offsets where topic = ?", [topic]).fetchall()
+            rows = con.execute(
+                "select partition, next_offset from consumer_offsets where topic = ?", [topic]
+            ).fetchall()
         return dict(rows)
 
-    def write_batch(self, topic: str, events: Iterable[AdditiveEvent], snapshots: Iterable[MetricSnapshot],
-                    dead: Iterable[dict], next_offsets: dict[int, int]) -> BatchResult:
+    def write_batch(
+        self,
+        topic: str,
+        events: Iterable[AdditiveEvent],
+        snapshots: Iterable[MetricSnapshot],
+        dead: Iterable[dict],
+        next_offsets: dict[int, int],
+    ) -> BatchResult:
         """Store one consumed batch and the offsets after it, atomically."""
         result = BatchResult()
         ev = pd.DataFrame([_event_row(e) for e in events], columns=_EVENT_COLUMNS)
         sn = pd.DataFrame([_snapshot_row(s) for s in snapshots], columns=_SNAPSHOT_COLUMNS)
         dl = pd.DataFrame(list(dead), columns=["topic", "partition", "offset", "reason", "detail", "raw"])
-        off = pd.DataFrame([(topic, p, o) for p, o in next_offsets.items()],
-                           columns=["topic", "partition", "next_offset"])
+        off = pd.DataFrame(
+            [(topic, p, o) for p, o in next_offsets.items()], columns=["topic", "partition", "next_offset"]
+        )
         with self.connect() as con:
             con.execute("begin")
             try:
@@ -90,7 +99,9 @@ class EventStore:
                     result.stored = len(unique) - known
                     result.duplicates = len(ev) - result.stored
                 if len(sn):
-                    sn = sn.sort_values("as_of").drop_duplicates(["channel", "external_id", "day", "metric"], keep="last")
+                    sn = sn.sort_values("as_of").drop_duplicates(
+                        ["channel", "external_id", "day", "metric"], keep="last"
+                    )
                     con.register("batch_snapshots", sn)
                     con.execute("""
                         insert into metric_snapshots select * from batch_snapshots
@@ -100,8 +111,10 @@ class EventStore:
                     result.snapshots = len(sn)
                 if len(dl):
                     con.register("batch_dead", dl)
-                    con.execute('insert into dead_letters (topic, partition, "offset", reason, detail, raw) '
-                                "select * from batch_dead")
+                    con.execute(
+                        'insert into dead_letters (topic, partition, "offset", reason, detail, raw) '
+                        "select * from batch_dead"
+                    )
                     result.dead_letters = len(dl)
                     result.dead_by_reason = dl["reason"].value_counts().to_dict()
                 if len(off):
@@ -129,18 +142,40 @@ class EventStore:
 
     def counts(self) -> dict[str, int]:
         with self.connect() as con:
-            return {t: con.execute(f"select count(*) from {t}").fetchone()[0]
-                    for t in ("events", "metric_snapshots", "dead_letters")}
+            return {
+                t: con.execute(f"select count(*) from {t}").fetchone()[0]
+                for t in ("events", "metric_snapshots", "dead_letters")
+            }
 
 
-_EVENT_COLUMNS = ["event_id", "type", "variant_id", "channel", "external_id", "occurred_at", "day", "count", "value",
-                  "currency"]
+_EVENT_COLUMNS = [
+    "event_id",
+    "type",
+    "variant_id",
+    "channel",
+    "external_id",
+    "occurred_at",
+    "day",
+    "count",
+    "value",
+    "currency",
+]
 _SNAPSHOT_COLUMNS = ["channel", "external_id", "day", "metric", "variant_id", "value", "as_of"]
 
 
 def _event_row(e: AdditiveEvent) -> tuple:
-    return (e.event_id, e.type, e.variant_id, e.channel, e.external_id, e.occurred_at, e.occurred_at.date(), e.count,
-            e.value, e.currency)
+    return (
+        e.event_id,
+        e.type,
+        e.variant_id,
+        e.channel,
+        e.external_id,
+        e.occurred_at,
+        e.occurred_at.date(),
+        e.count,
+        e.value,
+        e.currency,
+    )
 
 
 def _snapshot_row(s: MetricSnapshot) -> tuple:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -80,19 +80,29 @@ def encode(event: AdditiveEvent | MetricSnapshot) -> bytes:
     return event.model_dump_json(by_alias=True).encode()
 
 
-def snapshots_from_insights(rows: list[dict], variant_of: dict[str, str], channel: str = "meta",
-                            as_of: datetime | None = None) -> list[MetricSnapshot]:
+def snapshots_from_insights(
+    rows: list[dict], variant_of: dict[str, str], channel: str = "meta", as_of: datetime | None = None
+) -> list[MetricSnapshot]:
     """Turn daily insight rows (one per ad and day) into one snapshot per metric; unknown ads are skipped."""
-    as_of = as_of or datetime.now(timezone.utc)
+    as_of = as_of or datetime.now(UTC)
     out = []
     for row in rows:
         variant = variant_of.get(row["ad_id"])
         if variant is None:
             continue
         for metric in METRICS:
-            out.append(MetricSnapshot(type="metric_snapshot", variant_id=variant, channel=channel,
-                                      external_id=row["ad_id"], day=date.fromisoformat(row["day"]), metric=metric,
-                                      value=float(row[metric]), as_of=as_of))
+            out.append(
+                MetricSnapshot(
+                    type="metric_snapshot",
+                    variant_id=variant,
+                    channel=channel,
+                    external_id=row["ad_id"],
+                    day=date.fromisoformat(row["day"]),
+                    metric=metric,
+                    value=float(row[metric]),
+                    as_of=as_of,
+                )
+            )
     return out
 
 

@@ -46,9 +46,19 @@ class EmbeddedBroker:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(
-                [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-                 "--storage-engine", "memory://tansu/"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                [
+                    tansu_binary(),
+                    "broker",
+                    "--listener-url",
+                    url,
+                    "--advertised-listener-url",
+                    url,
+                    "--storage-engine",
+                    "memory://tansu/",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         deadline = time.monotonic() + timeout
         while True:
@@ -62,7 +72,9 @@ class EmbeddedBroker:
             except (KafkaError, OSError):
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError(f"Kafka broker did not answer within {timeout:.0f}s; see {self.log_path}")
+                    raise RuntimeError(
+                        f"Kafka broker did not answer within {timeout:.0f}s; see {self.log_path}"
+                    ) from None
                 time.sleep(0.2)
 
     def stop(self) -> None:

@@ -19,8 +19,9 @@ from connectors.events import AdditiveEvent, BadEvent, MetricSnapshot, encode, p
 class EventProducer:
     def __init__(self, bootstrap_servers: str, topic: str, **client_config) -> None:
         self.topic = topic
-        self._producer = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", linger_ms=5,
-                                       retries=5, **client_config)
+        self._producer = KafkaProducer(
+            bootstrap_servers=bootstrap_servers, acks="all", linger_ms=5, retries=5, **client_config
+        )
 
     def send(self, events: Iterable[AdditiveEvent | MetricSnapshot]) -> int:
         n = 0
@@ -63,23 +64,42 @@ class IngestStats:
 class EventIngestor:
     """Reads the events topic in bounded batches into the store; bad events go to the dead-letter topic."""
 
-    def __init__(self, bootstrap_servers: str, topic: str, store: EventStore, dead_letter_topic: str | None = None,
-                 batch_size: int = 5000, **client_config) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic: str,
+        store: EventStore,
+        dead_letter_topic: str | None = None,
+        batch_size: int = 5000,
+        **client_config,
+    ) -> None:
         self.topic = topic
         self.store = store
         self.batch_size = batch_size
         self.dead_letter_topic = dead_letter_topic
         self._config = dict(bootstrap_servers=bootstrap_servers, **client_config)
 
-    def run(self, until_idle: bool = True, idle_s: float = 1.5, max_seconds: float | None = None,
-            on_batch: Callable[[IngestStats], None] | None = None) -> IngestStats:
+    def run(
+        self,
+        until_idle: bool = True,
+        idle_s: float = 1.5,
+        max_seconds: float | None = None,
+        on_batch: Callable[[IngestStats], None] | None = None,
+    ) -> IngestStats:
         stats = IngestStats()
         started = time.monotonic()
-        consumer = KafkaConsumer(group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
-                                 max_poll_records=self.batch_size, fetch_max_bytes=64 << 20,
-                                 max_partition_fetch_bytes=16 << 20, **self._config)
-        dead_producer = (KafkaProducer(bootstrap_servers=self._config["bootstrap_servers"])
-                         if self.dead_letter_topic else None)
+        consumer = KafkaConsumer(
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=self.batch_size,
+            fetch_max_bytes=64 << 20,
+            max_partition_fetch_bytes=16 << 20,
+            **self._config,
+        )
+        dead_producer = (
+            KafkaProducer(bootstrap_servers=self._config["bootstrap_servers"]) if self.dead_letter_topic else None
+        )
         try:
             partitions = self._assign(consumer)
             last_data = time.monotonic()
@@ -124,11 +144,20 @@ class EventIngestor:
             try:
                 event = parse_event(m.value)
             except BadEvent as bad:
-                dead.append({"topic": m.topic, "partition": m.partition, "offset": m.offset, "reason": bad.reason,
-                             "detail": str(bad), "raw": m.value})
+                dead.append(
+                    {
+                        "topic": m.topic,
+                        "partition": m.partition,
+                        "offset": m.offset,
+                        "reason": bad.reason,
+                        "detail": str(bad),
+                        "raw": m.value,
+                    }
+                )
                 if dead_producer:
-                    dead_producer.send(self.dead_letter_topic, key=m.key, value=m.value,
-                                       headers=[("reason", bad.reason.encode())])
+                    dead_producer.send(
+                        self.dead_letter_topic, key=m.key, value=m.value, headers=[("reason", bad.reason.encode())]
+                    )
                 continue
             (snapshots if isinstance(event, MetricSnapshot) else events).append(event)
         return self.store.write_batch(self.topic, events, snapshots, dead, next_offsets)

@@ -60,8 +60,16 @@ def variant_from_name(name: str) -> str | None:
 class MetaAds:
     """One ad account. ``page_id`` is the Facebook page the ads run as."""
 
-    def __init__(self, access_token: str, account_id: str, page_id: str, campaign_id: str,
-                 graph_url: str = DEFAULT_GRAPH_URL, api_version: str | None = None, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        access_token: str,
+        account_id: str,
+        page_id: str,
+        campaign_id: str,
+        graph_url: str = DEFAULT_GRAPH_URL,
+        api_version: str | None = None,
+        timeout: float = 30.0,
+    ) -> None:
         session = FacebookSession(access_token=access_token, timeout=timeout)
         session.GRAPH = graph_url.rstrip("/")
         self._api = FacebookAdsApi(session, api_version=api_version)
@@ -74,12 +82,16 @@ class MetaAds:
         try:
             return fn(*args, **kwargs)
         except FacebookRequestError as err:
-            raise MetaError(f"Meta {what} failed: HTTP {err.http_status()} code {err.api_error_code()}: "
-                            f"{err.api_error_message()}") from None
+            raise MetaError(
+                f"Meta {what} failed: HTTP {err.http_status()} code {err.api_error_code()}: {err.api_error_message()}"
+            ) from None
 
     def _find(self, edge: str, name: str, fields: list[str]) -> dict | None:
-        getter = {"adcreatives": self._account.get_ad_creatives, "adsets": self._account.get_ad_sets,
-                  "ads": self._account.get_ads}[edge]
+        getter = {
+            "adcreatives": self._account.get_ad_creatives,
+            "adsets": self._account.get_ad_sets,
+            "ads": self._account.get_ads,
+        }[edge]
         params = {"filtering": [{"field": "name", "operator": "EQUAL", "value": name}], "limit": 5}
         found = list(self._call(f"lookup of {edge} named {name}", getter, fields=fields, params=params))
         return dict(found[0]) if found else None
@@ -88,58 +100,97 @@ class MetaAds:
         """Upload, create creative, ad set and ad for one variant; reuses whatever exists already."""
         status = "ACTIVE" if activate else "PAUSED"
         data = Path(creative.image_path).read_bytes()
-        image = self._call(f"image upload for {creative.variant_id}", self._account.create_ad_image,
-                           params={"bytes": base64.b64encode(data).decode(), "name": f"{creative.variant_id}.png"})
+        image = self._call(
+            f"image upload for {creative.variant_id}",
+            self._account.create_ad_image,
+            params={"bytes": base64.b64encode(data).decode(), "name": f"{creative.variant_id}.png"},
+        )
         image_hash = image["hash"]
 
         existing = self._find("adcreatives", creative.name, ["id", "name"])
         if existing:
             creative_id = existing["id"]
         else:
-            tags = {"utm_source": "meta", "utm_medium": "paid_social", "utm_content": creative.variant_id,
-                    "ad_id": "{{ad.id}}", **{f"ap_{k}": v.lstrip("#") for k, v in creative.factors.items()}}
+            tags = {
+                "utm_source": "meta",
+                "utm_medium": "paid_social",
+                "utm_content": creative.variant_id,
+                "ad_id": "{{ad.id}}",
+                **{f"ap_{k}": v.lstrip("#") for k, v in creative.factors.items()},
+            }
             params = {
                 "name": creative.name,
-                "object_story_spec": {"page_id": self.page_id, "link_data": {
-                    "image_hash": image_hash, "link": creative.link_url, "message": creative.message,
-                    "call_to_action": {"type": "SHOP_NOW", "value": {"link": creative.link_url}}}},
+                "object_story_spec": {
+                    "page_id": self.page_id,
+                    "link_data": {
+                        "image_hash": image_hash,
+                        "link": creative.link_url,
+                        "message": creative.message,
+                        "call_to_action": {"type": "SHOP_NOW", "value": {"link": creative.link_url}},
+                    },
+                },
                 "url_tags": "&".join(f"{k}={v}" for k, v in tags.items()),
-                "degrees_of_freedom_spec": {"creative_features_spec": {"standard_enhancements": {
-                    "enroll_status": "OPT_OUT"}}},
+                "degrees_of_freedom_spec": {
+                    "creative_features_spec": {"standard_enhancements": {"enroll_status": "OPT_OUT"}}
+                },
             }
-            creative_id = self._call(f"creative create for {creative.variant_id}", self._account.create_ad_creative,
-                                     params=params)["id"]
+            creative_id = self._call(
+                f"creative create for {creative.variant_id}", self._account.create_ad_creative, params=params
+            )["id"]
 
         existing = self._find("adsets", creative.name, ["id", "name"])
         if existing:
             adset_id = existing["id"]
         else:
-            adset_id = self._call(f"ad set create for {creative.variant_id}", self._account.create_ad_set, params={
-                "name": creative.name, "campaign_id": self.campaign_id, "daily_budget": int(daily_budget_cents),
-                "billing_event": "IMPRESSIONS", "optimization_goal": "LINK_CLICKS", "status": status,
-                "targeting": {"geo_locations": {"countries": ["US"]}}})["id"]
+            adset_id = self._call(
+                f"ad set create for {creative.variant_id}",
+                self._account.create_ad_set,
+                params={
+                    "name": creative.name,
+                    "campaign_id": self.campaign_id,
+                    "daily_budget": int(daily_budget_cents),
+                    "billing_event": "IMPRESSIONS",
+                    "optimization_goal": "LINK_CLICKS",
+                    "status": status,
+                    "targeting": {"geo_locations": {"countries": ["US"]}},
+                },
+            )["id"]
 
         existing = self._find("ads", creative.name, ["id", "name", "status"])
         if existing:
             ad_id, ad_status = existing["id"], existing["status"]
         else:
-            ad_id = self._call(f"ad create for {creative.variant_id}", self._account.create_ad, params={
-                "name": creative.name, "adset_id": adset_id, "creative": {"creative_id": creative_id},
-                "status": status})["id"]
+            ad_id = self._call(
+                f"ad create for {creative.variant_id}",
+                self._account.create_ad,
+                params={
+                    "name": creative.name,
+                    "adset_id": adset_id,
+                    "creative": {"creative_id": creative_id},
+                    "status": status,
+                },
+            )["id"]
             ad_status = status
         return MetaPublication(creative.variant_id, image_hash, creative_id, adset_id, ad_id, ad_status)
 
     def set_delivery(self, adset_id: str, ad_id: str, daily_budget_cents: int, active: bool) -> None:
         """Apply an allocation: the ad set's daily budget and whether the ad and its ad set run."""
         status = "ACTIVE" if active else "PAUSED"
-        self._call(f"budget update of ad set {adset_id}", AdSet(adset_id, api=self._api).api_update,
-                   params={"daily_budget": int(daily_budget_cents), "status": status})
+        self._call(
+            f"budget update of ad set {adset_id}",
+            AdSet(adset_id, api=self._api).api_update,
+            params={"daily_budget": int(daily_budget_cents), "status": status},
+        )
         self._call(f"status update of ad {ad_id}", Ad(ad_id, api=self._api).api_update, params={"status": status})
 
     def insights(self, since: date, until: date) -> list[dict]:
         """Ad-level daily insights, all pages, with Meta's string numbers turned into numbers."""
-        params = {"level": "ad", "time_increment": 1, "limit": 100,
-                  "time_range": {"since": since.isoformat(), "until": until.isoformat()}}
+        params = {
+            "level": "ad",
+            "time_increment": 1,
+            "limit": 100,
+            "time_range": {"since": since.isoformat(), "until": until.isoformat()},
+        }
         fields = ["ad_id", "ad_name", "adset_id", "impressions", "clicks", "spend", "actions", "action_values"]
         cursor = self._call("insights read", self._account.get_insights, fields=fields, params=params)
         rows = []
@@ -147,11 +198,17 @@ class MetaAds:
             row = dict(row)
             actions = {a["action_type"]: float(a["value"]) for a in row.get("actions", [])}
             values = {a["action_type"]: float(a["value"]) for a in row.get("action_values", [])}
-            rows.append({"ad_id": row["ad_id"], "ad_name": row["ad_name"], "day": row["date_start"],
-                         "impressions": float(row["impressions"]), "clicks": float(row["clicks"]),
-                         "spend": float(row["spend"]), "add_to_cart": actions.get("add_to_cart", 0.0),
-                         "purchases": actions.get("purchase", 0.0), "purchase_value": values.get("purchase", 0.0)})
+            rows.append(
+                {
+                    "ad_id": row["ad_id"],
+                    "ad_name": row["ad_name"],
+                    "day": row["date_start"],
+                    "impressions": float(row["impressions"]),
+                    "clicks": float(row["clicks"]),
+                    "spend": float(row["spend"]),
+                    "add_to_cart": actions.get("add_to_cart", 0.0),
+                    "purchases": actions.get("purchase", 0.0),
+                    "purchase_value": values.get("purchase", 0.0),
+                }
+            )
         return rows
-
-
-

@@ -72,8 +72,15 @@ class SimulatedMarket:
             carts = int(self._rng.binomial(clicks, self.add_to_cart_rate))
             purchases = int(self._rng.binomial(carts, self.purchase_rate))
             value = float(np.round(self._rng.gamma(8.0, self.average_order_value / 8.0, purchases).sum(), 2))
-            rows.append({"ad_id": ad["ad_id"], "impressions": impressions, "clicks": clicks,
-                         "spend": round(spend if impressions else 0.0, 2), "add_to_cart": carts,
-                         "purchases": purchases, "purchase_value": value})
+            rows.append(
+                {
+                    "ad_id": ad["ad_id"],
+                    "impressions": impressions,
+                    "clicks": clicks,
+                    "spend": round(spend if impressions else 0.0, 2),
+                    "add_to_cart": carts,
+                    "purchases": purchases,
+                    "purchase_value": value,
+                }
+            )
         return rows
-

@@ -32,8 +32,12 @@ def render_batch(
     for i, job in enumerate(jobs):
         manifest = cached_manifest(out_root, job)
         if manifest is not None:
-            results[i] = {"variant_id": job.variant_id, "status": "cached", "dir": str(variant_dir(out_root, job)),
-                          "manifest": manifest}
+            results[i] = {
+                "variant_id": job.variant_id,
+                "status": "cached",
+                "dir": str(variant_dir(out_root, job)),
+                "manifest": manifest,
+            }
             if on_result:
                 on_result(results[i])
         else:
@@ -45,11 +49,14 @@ def render_batch(
         done = _run_worker(todo, out_root, log_path, on_result)
         for (i, _), result in zip(todo, done):
             results[i] = result
-        todo = todo[len(done):]
+        todo = todo[len(done) :]
         if todo:  # the worker died on todo[0]: fail that one, go on with the rest
             i, job = todo.pop(0)
-            results[i] = {"variant_id": job.variant_id, "status": "failed",
-                          "error": f"render worker crashed; see {log_path}"}
+            results[i] = {
+                "variant_id": job.variant_id,
+                "status": "failed",
+                "error": f"render worker crashed; see {log_path}",
+            }
             if on_result:
                 on_result(results[i])
     return [results[i] for i in range(len(jobs))]
@@ -58,12 +65,18 @@ def render_batch(
 def _run_worker(todo, out_root: Path, log_path: Path, on_result) -> list[dict]:
     read_fd, write_fd = os.pipe()
     payload = json.dumps([{"job": job.model_dump(), "out_root": str(out_root)} for _, job in todo])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent.parent),
-                                                        os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent.parent), os.environ.get("PYTHONPATH", "")]),
+    }
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "rendering.worker", str(write_fd)],
-            stdin=subprocess.PIPE, stdout=log, stderr=log, pass_fds=(write_fd,), env=env,
+            stdin=subprocess.PIPE,
+            stdout=log,
+            stderr=log,
+            pass_fds=(write_fd,),
+            env=env,
         )
     os.close(write_fd)
     proc.stdin.write(payload.encode())

@@ -60,4 +60,3 @@ def fit_distance(
         mid = (lo + hi) / 2
         lo, hi = (lo, mid) if fits(mid) else (mid, hi)
     return hi
-

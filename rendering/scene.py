@@ -125,10 +125,16 @@ def _area_light(name: str, location: tuple, size: float, energy: float) -> None:
 
 LIGHT_RIGS: dict[str, list[tuple[str, tuple, float, float]]] = {
     # name, location (product is 1 unit tall at the origin), size, watts
-    "softbox": [("key", (-2.0, -2.4, 2.8), 1.6, 520.0), ("fill", (2.6, -1.8, 1.2), 2.5, 130.0),
-                ("back", (0.8, 2.6, 2.4), 1.2, 260.0)],
-    "rim": [("rim_l", (-2.4, 1.8, 1.6), 0.6, 520.0), ("rim_r", (2.4, 1.8, 1.6), 0.6, 520.0),
-            ("key", (-1.2, -3.0, 2.2), 1.5, 240.0)],
+    "softbox": [
+        ("key", (-2.0, -2.4, 2.8), 1.6, 520.0),
+        ("fill", (2.6, -1.8, 1.2), 2.5, 130.0),
+        ("back", (0.8, 2.6, 2.4), 1.2, 260.0),
+    ],
+    "rim": [
+        ("rim_l", (-2.4, 1.8, 1.6), 0.6, 520.0),
+        ("rim_r", (2.4, 1.8, 1.6), 0.6, 520.0),
+        ("key", (-1.2, -3.0, 2.2), 1.5, 240.0),
+    ],
     "top": [("top", (0.0, -0.4, 3.4), 1.8, 650.0), ("fill", (0.0, -3.2, 0.8), 3.0, 90.0)],
 }
 
@@ -213,4 +219,3 @@ def configure(profile: RenderProfile, width: int, height: int, device: str = "CP
 def render_to(path: Path) -> None:
     bpy.context.scene.render.filepath = str(path)
     bpy.ops.render.render(write_still=True)
-

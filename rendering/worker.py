@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rendering.compose import composite
@@ -62,7 +62,7 @@ def render_one(job: RenderJob, out_root: Path, loaded: dict) -> dict:
                 "render": round(rendered - imported, 3),
                 "total": round(time.perf_counter() - started, 3),
             },
-            "rendered_at": datetime.now(timezone.utc).isoformat(),
+            "rendered_at": datetime.now(UTC).isoformat(),
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
         if final.exists():

@@ -30,8 +30,16 @@ class GraphError(Exception):
 class MetaGraphSandbox(SandboxServer):
     """In-memory ad account(s) with a clock; ``market`` decides what each active ad delivers per day."""
 
-    def __init__(self, market, access_token: str, account_id: str, campaign_id: str = "120000000000001",
-                 start_day: date = date(2026, 11, 1), page_size: int = 25, **kw) -> None:
+    def __init__(
+        self,
+        market,
+        access_token: str,
+        account_id: str,
+        campaign_id: str = "120000000000001",
+        start_day: date = date(2026, 11, 1),
+        page_size: int = 25,
+        **kw,
+    ) -> None:
         super().__init__(**kw)
         self.market = market
         self.access_token = access_token
@@ -55,8 +63,11 @@ class MetaGraphSandbox(SandboxServer):
                     raise GraphError(f"Unknown path components: {request.path}", code=2500)
                 if request.params.get("access_token") != self.access_token:
                     raise GraphError("Invalid OAuth access token - Cannot parse access token", code=190)
-                return 200, {"x-ad-account-usage": json.dumps({"acc_id_util_pct": 1})}, self._graph(request,
-                                                                                                    match.group(2))
+                return (
+                    200,
+                    {"x-ad-account-usage": json.dumps({"acc_id_util_pct": 1})},
+                    self._graph(request, match.group(2)),
+                )
         except GraphError as err:
             return err.status, {}, err.body
 
@@ -65,8 +76,12 @@ class MetaGraphSandbox(SandboxServer):
         if parts[0] == self.account and len(parts) == 2:
             edge = parts[1]
             if request.method == "POST":
-                return {"adimages": self._create_image, "adcreatives": self._create_creative,
-                        "adsets": self._create_adset, "ads": self._create_ad}.get(edge, self._unsupported)(request)
+                return {
+                    "adimages": self._create_image,
+                    "adcreatives": self._create_creative,
+                    "adsets": self._create_adset,
+                    "ads": self._create_ad,
+                }.get(edge, self._unsupported)(request)
             if edge == "insights":
                 return self._insights(request)
             kinds = {"adcreatives": "creative", "adsets": "adset", "ads": "ad"}
@@ -77,8 +92,11 @@ class MetaGraphSandbox(SandboxServer):
             if request.method == "POST":
                 return self._update(obj, request)
             return self._fields(obj, request)
-        raise GraphError(f"Unsupported {request.method.lower()} request. Object with ID '{parts[0]}' does not exist, "
-                         "cannot be loaded due to missing permissions, or does not support this operation", code=100)
+        raise GraphError(
+            f"Unsupported {request.method.lower()} request. Object with ID '{parts[0]}' does not exist, "
+            "cannot be loaded due to missing permissions, or does not support this operation",
+            code=100,
+        )
 
     def _unsupported(self, request: Request) -> object:
         raise GraphError(f"Unsupported post request: {request.path}", code=100)
@@ -116,17 +134,33 @@ class MetaGraphSandbox(SandboxServer):
         image_hash = (spec.get("link_data") or {}).get("image_hash")
         if image_hash and image_hash not in self.images:
             raise GraphError(f"(#100) Image with hash {image_hash} not found", code=100)
-        return {"id": self._new("creative", {"name": request.params["name"], "object_story_spec": spec,
-                                             "url_tags": request.params.get("url_tags", ""),
-                                             "status": "ACTIVE"})["id"]}
+        return {
+            "id": self._new(
+                "creative",
+                {
+                    "name": request.params["name"],
+                    "object_story_spec": spec,
+                    "url_tags": request.params.get("url_tags", ""),
+                    "status": "ACTIVE",
+                },
+            )["id"]
+        }
 
     def _create_adset(self, request: Request) -> object:
         self._require(request, "name", "campaign_id", "daily_budget")
         if request.params["campaign_id"] not in self.objects:
             raise GraphError(f"(#100) Campaign {request.params['campaign_id']} does not exist", code=100)
-        return {"id": self._new("adset", {"name": request.params["name"], "campaign_id": request.params["campaign_id"],
-                                          "daily_budget": str(int(request.params["daily_budget"])),
-                                          "status": request.params.get("status", "PAUSED")})["id"]}
+        return {
+            "id": self._new(
+                "adset",
+                {
+                    "name": request.params["name"],
+                    "campaign_id": request.params["campaign_id"],
+                    "daily_budget": str(int(request.params["daily_budget"])),
+                    "status": request.params.get("status", "PAUSED"),
+                },
+            )["id"]
+        }
 
     def _create_ad(self, request: Request) -> object:
         self._require(request, "name", "adset_id", "creative")
@@ -135,9 +169,18 @@ class MetaGraphSandbox(SandboxServer):
         if not adset or adset["type"] != "adset" or creative_id not in self.objects:
             raise GraphError("(#100) Invalid adset_id or creative", code=100)
         status = request.params.get("status", "PAUSED")
-        return {"id": self._new("ad", {"name": request.params["name"], "adset_id": adset["id"],
-                                       "creative": {"id": creative_id}, "status": status,
-                                       "effective_status": status})["id"]}
+        return {
+            "id": self._new(
+                "ad",
+                {
+                    "name": request.params["name"],
+                    "adset_id": adset["id"],
+                    "creative": {"id": creative_id},
+                    "status": status,
+                    "effective_status": status,
+                },
+            )["id"]
+        }
 
     def _update(self, obj: dict, request: Request) -> object:
         if "status" in request.params:
@@ -161,8 +204,10 @@ class MetaGraphSandbox(SandboxServer):
     def _page(self, request: Request, rows: list[dict], path: str) -> dict:
         offset = int(request.params.get("after") or 0)
         limit = int(request.params.get("limit") or self.page_size)
-        page = {"data": rows[offset: offset + limit],
-                "paging": {"cursors": {"before": str(offset), "after": str(offset + limit)}}}
+        page = {
+            "data": rows[offset : offset + limit],
+            "paging": {"cursors": {"before": str(offset), "after": str(offset + limit)}},
+        }
         if offset + limit < len(rows):
             params = {k: v for k, v in request.params.items()}
             params["after"] = str(offset + limit)
@@ -194,30 +239,47 @@ class MetaGraphSandbox(SandboxServer):
             if not since <= date.fromisoformat(day) <= until:
                 continue
             ad = self.objects[ad_id]
-            rows.append({
-                "account_id": self.account[4:], "ad_id": ad_id, "ad_name": ad["name"], "adset_id": ad["adset_id"],
-                "date_start": day, "date_stop": day,
-                "impressions": str(m["impressions"]), "clicks": str(m["clicks"]), "spend": f"{m['spend']:.2f}",
-                "actions": [{"action_type": "add_to_cart", "value": str(m["add_to_cart"])},
-                            {"action_type": "purchase", "value": str(m["purchases"])}],
-                "action_values": [{"action_type": "purchase", "value": f"{m['purchase_value']:.2f}"}],
-            })
+            rows.append(
+                {
+                    "account_id": self.account[4:],
+                    "ad_id": ad_id,
+                    "ad_name": ad["name"],
+                    "adset_id": ad["adset_id"],
+                    "date_start": day,
+                    "date_stop": day,
+                    "impressions": str(m["impressions"]),
+                    "clicks": str(m["clicks"]),
+                    "spend": f"{m['spend']:.2f}",
+                    "actions": [
+                        {"action_type": "add_to_cart", "value": str(m["add_to_cart"])},
+                        {"action_type": "purchase", "value": str(m["purchases"])},
+                    ],
+                    "action_values": [{"action_type": "purchase", "value": f"{m['purchase_value']:.2f}"}],
+                }
+            )
         return self._page(request, rows, request.path)
 
     # -- sandbox control (not part of the Graph API) -------------------------------------------
     def _control(self, request: Request) -> object:
         action = request.path.removeprefix("/sandbox/")
         if action == "advance":
-            days = int(request.params.get("days", 1))
-            for _ in range(days):
-                self._deliver_one_day()
-            return {"today": str(self.today)}
+            return {"today": str(self.advance(int(request.params.get("days", 1))))}
         if action == "truth":
-            return {ad["id"]: {"name": ad["name"], "true_ctr": self.market.true_ctr(ad.get("factors", {}))}
-                    for ad in self.objects.values() if ad["type"] == "ad"}
+            return {
+                ad["id"]: {"name": ad["name"], "true_ctr": self.market.true_ctr(ad.get("factors", {}))}
+                for ad in self.objects.values()
+                if ad["type"] == "ad"
+            }
         if action == "clock":
             return {"today": str(self.today)}
         raise GraphError(f"unknown sandbox action {action}", code=100, status=404)
+
+    def advance(self, days: int = 1) -> date:
+        """Let the market run ``days`` days (the sandbox's stand-in for time passing)."""
+        with self.lock:
+            for _ in range(days):
+                self._deliver_one_day()
+            return self.today
 
     def _deliver_one_day(self) -> None:
         live = []
@@ -227,8 +289,9 @@ class MetaGraphSandbox(SandboxServer):
             adset = self.objects[ad["adset_id"]]
             if adset["status"] != "ACTIVE":
                 continue
-            live.append({"ad_id": ad["id"], "factors": self.factors_for(ad),
-                         "daily_budget": int(adset["daily_budget"]) / 100})
+            live.append(
+                {"ad_id": ad["id"], "factors": self.factors_for(ad), "daily_budget": int(adset["daily_budget"]) / 100}
+            )
         for row in self.market.simulate_day(live):
             self.daily[(row["ad_id"], str(self.today))] = row
         self.today += timedelta(days=1)

@@ -1,0 +1,112 @@
+"""The brief: what a marketer asks for. A YAML file validated on load; errors name the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from rendering.colour import normalise_hex
+from rendering.profiles import check_aspect
+from rendering.templates import get_template
+
+
+class BriefError(ValueError):
+    """A brief that cannot be used. The message names the file, the field and the problem."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Product(_Strict):
+    model: Path
+    url: str = Field(pattern=r"^https?://")
+    message: str = Field(min_length=1, max_length=500)
+
+
+class MetaSettings(_Strict):
+    account_id: str = Field(pattern=r"^(act_)?\d+$")
+    page_id: str = Field(pattern=r"^\d+$")
+    campaign_id: str = Field(pattern=r"^\d+$")
+
+
+class Autoplay(_Strict):
+    live_variants: int = Field(default=6, ge=2, le=20)
+    keep_per_generation: int = Field(default=3, ge=1)
+    days_per_generation: int = Field(default=2, ge=1, le=30)
+    activate: bool = False
+    exploration_floor: float = Field(default=0.04, ge=0.0, le=0.2)
+    min_impressions: int = Field(default=1000, ge=0)
+
+
+class Brief(_Strict):
+    brand: str = Field(min_length=1)
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,40}$", description="slug used in ad names")
+    product: Product
+    palette: list[str] = Field(min_length=1)
+    templates: list[str] = Field(min_length=1)
+    aspects: list[str] = Field(min_length=1)
+    goal: Literal["ctr", "conversion_rate"] = "ctr"
+    daily_budget: float = Field(gt=0, description="hard cap over all live variants, in account currency")
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    channels: list[Literal["meta", "shopify"]] = Field(min_length=1)
+    meta: MetaSettings | None = None
+    autoplay: Autoplay = Autoplay()
+
+    @field_validator("palette")
+    @classmethod
+    def _palette(cls, v: list[str]) -> list[str]:
+        return [normalise_hex(c) for c in v]
+
+    @field_validator("templates")
+    @classmethod
+    def _templates(cls, v: list[str]) -> list[str]:
+        return [get_template(t).name for t in v]
+
+    @field_validator("aspects")
+    @classmethod
+    def _aspects(cls, v: list[str]) -> list[str]:
+        return [check_aspect(a) for a in v]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Brief:
+        if "meta" in self.channels and self.meta is None:
+            raise ValueError(
+                "channels include 'meta' but the brief has no 'meta' section (account_id, page_id, campaign_id)"
+            )
+        a = self.autoplay
+        if a.keep_per_generation >= a.live_variants:
+            raise ValueError("autoplay.keep_per_generation must be smaller than autoplay.live_variants")
+        if a.exploration_floor * a.live_variants >= 1:
+            raise ValueError("autoplay.exploration_floor x live_variants must stay below 1")
+        if len(self.palette) * len(self.templates) * len(self.aspects) < a.live_variants:
+            raise ValueError("palette x templates x aspects has fewer combinations than autoplay.live_variants")
+        return self
+
+
+def load_brief(path: str | Path) -> Brief:
+    """Load and validate a brief; the product model path is resolved against the brief's folder."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise BriefError(f"{path}: no such brief file") from None
+    except yaml.YAMLError as exc:
+        raise BriefError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise BriefError(f"{path}: a brief must be a YAML mapping of fields")
+    try:
+        brief = Brief.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "brief"
+            problems.append(f"field '{where}': {err['msg'].removeprefix('Value error, ')}")
+        raise BriefError(f"{path}: " + "; ".join(problems)) from None
+    model = brief.product.model if brief.product.model.is_absolute() else (path.parent / brief.product.model)
+    if not model.is_file():
+        raise BriefError(f"{path}: field 'product.model': no model file at {model}")
+    return brief.model_copy(update={"product": brief.product.model_copy(update={"model": model.resolve()})})

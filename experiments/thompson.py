@@ -1,0 +1,67 @@
+"""Beta-Bernoulli Thompson sampling over variants, with allocation as the probability of being best."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.stats import beta as beta_dist
+
+
+def empirical_prior(arms: pd.DataFrame, strength: float = 400.0) -> tuple[float, float]:
+    """A Beta prior centred on the pooled rate, worth ``strength`` trials.
+
+    With a flat Beta(1, 1) prior an untried variant almost always wins a draw against rates of a few
+    percent, so new variants would take the traffic from proven ones. Centring the prior on what the
+    other variants achieve lets a new one compete on equal terms until its own data speaks.
+    """
+    trials = float(arms["trials"].sum())
+    rate = (float(arms["successes"].sum()) + 1.0) / (trials + 2.0)
+    return rate * strength, (1 - rate) * strength
+
+
+class BetaThompson:
+    """Independent Beta posteriors per variant.
+
+    ``fit`` takes a frame with columns ``variant_id``, ``successes`` and ``trials``. Learned attributes:
+    ``variant_ids_``, ``alpha_``, ``beta_``.
+    """
+
+    def __init__(
+        self, prior_alpha: float = 1.0, prior_beta: float = 1.0, n_draws: int = 20000, random_state: int | None = None
+    ) -> None:
+        self.prior_alpha = prior_alpha
+        self.prior_beta = prior_beta
+        self.n_draws = n_draws
+        self.random_state = random_state
+
+    def fit(self, arms: pd.DataFrame) -> BetaThompson:
+        successes = arms["successes"].to_numpy(float)
+        trials = arms["trials"].to_numpy(float)
+        if np.any(successes < 0) or np.any(successes > trials):
+            raise ValueError("successes must lie between 0 and trials for every variant")
+        self.variant_ids_ = arms["variant_id"].astype(str).to_numpy()
+        self.alpha_ = self.prior_alpha + successes
+        self.beta_ = self.prior_beta + trials - successes
+        self._rng = np.random.default_rng(self.random_state)
+        return self
+
+    def posterior_mean(self) -> np.ndarray:
+        return self.alpha_ / (self.alpha_ + self.beta_)
+
+    def interval(self, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+        tail = (1 - level) / 2
+        return beta_dist.ppf(tail, self.alpha_, self.beta_), beta_dist.ppf(1 - tail, self.alpha_, self.beta_)
+
+    def prob_best(self) -> np.ndarray:
+        """P(each variant has the highest rate), by Monte Carlo over the posteriors."""
+        draws = self._rng.beta(self.alpha_[:, None], self.beta_[:, None], size=(len(self.alpha_), self.n_draws))
+        wins = np.bincount(draws.argmax(axis=0), minlength=len(self.alpha_))
+        return wins / self.n_draws
+
+    def allocate(self, exploration_floor: float = 0.0) -> pd.Series:
+        """Traffic shares: P(best), mixed with a floor so every live variant keeps learning."""
+        n = len(self.alpha_)
+        if exploration_floor * n >= 1:
+            raise ValueError("exploration_floor x number of variants must stay below 1")
+        shares = exploration_floor + (1 - exploration_floor * n) * self.prob_best()
+        return pd.Series(shares, index=self.variant_ids_, name="share")

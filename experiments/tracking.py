@@ -1,0 +1,78 @@
+"""MLflow logging of a training: parameters, metrics, the leaderboard and pictures as artifacts.
+
+Only explicitly chosen, non-secret values are logged; nothing from the environment is copied in.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import mlflow  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def log_training(
+    tracking_uri: str,
+    experiment: str,
+    run_name: str,
+    params: dict,
+    metrics: dict,
+    board: pd.DataFrame,
+    history: pd.DataFrame,
+    images: list[Path],
+    tags: dict | None = None,
+) -> str:
+    """Log one training as an MLflow run; returns the run id."""
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run(run_name=run_name, tags=tags or {}) as run, tempfile.TemporaryDirectory() as tmp:
+        mlflow.log_params(params)
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+        board_csv = Path(tmp) / "leaderboard.csv"
+        board.to_csv(board_csv, index=False)
+        mlflow.log_artifact(str(board_csv))
+        mlflow.log_artifact(str(posterior_plot(board, Path(tmp) / "posteriors.png")), "plots")
+        if len(history):
+            mlflow.log_artifact(str(learning_curve(history, Path(tmp) / "learning_curve.png")), "plots")
+        for image in images:
+            mlflow.log_artifact(str(image), "contact_sheets")
+        return run.info.run_id
+
+
+def posterior_plot(board: pd.DataFrame, out: Path) -> Path:
+    """Posterior means with 95% intervals per variant, best at the top."""
+    top = board.head(15).iloc[::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(top) + 1.2))
+    y = range(len(top))
+    ax.errorbar(
+        top["posterior_mean"],
+        y,
+        xerr=[top["posterior_mean"] - top["ci_low"], top["ci_high"] - top["posterior_mean"]],
+        fmt="o",
+        capsize=3,
+    )
+    ax.set_yticks(list(y), [f"{r.template} {r.colour} {r.aspect}" for r in top.itertuples()], fontsize=8)
+    ax.set_xlabel("posterior mean (95% interval)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def learning_curve(history: pd.DataFrame, out: Path) -> Path:
+    """Share of traffic that went to the best live variant, per generation."""
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(history["generation"], history["best_share"], marker="o")
+    ax.set_xlabel("generation")
+    ax.set_ylabel("traffic share of best live variant")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

@@ -1,0 +1,1 @@
+"""Dagster wiring and the CLI: assets, resources, schedules and sensors over the other three packages."""

@@ -1,0 +1,142 @@
+"""One asset per stage of the loop. Each one only wires resources into a function of ``stages``."""
+
+from pathlib import Path
+
+from dagster import (
+    AssetExecutionContext,
+    DynamicPartitionsDefinition,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from pipelines import stages
+from pipelines.resources import ClockResource, KafkaResource, LoopResource, MetaResource, MlflowResource
+
+variant_partitions = DynamicPartitionsDefinition(name="variants")
+
+
+@asset(group_name="loop", description="The next generation: variants kept, new combinations to render.")
+def plan(context: AssetExecutionContext, loop: LoopResource) -> MaterializeResult:
+    brief = loop.brief()
+    result = stages.plan(brief, loop.ledger(), loop.store(), loop.render_profile, loop.seed)
+    if result.new_variant_ids:
+        context.instance.add_dynamic_partitions(variant_partitions.name, result.new_variant_ids)
+    context.log.info(f"generation {result.generation}: {len(result.live)} live, {len(result.new_variant_ids)} new")
+    return MaterializeResult(
+        metadata={
+            "generation": result.generation,
+            "new_variants": MetadataValue.json(result.new_variant_ids),
+            "live": MetadataValue.md(result.live.to_markdown(index=False)),
+        }
+    )
+
+
+@asset(
+    group_name="loop",
+    partitions_def=variant_partitions,
+    pool="gpu",
+    deps=[plan],
+    description="One still per variant, rendered by a Blender worker process (pool 'gpu').",
+)
+def renders(context: AssetExecutionContext, loop: LoopResource) -> MaterializeResult:
+    result = stages.render(loop.brief(), loop.ledger(), context.partition_key, Path(loop.home) / "renders")
+    manifest = result["manifest"]
+    return MaterializeResult(
+        metadata={
+            "status": result["status"],
+            "dir": MetadataValue.path(result["dir"]),
+            "size": f"{manifest['size'][0]}x{manifest['size'][1]}",
+            "render_s": manifest["timings_s"]["render"],
+            "device": manifest["device"]["kind"],
+        }
+    )
+
+
+@asset(group_name="loop", deps=[renders], description="Rendered live variants published as Meta ads.")
+def publications(context: AssetExecutionContext, loop: LoopResource, meta: MetaResource) -> MaterializeResult:
+    brief = loop.brief()
+    published = stages.publish(brief, loop.ledger(), meta.client(brief))
+    context.log.info(f"published {len(published)} new ads")
+    return MaterializeResult(metadata={"published": len(published), "ads": MetadataValue.json(published)})
+
+
+@asset(
+    group_name="loop",
+    deps=[publications],
+    description="Traffic split over live variants by P(best), applied as ad set budgets within the cap.",
+)
+def allocation(
+    context: AssetExecutionContext, loop: LoopResource, meta: MetaResource, clock: ClockResource
+) -> MaterializeResult:
+    brief = loop.brief()
+    shares = stages.allocate(brief, loop.ledger(), loop.store(), meta.client(brief), clock.today(), loop.seed)
+    return MaterializeResult(metadata={"shares": MetadataValue.json({k: round(v, 4) for k, v in shares.items()})})
+
+
+@asset(
+    group_name="loop",
+    deps=[allocation],
+    description="Daily ad insights read back and produced to Kafka as metric snapshots.",
+)
+def performance_events(
+    context: AssetExecutionContext, loop: LoopResource, meta: MetaResource, kafka: KafkaResource, clock: ClockResource
+) -> MaterializeResult:
+    brief = loop.brief()
+    producer = kafka.producer()
+    try:
+        sent = stages.pull_insights(brief, loop.ledger(), meta.client(brief), producer, clock.today())
+    finally:
+        producer.close()
+    context.log.info(f"produced {sent} metric snapshots to {kafka.topic}")
+    return MaterializeResult(metadata={"produced": sent, "topic": kafka.topic})
+
+
+@asset(
+    group_name="loop",
+    deps=[performance_events],
+    description="Kafka events in the DuckDB event store, offsets stored with the data.",
+)
+def event_store(context: AssetExecutionContext, loop: LoopResource, kafka: KafkaResource) -> MaterializeResult:
+    stats = stages.ingest(kafka.ingestor(loop.store()))
+    context.log.info(f"ingested {stats.messages} messages in {stats.batches} batches")
+    return MaterializeResult(
+        metadata={
+            "messages": stats.messages,
+            "stored": stats.stored,
+            "duplicates": stats.duplicates,
+            "snapshots": stats.snapshots,
+            "dead_letters": stats.dead_letters,
+            "dead_by_reason": MetadataValue.json(stats.dead_by_reason),
+            "events_per_s": round(stats.messages / stats.seconds, 1) if stats.seconds else 0.0,
+        }
+    )
+
+
+@asset(
+    group_name="loop",
+    deps=[event_store],
+    description="Thompson-sampling policy fitted on the store; an MLflow run with leaderboard and sheet.",
+)
+def policy(context: AssetExecutionContext, loop: LoopResource, mlflow: MlflowResource) -> MaterializeResult:
+    brief = loop.brief()
+    out = stages.train(
+        brief,
+        loop.ledger(),
+        loop.store(),
+        mlflow.tracking_uri,
+        mlflow.experiment,
+        Path(loop.home) / "contact_sheets",
+        loop.seed,
+    )
+    return MaterializeResult(
+        metadata={
+            "mlflow_run_id": out["run_id"],
+            "generation": out["generation"],
+            "contact_sheet": MetadataValue.path(str(out["sheet"])),
+            "leaderboard": MetadataValue.md(out["board"].head(10).to_markdown(index=False, floatfmt=".4f")),
+        }
+    )
+
+
+LOOP_ASSETS = [plan, renders, publications, allocation, performance_events, event_store, policy]

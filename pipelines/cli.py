@@ -1,0 +1,188 @@
+"""The ``autoplay`` command line (typer + rich)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pipelines.settings import REPO, load_settings
+
+app = typer.Typer(
+    help="autoplay: render product variants, publish them, learn what wins.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+console = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True)
+
+
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(2)
+
+
+@app.command()
+def demo(
+    brief: Path = typer.Option(REPO / "examples" / "waterbottle" / "brief.yaml", help="brief YAML file"),
+    generations: int = typer.Option(3, min=1, max=20),
+    profile: str = typer.Option("preview", help="render profile: thumbnail, preview or production"),
+    seed: int = typer.Option(0, help="seed of the simulated market and the policy"),
+) -> None:
+    """Run generations of the loop against the sandbox on the embedded defaults, through Dagster."""
+    from experiments.brief import BriefError, load_brief
+    from experiments.market import SimulatedMarket
+    from pipelines.demo import run_demo
+
+    logging.getLogger("kafka").setLevel(logging.ERROR)
+    try:
+        parsed = load_brief(brief)
+    except BriefError as exc:
+        _fail(str(exc))
+    settings = load_settings()
+    started = time.perf_counter()
+    columns = [
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    ]
+    with Progress(*columns, console=console) as progress:
+        loop = progress.add_task("generations", total=generations)
+        step = progress.add_task("starting broker and sandbox", total=None)
+        renders = progress.add_task("renders", total=0, visible=False)
+
+        class Bars:
+            def stage(self, generation: int, name: str) -> None:
+                progress.update(step, description=f"generation {generation}: {name}")
+                if name == "plan" and generation:
+                    progress.advance(loop)
+
+            def renders_planned(self, generation: int, n: int) -> None:
+                progress.reset(renders, total=n, visible=True, description=f"generation {generation}: renders")
+
+            def render_done(self, variant_id: str) -> None:
+                progress.advance(renders)
+
+        try:
+            result = run_demo(settings, brief, generations, profile, SimulatedMarket(seed=seed), Bars(), seed)
+        except KeyboardInterrupt:
+            _fail("interrupted; the broker and sandbox were stopped")
+        progress.update(loop, completed=generations)
+        progress.update(step, description="done", total=1, completed=1)
+
+    _print_leaderboard(result.leaderboard, parsed.goal)
+    shares = Table(title="Traffic share of the best live variant (true rates known to the sandbox)")
+    for col in ("generation", "best live variant", "true CTR", "impressions", "traffic share"):
+        shares.add_column(col, justify="right")
+    for r in result.best_share.itertuples():
+        shares.add_row(str(r.generation), r.variant_id, f"{r.true_rate:.3%}", f"{r.impressions:,.0f}", f"{r.share:.1%}")
+    console.print(shares)
+    console.print(f"events stored: {result.event_counts}")
+    console.print(f"renders:         {result.renders_dir}")
+    for sheet in result.sheets:
+        console.print(f"contact sheet:   {sheet}")
+    console.print(f"Dagster home:    {result.dagster_home}")
+    console.print(f"MLflow store:    {result.mlflow_uri}")
+    console.print(f"finished in {time.perf_counter() - started:.0f} s")
+
+
+def _print_leaderboard(board, goal: str) -> None:
+    table = Table(title=f"Leaderboard ({goal})")
+    for col in (
+        "variant",
+        "template",
+        "colour",
+        "aspect",
+        "impressions",
+        "clicks",
+        "CTR",
+        "posterior mean",
+        "95% interval",
+        "traffic share",
+    ):
+        table.add_column(col, justify="right" if col not in ("variant", "template") else "left")
+    for r in board.itertuples():
+        table.add_row(
+            r.variant_id,
+            r.template,
+            r.colour,
+            r.aspect,
+            f"{r.impressions:,.0f}",
+            f"{r.clicks:,.0f}",
+            f"{r.clicks / r.impressions:.3%}" if r.impressions else "-",
+            f"{r.posterior_mean:.3%}",
+            f"{r.ci_low:.3%} - {r.ci_high:.3%}",
+            f"{r.traffic_share:.1%}",
+        )
+    console.print(table)
+
+
+@app.command()
+def templates() -> None:
+    """List the shipped templates."""
+    from rendering.templates import TEMPLATES
+
+    for t in TEMPLATES.values():
+        console.print(f"[bold]{t.name:<10}[/] {t.description}")
+
+
+@app.command()
+def render(
+    model: Path = typer.Argument(..., help="product model: .glb, .gltf, .obj or .blend"),
+    template: str = typer.Option(..., help="template name (see `autoplay templates`)"),
+    colour: str = typer.Option(..., help="background colour as #RRGGBB"),
+    aspect: list[str] = typer.Option(["1:1"], help="aspect ratio; repeat for several"),
+    profile: str = typer.Option("preview", help="thumbnail, preview or production"),
+    out: Path = typer.Option(Path("renders"), help="output folder"),
+) -> None:
+    """Render one product directly: a PNG, a JPEG and a manifest.json per aspect."""
+    from pydantic import ValidationError
+
+    from rendering.batch import render_batch
+    from rendering.spec import RenderJob
+
+    try:
+        jobs = [
+            RenderJob(model_path=str(model), template=template, colour=colour, aspect=a, profile=profile)
+            for a in aspect
+        ]
+    except ValidationError as exc:
+        _fail(
+            "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
+        )
+    except FileNotFoundError:
+        _fail(f"{model}: no such model file")
+    failed = 0
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console
+    ) as progress:
+        task = progress.add_task("rendering", total=len(jobs))
+        results = render_batch(jobs, out, on_result=lambda r: progress.advance(task))
+    for job, r in zip(jobs, results):
+        if r["status"] == "failed":
+            failed += 1
+            err.print(f"[red]{job.aspect} failed:[/] {r['error']}")
+        else:
+            console.print(f"{job.aspect} {r['status']}: {r['dir']}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def config() -> None:
+    """Show the settings in force (no secrets)."""
+    settings = load_settings()
+    console.print_json(json.dumps({k: str(v) for k, v in settings.__dict__.items()}))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,84 @@
+"""Dagster resources: thin handles on the connectors, configured from settings and the environment.
+
+Secrets are EnvVar references, so Dagster run config shows the variable's name, never its value.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from datetime import date
+
+from dagster import ConfigurableResource
+
+from connectors.event_store import EventStore
+from connectors.kafka_events import EventIngestor, EventProducer
+from connectors.ledger import Ledger
+from connectors.meta import DEFAULT_GRAPH_URL, MetaAds
+from experiments.brief import Brief, load_brief
+from pipelines.settings import kafka_client_config
+
+
+class LoopResource(ConfigurableResource):
+    """The brief and the local state of the loop (event store, ledger, renders)."""
+
+    brief_path: str
+    home: str
+    render_profile: str = "preview"
+    seed: int = 0
+
+    def brief(self) -> Brief:
+        return load_brief(self.brief_path)
+
+    def store(self) -> EventStore:
+        return EventStore(f"{self.home}/events.duckdb")
+
+    def ledger(self) -> Ledger:
+        return Ledger(self.store())
+
+
+class KafkaResource(ConfigurableResource):
+    bootstrap_servers: str
+    topic: str = "autoplay.events"
+    dead_letter_topic: str = "autoplay.events.dead"
+
+    def producer(self) -> EventProducer:
+        return EventProducer(self.bootstrap_servers, self.topic, **kafka_client_config())
+
+    def ingestor(self, store: EventStore) -> EventIngestor:
+        return EventIngestor(self.bootstrap_servers, self.topic, store, self.dead_letter_topic, **kafka_client_config())
+
+
+class MetaResource(ConfigurableResource):
+    access_token: str
+    graph_url: str = DEFAULT_GRAPH_URL
+    timeout_s: float = 30.0
+
+    def client(self, brief: Brief) -> MetaAds:
+        if brief.meta is None:
+            raise ValueError("the brief has no 'meta' section")
+        return MetaAds(
+            self.access_token,
+            brief.meta.account_id,
+            brief.meta.page_id,
+            brief.meta.campaign_id,
+            graph_url=self.graph_url,
+            timeout=self.timeout_s,
+        )
+
+
+class ClockResource(ConfigurableResource):
+    """Today's date for the loop: the system clock, or the sandbox market's clock when ``sandbox_url`` is set."""
+
+    sandbox_url: str = ""
+
+    def today(self) -> date:
+        if not self.sandbox_url:
+            return date.today()
+        with urllib.request.urlopen(f"{self.sandbox_url}/sandbox/clock", timeout=10) as resp:
+            return date.fromisoformat(json.load(resp)["today"])
+
+
+class MlflowResource(ConfigurableResource):
+    tracking_uri: str
+    experiment: str = "autoplay"

@@ -1,0 +1,68 @@
+"""All configuration of the loop, from the environment, with defaults that work on one machine.
+
+Production values come from the environment (or dagster_home), never from edits to code.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    brief_path: Path
+    dagster_home: Path
+    kafka_bootstrap_servers: str | None
+    events_topic: str
+    dead_letter_topic: str
+    meta_graph_url: str | None
+    mlflow_tracking_uri: str
+    mlflow_experiment: str
+    render_profile: str
+
+    @property
+    def event_store_path(self) -> Path:
+        return self.home / "events.duckdb"
+
+    @property
+    def renders_dir(self) -> Path:
+        return self.home / "renders"
+
+    @property
+    def sheets_dir(self) -> Path:
+        return self.home / "contact_sheets"
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if env is None else env)
+    home = Path(env.get("AUTOPLAY_HOME", REPO / "var")).resolve()
+    return Settings(
+        home=home,
+        brief_path=Path(env.get("AUTOPLAY_BRIEF", REPO / "examples" / "waterbottle" / "brief.yaml")).resolve(),
+        dagster_home=Path(env.get("DAGSTER_HOME", REPO / "dagster_home")).resolve(),
+        kafka_bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
+        events_topic=env.get("AUTOPLAY_EVENTS_TOPIC", "autoplay.events"),
+        dead_letter_topic=env.get("AUTOPLAY_DEAD_LETTER_TOPIC", "autoplay.events.dead"),
+        meta_graph_url=env.get("META_GRAPH_URL") or None,
+        mlflow_tracking_uri=env.get("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}"),
+        mlflow_experiment=env.get("AUTOPLAY_MLFLOW_EXPERIMENT", "autoplay"),
+        render_profile=env.get("AUTOPLAY_RENDER_PROFILE", "preview"),
+    )
+
+
+def kafka_client_config(env: dict[str, str] | None = None) -> dict:
+    """SASL/TLS options for a production cluster, from KAFKA_* variables (none for the embedded broker)."""
+    env = dict(os.environ if env is None else env)
+    config = {}
+    if env.get("KAFKA_SECURITY_PROTOCOL"):
+        config["security_protocol"] = env["KAFKA_SECURITY_PROTOCOL"]
+    if env.get("KAFKA_SASL_MECHANISM"):
+        config["sasl_mechanism"] = env["KAFKA_SASL_MECHANISM"]
+        config["sasl_plain_username"] = env.get("KAFKA_SASL_USERNAME")
+        config["sasl_plain_password"] = env.get("KAFKA_SASL_PASSWORD")
+    return config

@@ -1,0 +1,276 @@
+"""The stages of the loop as plain functions over explicit objects; the Dagster assets only call these.
+
+This is where the packages' boundary types are translated into each other: planned factors into render
+jobs, renders into creatives to publish, insights into events, stored events into arm statistics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from connectors.event_store import EventStore
+from connectors.events import snapshots_from_insights
+from connectors.kafka_events import EventIngestor, EventProducer, IngestStats
+from connectors.ledger import Ledger
+from connectors.meta import CreativeToPublish, MetaAds
+from experiments import planning
+from experiments.brief import Brief
+from experiments.tracking import log_training
+from rendering.batch import render_batch
+from rendering.contact_sheet import contact_sheet
+from rendering.spec import RenderJob
+
+INSIGHTS_LOOKBACK_DAYS = 28  # Meta restates numbers for weeks: re-read them, snapshots upsert
+
+
+def render_job(brief: Brief, factors: dict, profile: str) -> RenderJob:
+    return RenderJob(
+        model_path=str(brief.product.model),
+        template=factors["template"],
+        colour=factors["colour"],
+        aspect=factors["aspect"],
+        profile=profile,
+    )
+
+
+@dataclass
+class PlanResult:
+    generation: int
+    live: pd.DataFrame
+    new_variant_ids: list[str]
+
+
+def plan(brief: Brief, ledger: Ledger, store: EventStore, profile: str, seed: int = 0) -> PlanResult:
+    """Choose the next generation's live variants and record them, with their decisions, in the ledger."""
+    current = ledger.current_generation(brief.name)
+    generation = 0 if current is None else current + 1
+    rng = np.random.default_rng([seed, generation])
+    known = ledger.variants(brief.name)
+    live = ledger.live(brief.name, current) if current is not None else known.iloc[0:0]
+    live = live[live["render_status"] == "rendered"] if len(live) else live
+    arms = planning.arm_table(brief, known, store.variant_daily()) if len(known) else None
+    tried = {planning.factor_key(r) for r in known.to_dict("records")}
+    decisions = planning.plan_generation(brief, live, arms, tried, rng)
+
+    rows, logged = [], []
+    for d in decisions:
+        job = render_job(brief, d.factors, profile)
+        rows.append({"variant_id": job.variant_id, **d.factors, "profile": profile})
+        logged.append(
+            {
+                "kind": d.kind,
+                "variant_id": job.variant_id,
+                "factors": d.factors,
+                "propensity": d.propensity,
+                "policy_version": f"plan-g{generation}",
+            }
+        )
+    planned = pd.DataFrame(rows)
+    ledger.start_generation(brief.name, generation, planned, logged)
+    new_ids = [r["variant_id"] for r, d in zip(rows, decisions) if d.kind == "explore"]
+    return PlanResult(generation, planned, new_ids)
+
+
+def render(brief: Brief, ledger: Ledger, variant_id: str, out_root: Path, on_result=None) -> dict:
+    """Render one planned variant in a worker process and record the outcome in the ledger."""
+    v = ledger.variant(variant_id)
+    job = render_job(brief, v, v["profile"])
+    if job.variant_id != variant_id:
+        raise ValueError(f"variant {variant_id}: its inputs changed since it was planned (now {job.variant_id})")
+    [result] = render_batch([job], out_root, on_result=on_result)
+    if result["status"] == "failed":
+        ledger.set_render(variant_id, "failed", None, result["error"])
+        raise RuntimeError(f"render of {variant_id} failed: {result['error']}")
+    ledger.set_render(variant_id, "rendered", result["dir"])
+    return result
+
+
+def publish(brief: Brief, ledger: Ledger, meta: MetaAds) -> list[dict]:
+    """Publish every rendered live variant not yet on Meta; an intent is recorded before creating."""
+    generation = ledger.current_generation(brief.name)
+    live = ledger.live(brief.name, generation)
+    done = set(ledger.publications("meta")["variant_id"])
+    out = []
+    for v in live[(live["render_status"] == "rendered") & ~live["variant_id"].isin(done)].itertuples():
+        ledger.record_intent(v.variant_id, "meta")
+        creative = CreativeToPublish(
+            variant_id=v.variant_id,
+            brief=brief.name,
+            image_path=Path(v.render_dir) / "still.jpg",
+            link_url=brief.product.url,
+            message=brief.product.message,
+            factors={"template": v.template, "colour": v.colour, "aspect": v.aspect},
+        )
+        minimum = 100
+        pub = meta.publish(creative, daily_budget_cents=minimum, activate=False)
+        ledger.record_publication(
+            v.variant_id,
+            "meta",
+            ad_id=pub.ad_id,
+            adset_id=pub.adset_id,
+            creative_id=pub.creative_id,
+            image_hash=pub.image_hash,
+            status=pub.status,
+        )
+        out.append(pub.__dict__)
+    return out
+
+
+def allocate(brief: Brief, ledger: Ledger, store: EventStore, meta: MetaAds, today: date, seed: int = 0) -> pd.Series:
+    """Split today's budget over the live variants by P(best); pause everything else we published.
+
+    Runs every day: the allocation follows the evidence daily, while creatives change per generation.
+    """
+    generation = ledger.current_generation(brief.name)
+    live = ledger.live(brief.name, generation)
+    pubs = ledger.publications("meta").set_index("variant_id")
+    live = live[live["variant_id"].isin(pubs.index)]
+    if live.empty:
+        raise RuntimeError(f"generation {generation} has no published variant to allocate traffic to")
+    arms = planning.arm_table(brief, live, store.variant_daily())
+    shares = planning.allocate(brief, arms, np.random.default_rng([seed, generation, today.toordinal()]))
+    budgets = planning.budgets_in_cents(brief, shares)
+    for variant_id, pub in pubs.iterrows():
+        active = variant_id in budgets.index and brief.autoplay.activate
+        cents = int(budgets.get(variant_id, 100))
+        meta.set_delivery(pub["adset_id"], pub["ad_id"], cents, active)
+        ledger.set_status(variant_id, "meta", "ACTIVE" if active else "PAUSED")
+    ledger.log_decisions(
+        brief.name,
+        generation,
+        [
+            {
+                "kind": "allocate",
+                "variant_id": vid,
+                "propensity": float(s),
+                "policy_version": f"ts-g{generation}",
+                "factors": {"daily_budget_cents": int(budgets[vid]), "day": today.isoformat()},
+            }
+            for vid, s in shares.items()
+        ],
+    )
+    ledger.extend_window(brief.name, generation, today)
+    return shares
+
+
+def pull_insights(brief: Brief, ledger: Ledger, meta: MetaAds, producer: EventProducer, today: date) -> int:
+    """Read back daily ad insights up to yesterday and produce them to Kafka as metric snapshots."""
+    gens = ledger.generations(brief.name).dropna(subset=["since"])
+    if gens.empty:
+        return 0
+    since = max(pd.Timestamp(gens["since"].min()).date(), today - timedelta(days=INSIGHTS_LOOKBACK_DAYS))
+    until = today - timedelta(days=1)
+    if until < since:
+        return 0
+    variant_of = dict(zip(ledger.publications("meta")["ad_id"], ledger.publications("meta")["variant_id"]))
+    rows = meta.insights(since, until)
+    return producer.send(snapshots_from_insights(rows, variant_of, channel="meta"))
+
+
+def ingest(ingestor: EventIngestor) -> IngestStats:
+    return ingestor.run(until_idle=True)
+
+
+def traffic_by_generation(ledger: Ledger, store: EventStore, brief: Brief) -> pd.DataFrame:
+    """Impressions per generation and live variant, over each generation's window of days."""
+    daily = store.variant_daily()
+    gens = ledger.generations(brief.name).dropna(subset=["since"])
+    live = ledger.live_history(brief.name)
+    rows = []
+    for g in gens.itertuples():
+        window = daily[(daily["day"] >= pd.Timestamp(g.since)) & (daily["day"] <= pd.Timestamp(g.until))]
+        imps = window.groupby("variant_id")["impressions"].sum()
+        for vid in live[live["generation"] == g.generation]["variant_id"]:
+            rows.append({"generation": g.generation, "variant_id": vid, "impressions": float(imps.get(vid, 0.0))})
+    df = pd.DataFrame(rows, columns=["generation", "variant_id", "impressions"])
+    totals = df.groupby("generation")["impressions"].transform("sum")
+    df["share"] = np.where(totals > 0, df["impressions"] / totals.where(totals > 0, 1), 0.0)
+    return df
+
+
+def train(
+    brief: Brief, ledger: Ledger, store: EventStore, tracking_uri: str, experiment: str, sheets_dir: Path, seed: int = 0
+) -> dict:
+    """Fit the policy on everything stored, log it to MLflow with leaderboard and contact sheet."""
+    generation = ledger.current_generation(brief.name)
+    board, traffic = current_leaderboard(brief, ledger, store, seed)
+    latest = traffic[traffic["generation"] == generation].set_index("variant_id")["share"]
+    best = board.iloc[0]["variant_id"]
+    history = (
+        traffic[traffic["variant_id"] == best]
+        .groupby("generation")["share"]
+        .sum()
+        .reindex(sorted(traffic["generation"].unique()), fill_value=0.0)
+        .rename("best_share")
+        .reset_index()
+    )
+    sheet = generation_sheet(brief, ledger, board, generation, sheets_dir)
+    num, den = planning.GOAL_COLUMNS[brief.goal]
+    run_id = log_training(
+        tracking_uri,
+        experiment,
+        run_name=f"{brief.name}-g{generation}",
+        params={
+            "brief": brief.name,
+            "generation": generation,
+            "goal": brief.goal,
+            "policy": "beta-thompson",
+            "live_variants": brief.autoplay.live_variants,
+            "exploration_floor": brief.autoplay.exploration_floor,
+            "daily_budget": brief.daily_budget,
+        },
+        metrics={
+            "variants": len(board),
+            f"total_{den}": board[den].sum(),
+            f"total_{num}": board[num].sum(),
+            "best_posterior_mean": board.iloc[0]["posterior_mean"],
+            "best_p_best": board.iloc[0]["p_best"],
+            "best_traffic_share": float(latest.get(best, 0.0)),
+        },
+        board=board,
+        history=history,
+        images=[sheet],
+        tags={"autoplay.brief": brief.name, "autoplay.generation": str(generation)},
+    )
+    ledger.set_policy_run(brief.name, generation, run_id)
+    return {"run_id": run_id, "board": board, "sheet": sheet, "generation": generation}
+
+
+def current_leaderboard(
+    brief: Brief, ledger: Ledger, store: EventStore, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The leaderboard of every rendered variant, with traffic shares of the latest generation."""
+    generation = ledger.current_generation(brief.name)
+    variants = ledger.variants(brief.name)
+    variants = variants[variants["render_status"] == "rendered"].reset_index(drop=True)
+    traffic = traffic_by_generation(ledger, store, brief)
+    latest = traffic[traffic["generation"] == generation].set_index("variant_id")["share"]
+    board = planning.leaderboard(
+        brief, variants, store.variant_daily(), latest, np.random.default_rng([seed, generation, 2])
+    )
+    return board, traffic
+
+
+def generation_sheet(brief: Brief, ledger: Ledger, board: pd.DataFrame, generation: int, sheets_dir: Path) -> Path:
+    live = ledger.live(brief.name, generation)
+    live = live[live["render_status"] == "rendered"]
+    stats = board.set_index("variant_id")
+    items = []
+    for v in live.itertuples():
+        rate = stats.loc[v.variant_id, brief.goal] if v.variant_id in stats.index else 0.0
+        items.append(
+            (
+                Path(v.render_dir) / "still.png",
+                f"{v.template} {v.colour} {v.aspect}\n{v.variant_id}  {brief.goal} {rate:.2%}",
+            )
+        )
+    return contact_sheet(
+        items,
+        Path(sheets_dir) / brief.name / f"generation-{generation}.png",
+        title=f"{brief.brand} / {brief.name}: generation {generation}",
+    )
