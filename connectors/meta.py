@@ -18,6 +18,8 @@ from facebook_business.api import FacebookAdsApi
 from facebook_business.exceptions import FacebookRequestError
 from facebook_business.session import FacebookSession
 
+from connectors.secrets import register_secret
+
 DEFAULT_GRAPH_URL = "https://graph.facebook.com"
 
 
@@ -70,8 +72,12 @@ class MetaAds:
         api_version: str | None = None,
         timeout: float = 30.0,
     ) -> None:
+        register_secret(access_token)
         session = FacebookSession(access_token=access_token, timeout=timeout)
         session.GRAPH = graph_url.rstrip("/")
+        # The SDK sends the token as a query parameter, where HTTP libraries log it; send it as a header.
+        session.requests.params.pop("access_token", None)
+        session.requests.headers["Authorization"] = f"OAuth {access_token}"
         self._api = FacebookAdsApi(session, api_version=api_version)
         self.account_id = account_id if account_id.startswith("act_") else f"act_{account_id}"
         self.page_id = page_id

@@ -37,8 +37,10 @@ def factor_key(factors: dict) -> tuple:
 def arm_table(brief: Brief, variants: pd.DataFrame, daily: pd.DataFrame) -> pd.DataFrame:
     """Successes and trials per variant for the brief's goal, zero for variants with no data yet."""
     num, den = GOAL_COLUMNS[brief.goal]
-    totals = daily.groupby("variant_id")[[num, den]].sum() if len(daily) else pd.DataFrame(columns=[num, den])
-    arms = variants[["variant_id"]].merge(totals, left_on="variant_id", right_index=True, how="left").fillna(0.0)
+    totals = daily.groupby("variant_id")[[num, den]].sum().astype(float) if len(daily) else None
+    arms = variants[["variant_id"]].copy()
+    arms[num] = arms["variant_id"].map(totals[num]).fillna(0.0) if totals is not None else 0.0
+    arms[den] = arms["variant_id"].map(totals[den]).fillna(0.0) if totals is not None else 0.0
     return arms.rename(columns={num: "successes", den: "trials"})[["variant_id", "successes", "trials"]]
 
 
@@ -58,7 +60,7 @@ def plan_generation(
         judged = (
             arms.set_index("variant_id").loc[live["variant_id"], "trials"].to_numpy() >= brief.autoplay.min_impressions
         )
-        score = np.where(judged, policy.prob_best(), np.inf)  # unjudged variants stay until judged
+        score = np.where(judged, policy.posterior_mean(), np.inf)  # unjudged variants stay until judged
         order = np.argsort(-score, kind="stable")[:keep_n]
         for i in order:
             row = live.iloc[i]
@@ -77,11 +79,21 @@ def allocate(brief: Brief, arms: pd.DataFrame, rng: np.random.Generator) -> pd.S
 
 
 def budgets_in_cents(brief: Brief, shares: pd.Series, minimum_cents: int = 100) -> pd.Series:
-    """Per-variant daily budgets whose total never exceeds the brief's cap (a hard constraint)."""
+    """Per-variant daily budgets: the platform minimum each, the rest split by share.
+
+    The total never exceeds the brief's cap (a hard constraint); a cap too small to give every live
+    variant the minimum is refused rather than overspent.
+    """
     cap = int(round(brief.daily_budget * 100))
-    cents = np.maximum(np.floor(shares.to_numpy() * cap), minimum_cents).astype(int)
-    while cents.sum() > cap:  # floors can push the total over: take it back from the largest
-        cents[np.argmax(cents)] -= cents.sum() - cap
+    n = len(shares)
+    if minimum_cents * n > cap:
+        raise ValueError(
+            f"daily_budget {brief.daily_budget} cannot give {n} live variants the minimum of "
+            f"{minimum_cents / 100:.2f} each"
+        )
+    spare = cap - minimum_cents * n
+    weights = shares.to_numpy(float) / shares.sum()
+    cents = minimum_cents + np.floor(weights * spare).astype(int)
     return pd.Series(cents, index=shares.index, name="daily_budget_cents")
 
 

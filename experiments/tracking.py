@@ -6,6 +6,7 @@ Only explicitly chosen, non-secret values are logged; nothing from the environme
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -16,9 +17,23 @@ import mlflow  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
+@dataclass(frozen=True)
+class TrackingTarget:
+    """Where trainings are logged. ``artifact_location`` is for local stores; servers choose their own."""
+
+    tracking_uri: str
+    experiment: str = "autoplay"
+    artifact_location: str | None = None
+
+    def activate(self) -> None:
+        mlflow.set_tracking_uri(self.tracking_uri)
+        if mlflow.get_experiment_by_name(self.experiment) is None:
+            mlflow.create_experiment(self.experiment, artifact_location=self.artifact_location)
+        mlflow.set_experiment(self.experiment)
+
+
 def log_training(
-    tracking_uri: str,
-    experiment: str,
+    target: TrackingTarget,
     run_name: str,
     params: dict,
     metrics: dict,
@@ -28,8 +43,7 @@ def log_training(
     tags: dict | None = None,
 ) -> str:
     """Log one training as an MLflow run; returns the run id."""
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment(experiment)
+    target.activate()
     with mlflow.start_run(run_name=run_name, tags=tags or {}) as run, tempfile.TemporaryDirectory() as tmp:
         mlflow.log_params(params)
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()})

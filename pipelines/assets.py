@@ -124,8 +124,7 @@ def policy(context: AssetExecutionContext, loop: LoopResource, mlflow: MlflowRes
         brief,
         loop.ledger(),
         loop.store(),
-        mlflow.tracking_uri,
-        mlflow.experiment,
+        mlflow.target(),
         Path(loop.home) / "contact_sheets",
         loop.seed,
     )

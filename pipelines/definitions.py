@@ -68,7 +68,11 @@ def build_resources(settings: Settings, sandbox_url: str = "", seed: int = 0) ->
             graph_url=settings.meta_graph_url or sandbox_url or DEFAULT_GRAPH_URL,
         ),
         "clock": ClockResource(sandbox_url=sandbox_url),
-        "mlflow": MlflowResource(tracking_uri=settings.mlflow_tracking_uri, experiment=settings.mlflow_experiment),
+        "mlflow": MlflowResource(
+            tracking_uri=settings.mlflow_tracking_uri,
+            experiment=settings.mlflow_experiment,
+            artifact_location=settings.mlflow_artifact_location,
+        ),
     }
 
 

@@ -32,7 +32,7 @@ from pipelines.assets import (
     renders,
 )
 from pipelines.definitions import build_resources
-from pipelines.settings import Settings
+from pipelines.settings import REPO, Settings
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -75,6 +75,8 @@ def run_demo(
     shutil.rmtree(settings.sheets_dir / brief.name, ignore_errors=True)
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    if not (settings.dagster_home / "dagster.yaml").exists():  # a new Dagster home gets the shipped config
+        shutil.copy(REPO / "dagster_home" / "dagster.yaml", settings.dagster_home / "dagster.yaml")
 
     with ExitStack() as stack:
         bootstrap = settings.kafka_bootstrap_servers

@@ -16,6 +16,7 @@ from connectors.kafka_events import EventIngestor, EventProducer
 from connectors.ledger import Ledger
 from connectors.meta import DEFAULT_GRAPH_URL, MetaAds
 from experiments.brief import Brief, load_brief
+from experiments.tracking import TrackingTarget
 from pipelines.settings import kafka_client_config
 
 
@@ -82,3 +83,7 @@ class ClockResource(ConfigurableResource):
 class MlflowResource(ConfigurableResource):
     tracking_uri: str
     experiment: str = "autoplay"
+    artifact_location: str | None = None
+
+    def target(self) -> TrackingTarget:
+        return TrackingTarget(self.tracking_uri, self.experiment, self.artifact_location)

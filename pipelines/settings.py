@@ -23,6 +23,7 @@ class Settings:
     meta_graph_url: str | None
     mlflow_tracking_uri: str
     mlflow_experiment: str
+    mlflow_artifact_location: str | None
     render_profile: str
 
     @property
@@ -51,6 +52,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         meta_graph_url=env.get("META_GRAPH_URL") or None,
         mlflow_tracking_uri=env.get("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}"),
         mlflow_experiment=env.get("AUTOPLAY_MLFLOW_EXPERIMENT", "autoplay"),
+        # a local store keeps artifacts beside it; a tracking server decides for itself
+        mlflow_artifact_location=env.get("AUTOPLAY_MLFLOW_ARTIFACTS")
+        or ((home / "mlartifacts").as_uri() if "MLFLOW_TRACKING_URI" not in env else None),
         render_profile=env.get("AUTOPLAY_RENDER_PROFILE", "preview"),
     )
 

@@ -20,7 +20,7 @@ from connectors.ledger import Ledger
 from connectors.meta import CreativeToPublish, MetaAds
 from experiments import planning
 from experiments.brief import Brief
-from experiments.tracking import log_training
+from experiments.tracking import TrackingTarget, log_training
 from rendering.batch import render_batch
 from rendering.contact_sheet import contact_sheet
 from rendering.spec import RenderJob
@@ -194,7 +194,7 @@ def traffic_by_generation(ledger: Ledger, store: EventStore, brief: Brief) -> pd
 
 
 def train(
-    brief: Brief, ledger: Ledger, store: EventStore, tracking_uri: str, experiment: str, sheets_dir: Path, seed: int = 0
+    brief: Brief, ledger: Ledger, store: EventStore, tracking: TrackingTarget, sheets_dir: Path, seed: int = 0
 ) -> dict:
     """Fit the policy on everything stored, log it to MLflow with leaderboard and contact sheet."""
     generation = ledger.current_generation(brief.name)
@@ -212,8 +212,7 @@ def train(
     sheet = generation_sheet(brief, ledger, board, generation, sheets_dir)
     num, den = planning.GOAL_COLUMNS[brief.goal]
     run_id = log_training(
-        tracking_uri,
-        experiment,
+        tracking,
         run_name=f"{brief.name}-g{generation}",
         params={
             "brief": brief.name,

@@ -61,7 +61,7 @@ class MetaGraphSandbox(SandboxServer):
                 match = _PATH.match(request.path)
                 if not match:
                     raise GraphError(f"Unknown path components: {request.path}", code=2500)
-                if request.params.get("access_token") != self.access_token:
+                if self._token(request) != self.access_token:
                     raise GraphError("Invalid OAuth access token - Cannot parse access token", code=190)
                 return (
                     200,
@@ -70,6 +70,14 @@ class MetaGraphSandbox(SandboxServer):
                 )
         except GraphError as err:
             return err.status, {}, err.body
+
+    @staticmethod
+    def _token(request: Request) -> str | None:
+        """The token from ``Authorization: OAuth|Bearer ...`` or, as the Graph API also allows, the query."""
+        scheme, _, value = (request.headers.get("Authorization") or "").partition(" ")
+        if scheme in ("OAuth", "Bearer") and value:
+            return value
+        return request.params.get("access_token")
 
     def _graph(self, request: Request, path: str) -> object:
         parts = path.strip("/").split("/")
@@ -209,7 +217,7 @@ class MetaGraphSandbox(SandboxServer):
             "paging": {"cursors": {"before": str(offset), "after": str(offset + limit)}},
         }
         if offset + limit < len(rows):
-            params = {k: v for k, v in request.params.items()}
+            params = dict(request.params)
             params["after"] = str(offset + limit)
             page["paging"]["next"] = f"{self.url}{request.path}?{urlencode(params)}"
         return page

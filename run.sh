@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs autoplay into .venv (first run, and again whenever pyproject.toml changes), then runs:
+#   ./run.sh demo [options]   the main job: the loop against the sandbox on the embedded defaults
+#   ./run.sh test [args]      the test suite (pytest)
+#   ./run.sh ARGS...          any other `autoplay` command
+set -euo pipefail
+cd "$(dirname "$0")"
+
+python=${PYTHON:-}
+if [ -z "$python" ]; then
+  for candidate in python3.11 python3; do
+    if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+      python=$candidate; break
+    fi
+  done
+fi
+[ -n "$python" ] || { echo "autoplay needs Python 3.11 (bpy 5.0 wheels exist only for it); set PYTHON=" >&2; exit 2; }
+
+if [ ! -x .venv/bin/autoplay ] || [ pyproject.toml -nt .venv/.installed ]; then
+  echo "Installing autoplay and its dependencies into .venv ..." >&2
+  "$python" -m venv .venv
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' 2> >(grep -v "^WARNING: Location" >&2)
+  touch .venv/.installed
+fi
+
+command=${1:-demo}
+[ $# -gt 0 ] && shift
+case "$command" in
+  test) exec .venv/bin/python -m pytest "$@" ;;
+  *) exec .venv/bin/autoplay "$command" "$@" ;;
+esac

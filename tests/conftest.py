@@ -1,0 +1,44 @@
+"""Shared fixtures: the real Kafka broker (Tansu), the shipped product model, a brief for tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from connectors.kafka_broker import EmbeddedBroker
+
+REPO = Path(__file__).resolve().parent.parent
+WATERBOTTLE = REPO / "examples" / "waterbottle" / "WaterBottle.glb"
+EXAMPLE_BRIEF = REPO / "examples" / "waterbottle" / "brief.yaml"
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory):
+    """One real Kafka-protocol broker for the session; tests use their own topics."""
+    with EmbeddedBroker(log_path=tmp_path_factory.mktemp("kafka") / "tansu.log") as b:
+        yield b
+
+
+@pytest.fixture
+def brief_file(tmp_path):
+    """Write a brief (the example, with overrides) next to a copy-free link to the model; returns a writer."""
+
+    def write(**overrides) -> Path:
+        data = yaml.safe_load(EXAMPLE_BRIEF.read_text())
+        data["product"]["model"] = str(WATERBOTTLE)
+        for key, value in overrides.items():
+            target = data
+            *parents, leaf = key.split(".")
+            for p in parents:
+                target = target[p]
+            if value is None:
+                target.pop(leaf, None)
+            else:
+                target[leaf] = value
+        path = tmp_path / "brief.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return path
+
+    return write

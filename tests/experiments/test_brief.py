@@ -1,0 +1,42 @@
+import pytest
+
+from experiments.brief import BriefError, load_brief
+from tests.conftest import EXAMPLE_BRIEF
+
+
+def test_example_brief_loads_with_model_resolved_next_to_it():
+    brief = load_brief(EXAMPLE_BRIEF)
+    assert brief.product.model.is_file()
+    assert brief.palette[0] == "#E8D5C4"
+    assert brief.meta.account_id.startswith("act_")
+
+
+@pytest.mark.parametrize(
+    ("override", "field", "problem"),
+    [
+        ({"palette": ["#E8D5C4", "teal"]}, "palette", "'teal' is not a colour"),
+        ({"templates": ["studio", "disco"]}, "templates", "unknown template 'disco'"),
+        ({"aspects": ["1:1", "3:2"]}, "aspects", "unknown aspect ratio '3:2'"),
+        ({"daily_budget": -5}, "daily_budget", "greater than 0"),
+        ({"goal": "likes"}, "goal", "'ctr' or 'conversion_rate'"),
+        ({"meta": None}, "brief", "no 'meta' section"),
+        ({"product.model": "missing.glb"}, "product.model", "no model file"),
+        ({"autoplay.keep_per_generation": 9}, "brief", "keep_per_generation must be smaller"),
+        ({"surprise": 1}, "surprise", "Extra inputs are not permitted"),
+    ],
+)
+def test_a_wrong_brief_names_the_file_the_field_and_the_problem(brief_file, override, field, problem):
+    path = brief_file(**override)
+    with pytest.raises(BriefError) as err:
+        load_brief(path)
+    message = str(err.value)
+    assert str(path) in message
+    assert field in message
+    assert problem in message
+
+
+def test_brief_that_is_not_yaml_mapping(tmp_path):
+    path = tmp_path / "b.yaml"
+    path.write_text("- just\n- a list\n")
+    with pytest.raises(BriefError, match="mapping"):
+        load_brief(path)

@@ -1,0 +1,82 @@
+"""Two generations of the whole loop: real broker, Dagster, MLflow, the SDK against the sandbox.
+
+Renders are thumbnails; the market is easy (one clearly best variant), so learning must show.
+"""
+
+from pathlib import Path
+
+import mlflow
+import pytest
+from dagster import DagsterInstance
+
+from experiments.market import SimulatedMarket
+from pipelines.assets import LOOP_ASSETS, renders
+from pipelines.demo import run_demo
+from pipelines.settings import load_settings
+
+
+@pytest.fixture(scope="module")
+def loop_run(tmp_path_factory, broker):
+    root = tmp_path_factory.mktemp("loop")
+    brief = Path(__file__).resolve().parents[2] / "examples" / "waterbottle" / "brief.yaml"
+    env = {
+        "AUTOPLAY_HOME": str(root / "home"),
+        "DAGSTER_HOME": str(root / "dagster_home"),
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        "AUTOPLAY_EVENTS_TOPIC": "loop-events",
+        "AUTOPLAY_DEAD_LETTER_TOPIC": "loop-events.dead",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+    }
+    settings = load_settings(env)
+    market = SimulatedMarket(seed=11, effect_scale=1.0)
+    result = run_demo(settings, brief, generations=2, profile="thumbnail", market=market, seed=11)
+    return settings, result
+
+
+def test_events_reached_the_store_through_kafka(loop_run):
+    _, result = loop_run
+    assert result.event_counts["metric_snapshots"] > 0
+    assert result.leaderboard["impressions"].sum() > 100_000
+
+
+def test_the_best_live_variant_gets_more_traffic_as_the_loop_learns(loop_run):
+    _, result = loop_run
+    shares = result.best_share.set_index("generation")["share"]
+    assert list(shares.index) == [0, 1]
+    assert shares[1] > shares[0]
+    assert shares[1] > 0.5
+
+
+def test_every_stage_ran_through_dagster(loop_run):
+    settings, _ = loop_run
+    with DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+        runs = instance.get_runs()
+        assert runs and all(r.is_success for r in runs)
+        for stage in LOOP_ASSETS:
+            assert instance.get_latest_materialization_event(stage.key) is not None, stage.key
+        variants = instance.get_dynamic_partitions("variants")
+        assert instance.get_materialized_partitions(renders.key) == set(variants)
+
+
+def test_each_training_is_an_mlflow_run_with_leaderboard_and_contact_sheet(loop_run):
+    settings, result = loop_run
+    client = mlflow.MlflowClient(settings.mlflow_tracking_uri)
+    experiment = client.get_experiment_by_name(settings.mlflow_experiment)
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 2
+    artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
+    assert {"leaderboard.csv", "plots", "contact_sheets"} <= artifacts
+    assert all(sheet.is_file() for sheet in result.sheets) and len(result.sheets) == 2
+
+
+def test_the_access_token_is_nowhere_in_run_config_or_mlflow(loop_run):
+    import os
+
+    settings, _ = loop_run
+    token = os.environ["META_ACCESS_TOKEN"]
+    with DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+        for run in instance.get_runs():
+            assert token not in repr(run.run_config) and token not in repr(run.tags)
+    client = mlflow.MlflowClient(settings.mlflow_tracking_uri)
+    for run in client.search_runs([client.get_experiment_by_name(settings.mlflow_experiment).experiment_id]):
+        assert token not in repr(run.data.params) and token not in repr(run.data.tags)

@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from rendering.colour import hex_to_linear, normalise_hex, srgb_to_linear
+from rendering.framing import camera_basis, fields_of_view, fit_distance
+from rendering.profiles import ASPECTS, PROFILES, pixel_size
+from rendering.spec import RenderJob
+from tests.conftest import WATERBOTTLE
+
+
+def job(**kw):
+    return RenderJob(
+        **{
+            "model_path": str(WATERBOTTLE),
+            "template": "studio",
+            "colour": "#e8d5c4",
+            "aspect": "1:1",
+            "profile": "thumbnail",
+            **kw,
+        }
+    )
+
+
+def test_colours_are_normalised_and_converted_to_linear():
+    assert normalise_hex("e8d5c4") == "#E8D5C4"
+    with pytest.raises(ValueError, match="not a colour"):
+        normalise_hex("#E8D5C")
+    assert hex_to_linear("#FFFFFF") == (1.0, 1.0, 1.0)
+    assert srgb_to_linear(0.5) == pytest.approx(0.214, abs=1e-3)
+
+
+@pytest.mark.parametrize("profile", list(PROFILES))
+@pytest.mark.parametrize("aspect", list(ASPECTS))
+def test_pixel_sizes_are_even_and_keep_the_aspect(profile, aspect):
+    w, h = pixel_size(aspect, PROFILES[profile])
+    nw, nh = ASPECTS[aspect]
+    assert w % 2 == 0 and h % 2 == 0
+    assert w / h == pytest.approx(nw / nh, rel=0.03)
+    if profile == "production":
+        assert (w, h) == (nw, nh)
+
+
+def test_variant_id_is_a_content_hash_of_the_spec():
+    assert job().variant_id == job(colour="#E8D5C4").variant_id
+    others = {
+        job(colour="#000000").variant_id,
+        job(aspect="9:16").variant_id,
+        job(template="hero").variant_id,
+        job(profile="preview").variant_id,
+    }
+    assert job().variant_id not in others and len(others) == 4
+
+
+def test_render_job_refuses_bad_input_naming_the_field():
+    with pytest.raises(ValidationError, match="aspect"):
+        job(aspect="2:1")
+    with pytest.raises(ValidationError, match="template"):
+        job(template="nope")
+
+
+@pytest.mark.parametrize("aspect", list(ASPECTS))
+def test_fit_distance_puts_every_corner_inside_the_fill_share(aspect):
+    w, h = ASPECTS[aspect]
+    corners = np.array([[x, y, z] for x in (-0.15, 0.15) for y in (-0.15, 0.15) for z in (0.0, 1.0)])
+    target = np.array([0, 0, 0.5])
+    d = fit_distance(corners, target, 18, 35, 50, w, h, 0.6)
+    to_cam, right, up = camera_basis(18, 35)
+    rel = corners - (target + d * to_cam)
+    depth = rel @ -to_cam
+    hfov, vfov = fields_of_view(50, w, h)
+    x = np.abs(rel @ right) / depth / np.tan(hfov / 2)
+    y = np.abs(rel @ up) / depth / np.tan(vfov / 2)
+    assert max(x.max(), y.max()) == pytest.approx(0.6, abs=0.01)  # fills its share, no more
