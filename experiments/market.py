@@ -28,8 +28,9 @@ def _sigmoid(x: float) -> float:
 class SimulatedMarket:
     """Hidden truth behind the sandbox platforms.
 
-    ``effect_scale`` is the spread of factor effects on the CTR logit: 0.25 is a realistic market,
-    1.0 an easy one where one variant is clearly best.
+    ``effect_scale`` is the spread of random factor effects on the CTR logit (0.25 is a realistic
+    market). ``boosts`` adds known effects, ``{("template", "podium"): 0.8}``, to build scenarios such
+    as an easy market with one clearly best variant.
     """
 
     def __init__(
@@ -41,6 +42,7 @@ class SimulatedMarket:
         purchase_rate: float = 0.30,
         average_order_value: float = 42.0,
         cpm: float = 9.0,
+        boosts: Mapping[tuple[str, str], float] | None = None,
     ) -> None:
         self.seed = seed
         self.base_ctr = base_ctr
@@ -49,13 +51,14 @@ class SimulatedMarket:
         self.purchase_rate = purchase_rate
         self.average_order_value = average_order_value
         self.cpm = cpm
+        self.boosts = dict(boosts or {})
         self._rng = np.random.default_rng(seed)
 
     def effect(self, factor: str, value: str) -> float:
         """The hidden effect of one factor value, stable for a seed whatever order values appear in."""
         digest = hashlib.sha256(f"{self.seed}|{factor}|{value}".encode()).digest()
         u = (int.from_bytes(digest[:8], "big") + 0.5) / 2**64
-        return self.effect_scale * float(np.sqrt(2) * erfinv(2 * u - 1))
+        return self.effect_scale * float(np.sqrt(2) * erfinv(2 * u - 1)) + self.boosts.get((factor, value), 0.0)
 
     def true_ctr(self, factors: Mapping[str, str]) -> float:
         logit = _logit(self.base_ctr) + sum(self.effect(f, str(factors[f])) for f in FACTORS if f in factors)

@@ -8,14 +8,18 @@ from scipy.stats import beta as beta_dist
 
 
 def empirical_prior(arms: pd.DataFrame, strength: float = 400.0) -> tuple[float, float]:
-    """A Beta prior centred on the pooled rate, worth ``strength`` trials.
+    """A Beta prior centred on the typical variant's rate, worth ``strength`` trials.
 
     With a flat Beta(1, 1) prior an untried variant almost always wins a draw against rates of a few
-    percent, so new variants would take the traffic from proven ones. Centring the prior on what the
-    other variants achieve lets a new one compete on equal terms until its own data speaks.
+    percent, so new variants would take the traffic from proven ones. Centring the prior on what a
+    typical variant achieves (the mean of per-variant rates, not the traffic-weighted rate that the
+    current winner dominates) lets a new one compete fairly until its own data speaks.
     """
-    trials = float(arms["trials"].sum())
-    rate = (float(arms["successes"].sum()) + 1.0) / (trials + 2.0)
+    seen = arms[arms["trials"] > 0]
+    if seen.empty:
+        return 1.0, 1.0
+    rates = (seen["successes"].to_numpy(float) + 0.5) / (seen["trials"].to_numpy(float) + 1.0)
+    rate = float(np.clip(rates.mean(), 1e-4, 1 - 1e-4))
     return rate * strength, (1 - rate) * strength
 
 

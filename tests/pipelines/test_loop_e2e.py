@@ -3,22 +3,41 @@
 Renders are thumbnails; the market is easy (one clearly best variant), so learning must show.
 """
 
-from pathlib import Path
-
 import mlflow
 import pytest
+import yaml
 from dagster import DagsterInstance
 
 from experiments.market import SimulatedMarket
 from pipelines.assets import LOOP_ASSETS, renders
 from pipelines.demo import run_demo
 from pipelines.settings import load_settings
+from tests.conftest import EXAMPLE_BRIEF, WATERBOTTLE
+
+EASY_BRIEF = {
+    "templates": ["studio", "podium"],
+    "palette": ["#1F6FEB", "#E8D5C4"],
+    "aspects": ["1:1"],
+    "autoplay": {
+        "live_variants": 4,
+        "keep_per_generation": 3,
+        "days_per_generation": 3,
+        "activate": True,
+        "exploration_floor": 0.03,
+        "min_impressions": 1000,
+    },
+}
+# one clearly best variant (podium on #1F6FEB), two middling, one poor
+EASY_MARKET = {"effect_scale": 0.0, "boosts": {("template", "podium"): 0.6, ("colour", "#1F6FEB"): 0.6}}
 
 
 @pytest.fixture(scope="module")
 def loop_run(tmp_path_factory, broker):
     root = tmp_path_factory.mktemp("loop")
-    brief = Path(__file__).resolve().parents[2] / "examples" / "waterbottle" / "brief.yaml"
+    brief = yaml.safe_load(EXAMPLE_BRIEF.read_text()) | EASY_BRIEF
+    brief["product"]["model"] = str(WATERBOTTLE)
+    brief_path = root / "brief.yaml"
+    brief_path.write_text(yaml.safe_dump(brief))
     env = {
         "AUTOPLAY_HOME": str(root / "home"),
         "DAGSTER_HOME": str(root / "dagster_home"),
@@ -28,8 +47,14 @@ def loop_run(tmp_path_factory, broker):
         "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
     }
     settings = load_settings(env)
-    market = SimulatedMarket(seed=11, effect_scale=1.0)
-    result = run_demo(settings, brief, generations=2, profile="thumbnail", market=market, seed=11)
+    result = run_demo(
+        settings,
+        brief_path,
+        generations=2,
+        profile="thumbnail",
+        market=SimulatedMarket(seed=11, **EASY_MARKET),
+        seed=11,
+    )
     return settings, result
 
 
@@ -43,8 +68,10 @@ def test_the_best_live_variant_gets_more_traffic_as_the_loop_learns(loop_run):
     _, result = loop_run
     shares = result.best_share.set_index("generation")["share"]
     assert list(shares.index) == [0, 1]
+    best = result.best_share.set_index("generation")["variant_id"]
+    assert best[0] == best[1], "the clearly best variant was live in both generations"
     assert shares[1] > shares[0]
-    assert shares[1] > 0.5
+    assert shares[1] > 0.75
 
 
 def test_every_stage_ran_through_dagster(loop_run):
