@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
@@ -40,14 +40,11 @@ class EventProducer:
 
 
 @dataclass
-class IngestStats:
+class IngestStats(BatchResult):
+    """Totals of an ingestion run: the batch counters summed, plus batches, messages and time."""
+
     batches: int = 0
     messages: int = 0
-    stored: int = 0
-    duplicates: int = 0
-    snapshots: int = 0
-    dead_letters: int = 0
-    dead_by_reason: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
     def add(self, messages: int, result: BatchResult) -> None:
