@@ -1,59 +1,97 @@
-"""Event schema v1: what travels on the events topic (JSON, key = variant id).
+"""Event schema v1: what travels on the events topic (JSON, key = variant id). See docs/events-v1.md.
 
 Two kinds, because platforms restate numbers: additive events, counted once by ``event_id``, and
 metric snapshots, which replace the previous value for (channel, external id, day, metric).
+Every event names its schema; parsing dispatches on (schema, type), so a v2 can be added beside v1
+without breaking v1 producers.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-from datetime import UTC, date, datetime
+from datetime import date, datetime, timedelta, timezone
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 SCHEMA_V1 = "autoplay.event.v1"
+SCHEMAS = (SCHEMA_V1,)
+ADDITIVE_TYPES = ("impression", "click", "add_to_cart", "purchase", "video_view")
 METRICS = ("impressions", "clicks", "spend", "add_to_cart", "purchases", "purchase_value")
+FUTURE_TOLERANCE = timedelta(days=1)
 
 
 class _Event(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     schema_: Literal["autoplay.event.v1"] = Field(default=SCHEMA_V1, alias="schema")
-    variant_id: str = Field(min_length=1)
-    channel: str = Field(min_length=1)
-    external_id: str | None = None
+    variant_id: str = Field(min_length=1, max_length=64)
+    channel: str = Field(min_length=1, max_length=32)
+    external_id: str | None = Field(default=None, max_length=128)
 
 
 class AdditiveEvent(_Event):
-    """Something that happened once: an impression, a click, an add to cart, a purchase, a video view."""
+    """Something that happened: impressions, a click, an add to cart, a purchase, video views."""
 
     type: Literal["impression", "click", "add_to_cart", "purchase", "video_view"]
-    event_id: str = Field(min_length=1)
-    occurred_at: datetime
+    event_id: str = Field(min_length=1, max_length=128)
+    occurred_at: AwareDatetime
     count: int = Field(default=1, ge=0)
     value: float = Field(default=0.0, ge=0)
-    currency: str | None = None
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+
+    @model_validator(mode="after")
+    def _money_has_a_currency(self) -> AdditiveEvent:
+        if self.value > 0 and self.currency is None:
+            raise ValueError("currency is required when value is set")
+        return self
 
 
 class MetricSnapshot(_Event):
-    """A platform's current figure for one metric of one ad on one day; newer ``as_of`` wins."""
+    """A platform's current figure for one metric of one ad on one day; the newest ``as_of`` wins."""
 
     type: Literal["metric_snapshot"]
+    external_id: str = Field(min_length=1, max_length=128)
     day: date
     metric: Literal["impressions", "clicks", "spend", "add_to_cart", "purchases", "purchase_value"]
     value: float = Field(ge=0)
-    as_of: datetime
-    external_id: str = Field(min_length=1)
+    as_of: AwareDatetime
 
 
-Event = Annotated[AdditiveEvent | MetricSnapshot, Field(discriminator="type")]
+def _tag(value: object) -> str:
+    if isinstance(value, dict):
+        return f"{value.get('schema', SCHEMA_V1)}:{value.get('type')}"
+    return f"{getattr(value, 'schema_', SCHEMA_V1)}:{getattr(value, 'type', None)}"
+
+
+Event = Annotated[
+    Annotated[MetricSnapshot, Tag(f"{SCHEMA_V1}:metric_snapshot")]
+    | Annotated[AdditiveEvent, Tag(f"{SCHEMA_V1}:impression")]
+    | Annotated[AdditiveEvent, Tag(f"{SCHEMA_V1}:click")]
+    | Annotated[AdditiveEvent, Tag(f"{SCHEMA_V1}:add_to_cart")]
+    | Annotated[AdditiveEvent, Tag(f"{SCHEMA_V1}:purchase")]
+    | Annotated[AdditiveEvent, Tag(f"{SCHEMA_V1}:video_view")],
+    Discriminator(_tag),
+]
 _adapter: TypeAdapter = TypeAdapter(Event)
+
+#: Dead-letter reasons, stable strings to group and alert on.
+REASONS = ("malformed_json", "unknown_schema", "unknown_type", "missing_field", "mistyped_field", "negative_value",
+           "invalid_field", "unknown_variant", "future_timestamp")
 
 
 class BadEvent(ValueError):
-    """An event that cannot be stored; ``reason`` is short and stable enough to group dead letters by."""
+    """An event that cannot be stored; ``reason`` is one of ``REASONS``, the message says where."""
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
@@ -61,19 +99,45 @@ class BadEvent(ValueError):
 
 
 def parse_event(raw: bytes) -> AdditiveEvent | MetricSnapshot:
+    """Validate one message's bytes (JSON parsed by pydantic-core, no intermediate dict)."""
     try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadEvent("malformed_json", str(exc)) from None
-    if not isinstance(data, dict):
-        raise BadEvent("malformed_json", "an event must be a JSON object")
-    try:
-        return _adapter.validate_python(data)
+        return _adapter.validate_json(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "event"
-        reason = "unknown_type" if first["type"] == "union_tag_invalid" else "invalid_field"
-        raise BadEvent(reason, f"{where}: {first['msg']}") from None
+        raise _classify(exc) from None
+
+
+def _classify(exc: ValidationError) -> BadEvent:
+    first = exc.errors(include_url=False)[0]
+    kind, where = first["type"], ".".join(str(p) for p in first["loc"][1:]) or "event"
+    if kind == "json_invalid":
+        return BadEvent("malformed_json", first["msg"])
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        if not isinstance(first.get("input"), dict):
+            return BadEvent("malformed_json", "an event must be a JSON object")
+        if "type" not in first["input"]:
+            return BadEvent("missing_field", "type is required")
+        tag = str(first.get("ctx", {}).get("tag", ""))
+        schema = tag.split(":", 1)[0]
+        if tag and schema not in SCHEMAS:
+            return BadEvent("unknown_schema", f"schema {schema!r} is not one of {list(SCHEMAS)}")
+        return BadEvent("unknown_type", f"type {tag.split(':', 1)[-1]!r} is not a known event type")
+    if kind == "missing":
+        return BadEvent("missing_field", f"{where} is required")
+    if kind in ("greater_than_equal", "greater_than"):
+        return BadEvent("negative_value", f"{where}: {first['msg']}")
+    if kind.endswith(("_type", "_parsing")) or kind in ("timezone_aware", "literal_error", "string_too_long"):
+        return BadEvent("mistyped_field", f"{where}: {first['msg']}")
+    return BadEvent("invalid_field", f"{where}: {first['msg'].removeprefix('Value error, ')}")
+
+
+def check_time(event: AdditiveEvent | MetricSnapshot, now: datetime) -> None:
+    """Events from the future (beyond a day of clock skew) are refused; late ones are fine."""
+    limit = now + FUTURE_TOLERANCE
+    if isinstance(event, AdditiveEvent):
+        if event.occurred_at > limit:
+            raise BadEvent("future_timestamp", f"occurred_at {event.occurred_at.isoformat()} is in the future")
+    elif event.as_of > limit or event.day > limit.date():
+        raise BadEvent("future_timestamp", f"day {event.day} / as_of {event.as_of.isoformat()} is in the future")
 
 
 def encode(event: AdditiveEvent | MetricSnapshot) -> bytes:
@@ -84,7 +148,7 @@ def snapshots_from_insights(
     rows: list[dict], variant_of: dict[str, str], channel: str = "meta", as_of: datetime | None = None
 ) -> list[MetricSnapshot]:
     """Turn daily insight rows (one per ad and day) into one snapshot per metric; unknown ads are skipped."""
-    as_of = as_of or datetime.now(UTC)
+    as_of = as_of or datetime.now(timezone.utc)
     out = []
     for row in rows:
         variant = variant_of.get(row["ad_id"])
@@ -92,16 +156,9 @@ def snapshots_from_insights(
             continue
         for metric in METRICS:
             out.append(
-                MetricSnapshot(
-                    type="metric_snapshot",
-                    variant_id=variant,
-                    channel=channel,
-                    external_id=row["ad_id"],
-                    day=date.fromisoformat(row["day"]),
-                    metric=metric,
-                    value=float(row[metric]),
-                    as_of=as_of,
-                )
+                MetricSnapshot(type="metric_snapshot", variant_id=variant, channel=channel, external_id=row["ad_id"],
+                               day=date.fromisoformat(row["day"]), metric=metric, value=float(row[metric]),
+                               as_of=as_of)
             )
     return out
 
