@@ -7,15 +7,20 @@ snapshots upsert on (channel, external id, day, metric), newest ``as_of`` winnin
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from connectors.events import AdditiveEvent, MetricSnapshot
+
+_CONNECT_LOCK = threading.Lock()
 
 SCHEMA = """
 create table if not exists events (
@@ -31,6 +36,11 @@ create table if not exists metric_snapshots (
 create table if not exists dead_letters (
     topic varchar, partition integer, "offset" bigint, reason varchar not null, detail varchar,
     raw blob, received_at timestamptz default now()
+);
+create table if not exists ingest_batches (
+    topic varchar not null, messages bigint not null, stored bigint not null, duplicates bigint not null,
+    snapshots bigint not null, dead_letters bigint not null, newest_event timestamptz,
+    ingested_at timestamptz default now()
 );
 create table if not exists consumer_offsets (
     topic varchar not null, partition integer not null, next_offset bigint not null,
@@ -54,15 +64,38 @@ class EventStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._held = threading.local()
         with self.connect() as con:
             con.execute(SCHEMA)
 
     @contextmanager
     def connect(self):
-        con = duckdb.connect(str(self.path))
+        """A connection for one operation: the one this thread holds (see ``held``), or a fresh one."""
+        held = getattr(self._held, "con", None)
+        if held is not None:
+            yield held
+            return
+        con = self._open()
         try:
             yield con
         finally:
+            con.close()
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        # two threads attaching the same file at the same moment conflict; one at a time, the second
+        # connection shares the database the first one opened
+        with _CONNECT_LOCK:
+            return duckdb.connect(str(self.path))
+
+    @contextmanager
+    def held(self):
+        """Keep one connection open in this thread for a long run of operations (an ingestion run)."""
+        con = self._open()
+        self._held.con = con
+        try:
+            yield con
+        finally:
+            self._held.con = None
             con.close()
 
     def offsets(self, topic: str) -> dict[int, int]:
@@ -75,57 +108,100 @@ class EventStore:
     def write_batch(
         self,
         topic: str,
-        events: Iterable[AdditiveEvent],
-        snapshots: Iterable[MetricSnapshot],
-        dead: Iterable[dict],
+        events: list[AdditiveEvent],
+        snapshots: list[MetricSnapshot],
+        dead: list[dict],
         next_offsets: dict[int, int],
     ) -> BatchResult:
-        """Store one consumed batch and the offsets after it, atomically."""
-        result = BatchResult()
-        ev = pd.DataFrame([_event_row(e) for e in events], columns=_EVENT_COLUMNS)
-        sn = pd.DataFrame([_snapshot_row(s) for s in snapshots], columns=_SNAPSHOT_COLUMNS)
-        dl = pd.DataFrame(list(dead), columns=["topic", "partition", "offset", "reason", "detail", "raw"])
-        off = pd.DataFrame(
-            [(topic, p, o) for p, o in next_offsets.items()], columns=["topic", "partition", "next_offset"]
-        )
+        """Store one consumed batch and the offsets after it, atomically.
+
+        Batches travel to DuckDB as Arrow columns; duplicates inside a batch are dropped in SQL (the first
+        event of an id wins; for a snapshot key, the newest ``as_of``).
+        """
+        result = BatchResult(dead_letters=len(dead))
         with self.connect() as con:
             con.execute("begin")
             try:
-                if len(ev):
-                    unique = ev.drop_duplicates("event_id")
-                    con.register("batch_events", unique)
-                    known = con.execute("select count(*) from events join batch_events using (event_id)").fetchone()[0]
-                    con.execute("insert into events select * from batch_events on conflict do nothing")
-                    result.stored = len(unique) - known
-                    result.duplicates = len(ev) - result.stored
-                if len(sn):
-                    sn = sn.sort_values("as_of").drop_duplicates(
-                        ["channel", "external_id", "day", "metric"], keep="last"
-                    )
-                    con.register("batch_snapshots", sn)
+                if events:
+                    con.register("batch_events", _event_table(events))
+                    [(inserted,)] = con.execute(  # DuckDB reports the rows actually inserted
+                        "insert into events select distinct on (event_id) * from batch_events on conflict do nothing"
+                    ).fetchall()
+                    result.stored = int(inserted)
+                    result.duplicates = len(events) - result.stored
+                if snapshots:
+                    con.register("batch_snapshots", _snapshot_table(snapshots))
                     con.execute("""
-                        insert into metric_snapshots select * from batch_snapshots
+                        insert into metric_snapshots
+                        select distinct on (channel, external_id, day, metric) * from batch_snapshots
+                        order by channel, external_id, day, metric, as_of desc
                         on conflict (channel, external_id, day, metric) do update
                         set value = excluded.value, as_of = excluded.as_of, variant_id = excluded.variant_id
                         where excluded.as_of >= metric_snapshots.as_of""")
-                    result.snapshots = len(sn)
-                if len(dl):
-                    con.register("batch_dead", dl)
+                    result.snapshots = len(snapshots)
+                if dead:
+                    con.register("batch_dead", pd.DataFrame(dead, columns=_DEAD_COLUMNS))
                     con.execute(
                         'insert into dead_letters (topic, partition, "offset", reason, detail, raw) '
                         "select * from batch_dead"
                     )
-                    result.dead_letters = len(dl)
-                    result.dead_by_reason = dl["reason"].value_counts().to_dict()
-                if len(off):
-                    con.register("batch_offsets", off)
-                    con.execute("""insert into consumer_offsets select * from batch_offsets
-                                   on conflict (topic, partition) do update set next_offset = excluded.next_offset""")
+                    result.dead_by_reason = dict(Counter(d["reason"] for d in dead))
+                newest = max([e.occurred_at for e in events] + [s.as_of for s in snapshots], default=None)
+                con.execute(
+                    "insert into ingest_batches (topic, messages, stored, duplicates, snapshots, dead_letters, "
+                    "newest_event) values (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        topic,
+                        len(events) + len(snapshots) + len(dead),
+                        result.stored,
+                        result.duplicates,
+                        result.snapshots,
+                        len(dead),
+                        newest,
+                    ],
+                )
+                if next_offsets:
+                    con.executemany(
+                        "insert into consumer_offsets values (?, ?, ?) "
+                        "on conflict (topic, partition) do update set next_offset = excluded.next_offset",
+                        [(topic, p, o) for p, o in next_offsets.items()],
+                    )
                 con.execute("commit")
             except BaseException:
                 con.execute("rollback")
                 raise
         return result
+
+    def known_variants(self) -> set[str] | None:
+        """Variant ids the loop has planned (the ledger's table), or None where there is no ledger."""
+        with self.connect() as con:
+            exists = con.execute("select count(*) from information_schema.tables where table_name = 'variants'")
+            if not exists.fetchone()[0]:
+                return None
+            return {r[0] for r in con.execute("select variant_id from variants").fetchall()}
+
+    def stats(self, topic: str) -> dict:
+        """What ingestion has done: stored, duplicates dropped, dead letters by reason, newest event."""
+        with self.connect() as con:
+            totals = con.execute(
+                "select coalesce(sum(messages), 0), coalesce(sum(stored), 0), coalesce(sum(duplicates), 0), "
+                "coalesce(sum(snapshots), 0), count(*), max(newest_event) from ingest_batches where topic = ?",
+                [topic],
+            ).fetchone()
+            reasons = con.execute(
+                "select reason, count(*) from dead_letters where topic = ? group by reason order by reason", [topic]
+            ).fetchall()
+        return {
+            "topic": topic,
+            "messages": int(totals[0]),
+            "stored": int(totals[1]),
+            "duplicates_dropped": int(totals[2]),
+            "snapshots_upserted": int(totals[3]),
+            "batches": int(totals[4]),
+            "newest_event": totals[5].isoformat() if totals[5] is not None else None,
+            "dead_letters": dict(reasons),
+            "offsets": self.offsets(topic),
+        }
 
     def variant_daily(self) -> pd.DataFrame:
         """Per variant and day: impressions, clicks, spend, carts, purchases, value (snapshots pivoted)."""
@@ -148,35 +224,37 @@ class EventStore:
             }
 
 
-_EVENT_COLUMNS = [
-    "event_id",
-    "type",
-    "variant_id",
-    "channel",
-    "external_id",
-    "occurred_at",
-    "day",
-    "count",
-    "value",
-    "currency",
-]
-_SNAPSHOT_COLUMNS = ["channel", "external_id", "day", "metric", "variant_id", "value", "as_of"]
+_DEAD_COLUMNS = ["topic", "partition", "offset", "reason", "detail", "raw"]
+_UTC_MICROS = pa.timestamp("us", tz="UTC")
 
 
-def _event_row(e: AdditiveEvent) -> tuple:
-    return (
-        e.event_id,
-        e.type,
-        e.variant_id,
-        e.channel,
-        e.external_id,
-        e.occurred_at,
-        e.occurred_at.date(),
-        e.count,
-        e.value,
-        e.currency,
+def _event_table(events: list[AdditiveEvent]) -> pa.Table:
+    occurred = pa.array([e.occurred_at for e in events], type=_UTC_MICROS)
+    return pa.table(
+        {
+            "event_id": [e.event_id for e in events],
+            "type": [e.type for e in events],
+            "variant_id": [e.variant_id for e in events],
+            "channel": [e.channel for e in events],
+            "external_id": pa.array([e.external_id for e in events], type=pa.string()),
+            "occurred_at": occurred,
+            "day": pc.cast(occurred, pa.date32()),
+            "count": pa.array([e.count for e in events], type=pa.int64()),
+            "value": pa.array([e.value for e in events], type=pa.float64()),
+            "currency": pa.array([e.currency for e in events], type=pa.string()),
+        }
     )
 
 
-def _snapshot_row(s: MetricSnapshot) -> tuple:
-    return (s.channel, s.external_id, s.day, s.metric, s.variant_id, s.value, s.as_of)
+def _snapshot_table(snapshots: list[MetricSnapshot]) -> pa.Table:
+    return pa.table(
+        {
+            "channel": [s.channel for s in snapshots],
+            "external_id": [s.external_id for s in snapshots],
+            "day": pa.array([s.day for s in snapshots], type=pa.date32()),
+            "metric": [s.metric for s in snapshots],
+            "variant_id": [s.variant_id for s in snapshots],
+            "value": pa.array([s.value for s in snapshots], type=pa.float64()),
+            "as_of": pa.array([s.as_of for s in snapshots], type=_UTC_MICROS),
+        }
+    )

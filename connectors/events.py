@@ -9,7 +9,7 @@ without breaking v1 producers.
 from __future__ import annotations
 
 import hashlib
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -86,8 +86,17 @@ Event = Annotated[
 _adapter: TypeAdapter = TypeAdapter(Event)
 
 #: Dead-letter reasons, stable strings to group and alert on.
-REASONS = ("malformed_json", "unknown_schema", "unknown_type", "missing_field", "mistyped_field", "negative_value",
-           "invalid_field", "unknown_variant", "future_timestamp")
+REASONS = (
+    "malformed_json",
+    "unknown_schema",
+    "unknown_type",
+    "missing_field",
+    "mistyped_field",
+    "negative_value",
+    "invalid_field",
+    "unknown_variant",
+    "future_timestamp",
+)
 
 
 class BadEvent(ValueError):
@@ -148,7 +157,7 @@ def snapshots_from_insights(
     rows: list[dict], variant_of: dict[str, str], channel: str = "meta", as_of: datetime | None = None
 ) -> list[MetricSnapshot]:
     """Turn daily insight rows (one per ad and day) into one snapshot per metric; unknown ads are skipped."""
-    as_of = as_of or datetime.now(timezone.utc)
+    as_of = as_of or datetime.now(UTC)
     out = []
     for row in rows:
         variant = variant_of.get(row["ad_id"])
@@ -156,9 +165,16 @@ def snapshots_from_insights(
             continue
         for metric in METRICS:
             out.append(
-                MetricSnapshot(type="metric_snapshot", variant_id=variant, channel=channel, external_id=row["ad_id"],
-                               day=date.fromisoformat(row["day"]), metric=metric, value=float(row[metric]),
-                               as_of=as_of)
+                MetricSnapshot(
+                    type="metric_snapshot",
+                    variant_id=variant,
+                    channel=channel,
+                    external_id=row["ad_id"],
+                    day=date.fromisoformat(row["day"]),
+                    metric=metric,
+                    value=float(row[metric]),
+                    as_of=as_of,
+                )
             )
     return out
 

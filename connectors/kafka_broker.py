@@ -32,14 +32,17 @@ def tansu_binary() -> str:
 class EmbeddedBroker:
     """A Tansu broker process on 127.0.0.1. ``bootstrap_servers`` is valid between start and stop."""
 
-    def __init__(self, port: int | None = None, log_path: str | Path | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, log_path: str | Path | None = None, advertised_port: int | None = None
+    ) -> None:
         self.port = port or _free_port()
+        self.advertised_port = advertised_port or self.port
         self.log_path = Path(log_path) if log_path else Path(tempfile.gettempdir()) / f"tansu-{self.port}.log"
         self._proc: subprocess.Popen | None = None
 
     @property
     def bootstrap_servers(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"127.0.0.1:{self.advertised_port}"
 
     def start(self, timeout: float = 30.0) -> EmbeddedBroker:
         url = f"tcp://127.0.0.1:{self.port}"
@@ -65,7 +68,7 @@ class EmbeddedBroker:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"Kafka broker exited with code {self._proc.returncode}; see {self.log_path}")
             try:
-                admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers, request_timeout_ms=2000)
+                admin = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{self.port}", request_timeout_ms=2000)
                 admin.list_topics()
                 admin.close()
                 return self

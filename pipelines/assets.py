@@ -3,6 +3,8 @@
 from pathlib import Path
 
 from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
     AssetExecutionContext,
     DynamicPartitionsDefinition,
     MaterializeResult,
@@ -96,10 +98,20 @@ def performance_events(
     group_name="loop",
     deps=[performance_events],
     description="Kafka events in the DuckDB event store, offsets stored with the data.",
+    check_specs=[
+        AssetCheckSpec(
+            "dead_letter_share",
+            asset="event_store",
+            description="dead letters stay under a share of what the batch read",
+        )
+    ],
 )
 def event_store(context: AssetExecutionContext, loop: LoopResource, kafka: KafkaResource) -> MaterializeResult:
     stats = stages.ingest(kafka.ingestor(loop.store()))
-    context.log.info(f"ingested {stats.messages} messages in {stats.batches} batches")
+    context.log.info(f"ingested {stats.messages} messages in {stats.batches} batches, lag {stats.lag}")
+    if stats.log_resets:
+        context.log.warning(f"the broker's log was reset on partitions {stats.log_resets}; read it from the start")
+    share = stats.dead_letters / stats.messages if stats.messages else 0.0
     return MaterializeResult(
         metadata={
             "messages": stats.messages,
@@ -109,7 +121,17 @@ def event_store(context: AssetExecutionContext, loop: LoopResource, kafka: Kafka
             "dead_letters": stats.dead_letters,
             "dead_by_reason": MetadataValue.json(stats.dead_by_reason),
             "events_per_s": round(stats.messages / stats.seconds, 1) if stats.seconds else 0.0,
-        }
+            "lag_by_partition": MetadataValue.json({str(p): n for p, n in stats.lag.items()}),
+            "lag_total": sum(stats.lag.values()),
+            "log_resets": MetadataValue.json(stats.log_resets),
+        },
+        check_results=[
+            AssetCheckResult(
+                check_name="dead_letter_share",
+                passed=share <= kafka.max_dead_letter_share,
+                metadata={"share": round(share, 5), "limit": kafka.max_dead_letter_share},
+            )
+        ],
     )
 
 

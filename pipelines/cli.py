@@ -177,6 +177,112 @@ def render(
         raise typer.Exit(1)
 
 
+events = typer.Typer(help="Performance events: Kafka -> event store.", no_args_is_help=True)
+app.add_typer(events, name="events")
+
+
+def _bootstrap(settings) -> str:
+    """The configured cluster, else the embedded broker that `autoplay broker` is running."""
+    if settings.kafka_bootstrap_servers:
+        return settings.kafka_bootstrap_servers
+    try:
+        return json.loads((settings.home / "broker.json").read_text())["bootstrap_servers"]
+    except (FileNotFoundError, KeyError, json.JSONDecodeError):
+        _fail("no Kafka broker: set KAFKA_BOOTSTRAP_SERVERS, or run `autoplay broker` in another terminal")
+
+
+def _ingestor(batch_size: int = 5000, member: int = 0, members: int = 1):
+    from connectors.event_store import EventStore
+    from connectors.kafka_events import EventIngestor
+    from pipelines.settings import kafka_client_config
+
+    settings = load_settings()
+    store = EventStore(settings.event_store_path)
+    return settings, EventIngestor(
+        _bootstrap(settings),
+        settings.events_topic,
+        store,
+        settings.dead_letter_topic,
+        batch_size=batch_size,
+        member=member,
+        members=members,
+        **kafka_client_config(),
+    )
+
+
+@events.command("ingest")
+def events_ingest(
+    until_idle: bool = typer.Option(False, "--until-idle", help="stop once the topic has been read to its end"),
+    batch_size: int = typer.Option(5000, min=1, max=100_000),
+    member: int = typer.Option(0, help="this ingestor's index when several split the partitions"),
+    members: int = typer.Option(1, help="how many ingestors split the partitions"),
+) -> None:
+    """Read events from Kafka into the event store, in bounded batches; Ctrl-C stops cleanly."""
+    import threading
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    settings, ingestor = _ingestor(batch_size, member, members)
+    stop = threading.Event()
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err) as progress:
+        task = progress.add_task(f"ingesting {settings.events_topic}", total=None)
+
+        def show(stats) -> None:
+            rate = stats.messages / max(time.monotonic() - begun, 1e-9)
+            progress.update(
+                task,
+                description=f"{stats.messages:,} messages, {stats.stored:,} stored, "
+                f"{stats.dead_letters:,} dead letters ({rate:,.0f}/s)",
+            )
+
+        begun = time.monotonic()
+        try:
+            stats = ingestor.run(until_idle=until_idle, stop=stop, on_batch=show)
+        except KeyboardInterrupt:
+            stop.set()
+            raise typer.Exit(130) from None
+    summary = {k: v for k, v in stats.__dict__.items()}
+    console.print_json(json.dumps(summary))
+
+
+@events.command("stats")
+def events_stats(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """Stored, duplicates dropped, dead letters by reason, lag per partition, newest event time."""
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    settings, ingestor = _ingestor()
+    out = ingestor.store.stats(settings.events_topic)
+    out["lag"] = ingestor.lag()
+    if as_json:
+        print(json.dumps(out, indent=2))
+        return
+    table = Table(title=f"events on {settings.events_topic}")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key, value in out.items():
+        table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
+    console.print(table)
+
+
+@app.command()
+def broker() -> None:
+    """Run the embedded Kafka broker (memory-only) until Ctrl-C; other commands find it while it runs."""
+    import signal
+
+    from connectors.kafka_broker import EmbeddedBroker, ensure_topics
+
+    settings = load_settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    marker = settings.home / "broker.json"
+    with EmbeddedBroker(log_path=settings.home / "kafka.log") as b:
+        ensure_topics(b.bootstrap_servers, {settings.events_topic: 4, settings.dead_letter_topic: 1})
+        marker.write_text(json.dumps({"bootstrap_servers": b.bootstrap_servers}))
+        console.print(f"Kafka broker on {b.bootstrap_servers} (memory-only); Ctrl-C stops it")
+        try:
+            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        finally:
+            marker.unlink(missing_ok=True)
+
+
 @app.command()
 def config() -> None:
     """Show the settings in force (no secrets)."""

@@ -4,6 +4,8 @@ Resources come from ``pipelines.settings`` (the environment). With no KAFKA_BOOT
 META_GRAPH_URL set, they point at the embedded broker and sandbox that ``autoplay demo`` starts.
 """
 
+import time
+
 from dagster import (
     AssetSelection,
     DefaultScheduleStatus,
@@ -19,7 +21,7 @@ from dagster import (
 )
 
 from connectors.meta import DEFAULT_GRAPH_URL
-from pipelines.assets import LOOP_ASSETS, renders, variant_partitions
+from pipelines.assets import LOOP_ASSETS, event_store, renders, variant_partitions
 from pipelines.resources import ClockResource, KafkaResource, LoopResource, MetaResource, MlflowResource
 from pipelines.settings import Settings, load_settings
 
@@ -28,6 +30,7 @@ loop_job = define_asset_job(
     selection=AssetSelection.all() - AssetSelection.assets(renders),
     description="Plan, publish what is rendered, allocate, read back, ingest and train.",
 )
+ingest_job = define_asset_job("ingest_events", selection=AssetSelection.assets(event_store))
 render_job = define_asset_job(
     "render_variants", selection=AssetSelection.assets(renders), partitions_def=variant_partitions
 )
@@ -47,6 +50,22 @@ def render_sensor(context: SensorEvaluationContext) -> SensorResult:
     keys = context.instance.get_dynamic_partitions(variant_partitions.name)
     done = context.instance.get_materialized_partitions(renders.key)
     return SensorResult(run_requests=[RunRequest(run_key=k, partition_key=k) for k in keys if k not in done])
+
+
+@sensor(job=ingest_job, default_status=DefaultSensorStatus.STOPPED, minimum_interval_seconds=30)
+def ingest_sensor(context: SensorEvaluationContext, loop: LoopResource, kafka: KafkaResource) -> SensorResult:
+    """Ingests when consumer lag passes a threshold, or when the interval has passed since the last run."""
+    settings = load_settings()
+    lag = sum(kafka.ingestor(loop.store()).lag().values())
+    last = float(context.cursor or 0)
+    due = time.time() - last >= settings.ingest_interval_s
+    if lag >= settings.ingest_lag_threshold or (due and lag > 0):
+        reason = f"lag {lag}" + (" (over threshold)" if lag >= settings.ingest_lag_threshold else ", interval passed")
+        return SensorResult(
+            run_requests=[RunRequest(run_key=f"ingest-{time.time():.0f}", tags={"reason": reason})],
+            cursor=str(time.time()),
+        )
+    return SensorResult(skip_reason=f"lag {lag} under {settings.ingest_lag_threshold} and interval not passed")
 
 
 def build_resources(settings: Settings, sandbox_url: str = "", seed: int = 0) -> dict:
@@ -78,8 +97,8 @@ def build_resources(settings: Settings, sandbox_url: str = "", seed: int = 0) ->
 
 defs = Definitions(
     assets=LOOP_ASSETS,
-    jobs=[loop_job, render_job],
+    jobs=[loop_job, render_job, ingest_job],
     schedules=[autoplay_schedule],
-    sensors=[render_sensor],
+    sensors=[render_sensor, ingest_sensor],
     resources=build_resources(load_settings()),
 )

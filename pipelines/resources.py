@@ -42,6 +42,7 @@ class KafkaResource(ConfigurableResource):
     bootstrap_servers: str
     topic: str = "autoplay.events"
     dead_letter_topic: str = "autoplay.events.dead"
+    max_dead_letter_share: float = 0.05
 
     def producer(self) -> EventProducer:
         return EventProducer(self.bootstrap_servers, self.topic, **kafka_client_config())

@@ -25,6 +25,8 @@ class Settings:
     mlflow_experiment: str
     mlflow_artifact_location: str | None
     render_profile: str
+    ingest_lag_threshold: int
+    ingest_interval_s: float
 
     @property
     def event_store_path(self) -> Path:
@@ -56,6 +58,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         mlflow_artifact_location=env.get("AUTOPLAY_MLFLOW_ARTIFACTS")
         or ((home / "mlartifacts").as_uri() if "MLFLOW_TRACKING_URI" not in env else None),
         render_profile=env.get("AUTOPLAY_RENDER_PROFILE", "preview"),
+        ingest_lag_threshold=int(env.get("AUTOPLAY_INGEST_LAG_THRESHOLD", "10000")),
+        ingest_interval_s=float(env.get("AUTOPLAY_INGEST_INTERVAL_S", "300")),
     )
 
 

@@ -54,7 +54,7 @@ def test_events_land_once_snapshots_upsert_and_garbage_is_dead_lettered(broker, 
     stats = ingest(broker, topic, store)
     assert stats.messages == 185 and stats.batches >= 4  # bounded batches of 50
     assert (stats.stored, stats.duplicates, stats.dead_letters) == (120, 60, 3)
-    assert stats.dead_by_reason == {"malformed_json": 1, "unknown_type": 1, "invalid_field": 1}
+    assert stats.dead_by_reason == {"malformed_json": 1, "unknown_type": 1, "negative_value": 1}
     daily = store.variant_daily()
     assert daily.loc[daily["variant_id"] == "v1", "clicks"].item() == 12  # the restated value, not 22
     assert sum(store.offsets(topic).values()) == 185
@@ -77,4 +77,4 @@ def test_an_older_restatement_never_overwrites_a_newer_one(broker, topic, tmp_pa
 def test_parse_event_gives_a_reason_and_the_field():
     with pytest.raises(BadEvent) as err:
         parse_event(b'{"schema": "autoplay.event.v1", "type": "click", "variant_id": "v", "channel": "c"}')
-    assert err.value.reason == "invalid_field" and "event_id" in str(err.value)
+    assert err.value.reason == "missing_field" and "event_id" in str(err.value)
