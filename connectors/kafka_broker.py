@@ -30,45 +30,50 @@ def tansu_binary() -> str:
 
 
 class EmbeddedBroker:
-    """A Tansu broker process on 127.0.0.1. ``bootstrap_servers`` is valid between start and stop."""
+    """A Tansu broker process. ``bootstrap_servers`` is valid between start and stop.
+
+    ``host`` and ``command_prefix`` let network tests run it on a test host (a network namespace).
+    """
 
     def __init__(
-        self, port: int | None = None, log_path: str | Path | None = None, advertised_port: int | None = None
+        self,
+        port: int | None = None,
+        log_path: str | Path | None = None,
+        host: str = "127.0.0.1",
+        command_prefix: list[str] | None = None,
     ) -> None:
+        self.host = host
         self.port = port or _free_port()
-        self.advertised_port = advertised_port or self.port
+        self.command_prefix = list(command_prefix or [])
         self.log_path = Path(log_path) if log_path else Path(tempfile.gettempdir()) / f"tansu-{self.port}.log"
         self._proc: subprocess.Popen | None = None
 
     @property
     def bootstrap_servers(self) -> str:
-        return f"127.0.0.1:{self.advertised_port}"
+        return f"{self.host}:{self.port}"
 
     def start(self, timeout: float = 30.0) -> EmbeddedBroker:
-        url = f"tcp://127.0.0.1:{self.port}"
+        url = f"tcp://{self.host}:{self.port}"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        command = [
+            *self.command_prefix,
+            tansu_binary(),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ]
         with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(
-                [
-                    tansu_binary(),
-                    "broker",
-                    "--listener-url",
-                    url,
-                    "--advertised-listener-url",
-                    url,
-                    "--storage-engine",
-                    "memory://tansu/",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            self._proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while True:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"Kafka broker exited with code {self._proc.returncode}; see {self.log_path}")
             try:
-                admin = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{self.port}", request_timeout_ms=2000)
+                admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers, request_timeout_ms=2000)
                 admin.list_topics()
                 admin.close()
                 return self
