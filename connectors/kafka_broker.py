@@ -6,8 +6,11 @@ until it answers the Kafka protocol, and always stopped (context manager), also 
 
 from __future__ import annotations
 
+import ctypes
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +24,14 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to stop the broker when its parent dies, even by SIGKILL."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])  # a parent waiting in sigwait blocks these; the broker must not
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def tansu_binary() -> str:
@@ -67,7 +78,9 @@ class EmbeddedBroker:
             "memory://tansu/",
         ]
         with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self._proc = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent
+            )
         deadline = time.monotonic() + timeout
         while True:
             if self._proc.poll() is not None:

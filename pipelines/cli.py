@@ -37,6 +37,8 @@ def demo(
     seed: int = typer.Option(0, help="seed of the simulated market and the policy"),
 ) -> None:
     """Run generations of the loop against the sandbox on the embedded defaults, through Dagster."""
+    from dagster import DagsterExecutionInterruptedError
+
     from experiments.brief import BriefError, load_brief
     from experiments.market import SimulatedMarket
     from pipelines.demo import run_demo
@@ -74,7 +76,7 @@ def demo(
 
         try:
             result = run_demo(settings, brief, generations, profile, SimulatedMarket(seed=seed), Bars(), seed)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, DagsterExecutionInterruptedError):
             _fail("interrupted; the broker and sandbox were stopped")
         progress.update(loop, completed=generations)
         progress.update(step, description="done", total=1, completed=1)
@@ -273,12 +275,14 @@ def broker() -> None:
     settings = load_settings()
     settings.home.mkdir(parents=True, exist_ok=True)
     marker = settings.home / "broker.json"
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # delivered to sigwait below, so cleanup runs
     with EmbeddedBroker(log_path=settings.home / "kafka.log") as b:
         ensure_topics(b.bootstrap_servers, {settings.events_topic: 4, settings.dead_letter_topic: 1})
         marker.write_text(json.dumps({"bootstrap_servers": b.bootstrap_servers}))
         console.print(f"Kafka broker on {b.bootstrap_servers} (memory-only); Ctrl-C stops it")
         try:
-            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+            signal.sigwait(stop_signals)
         finally:
             marker.unlink(missing_ok=True)
 
