@@ -106,8 +106,8 @@ def publish(brief: Brief, ledger: Ledger, meta: MetaAds) -> list[dict]:
             message=brief.product.message,
             factors={"template": v.template, "colour": v.colour, "aspect": v.aspect},
         )
-        minimum = 100
-        pub = meta.publish(creative, daily_budget_cents=minimum, activate=False)
+        # created paused at the platform minimum; `allocate` sets the real budget and status
+        pub = meta.publish(creative, daily_budget_cents=100, activate=False)
         ledger.record_publication(
             v.variant_id,
             "meta",
