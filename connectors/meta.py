@@ -77,7 +77,7 @@ class MetaAds:
         session.GRAPH = graph_url.rstrip("/")
         # The SDK sends the token as a query parameter, where HTTP libraries log it; send it as a header.
         session.requests.params.pop("access_token", None)
-        session.requests.headers["Authorization"] = f"OAuth {access_token}"
+        session.requests.headers["Authorization"] = f"Bearer {access_token}"
         self._api = FacebookAdsApi(session, api_version=api_version)
         self.account_id = account_id if account_id.startswith("act_") else f"act_{account_id}"
         self.page_id = page_id
