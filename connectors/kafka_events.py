@@ -182,14 +182,7 @@ class EventIngestor:
         stats = IngestStats()
         started = time.monotonic()
         consumer = self._consumer()
-        dead_producer = (
-            KafkaProducer(
-                bootstrap_servers=self._config["bootstrap_servers"],
-                **{k: v for k, v in self._config.items() if k != "bootstrap_servers"},
-            )
-            if self.dead_letter_topic
-            else None
-        )
+        dead_producer = KafkaProducer(**self._config) if self.dead_letter_topic else None
         self._variants = self.known_variants()
         writer = _BatchWriter(self.store, self.topic, stats, on_batch)
         try:

@@ -92,15 +92,25 @@ class MetaAds:
                 f"Meta {what} failed: HTTP {err.http_status()} code {err.api_error_code()}: {err.api_error_message()}"
             ) from None
 
-    def _find(self, edge: str, name: str, fields: list[str]) -> dict | None:
-        getter = {
-            "adcreatives": self._account.get_ad_creatives,
-            "adsets": self._account.get_ad_sets,
-            "ads": self._account.get_ads,
+    def _find_or_create(self, edge: str, name: str, what: str, params: dict) -> dict:
+        """The object named ``name`` on ``edge``, created with ``params`` only if no such object exists.
+
+        The SDK has no idempotency key: looking up by name first is what makes a retry or a rerun after
+        a crash reuse what was already created instead of creating it twice.
+        """
+        getter, creator = {
+            "adcreatives": (self._account.get_ad_creatives, self._account.create_ad_creative),
+            "adsets": (self._account.get_ad_sets, self._account.create_ad_set),
+            "ads": (self._account.get_ads, self._account.create_ad),
         }[edge]
-        params = {"filtering": [{"field": "name", "operator": "EQUAL", "value": name}], "limit": 5}
-        found = list(self._call(f"lookup of {edge} named {name}", getter, fields=fields, params=params))
-        return dict(found[0]) if found else None
+        lookup = {"filtering": [{"field": "name", "operator": "EQUAL", "value": name}], "limit": 5}
+        found = list(
+            self._call(f"lookup of {edge} named {name}", getter, fields=["id", "name", "status"], params=lookup)
+        )
+        if found:
+            return dict(found[0])
+        created = self._call(what, creator, params={"name": name, **params})
+        return {"id": created["id"], "status": params.get("status")}
 
     def publish(self, creative: CreativeToPublish, daily_budget_cents: int, activate: bool = False) -> MetaPublication:
         """Upload, create creative, ad set and ad for one variant; reuses whatever exists already."""
@@ -112,20 +122,18 @@ class MetaAds:
             params={"bytes": base64.b64encode(data).decode(), "name": f"{creative.variant_id}.png"},
         )
         image_hash = image["hash"]
-
-        existing = self._find("adcreatives", creative.name, ["id", "name"])
-        if existing:
-            creative_id = existing["id"]
-        else:
-            tags = {
-                "utm_source": "meta",
-                "utm_medium": "paid_social",
-                "utm_content": creative.variant_id,
-                "ad_id": "{{ad.id}}",
-                **{f"ap_{k}": v.lstrip("#") for k, v in creative.factors.items()},
-            }
-            params = {
-                "name": creative.name,
+        tags = {
+            "utm_source": "meta",
+            "utm_medium": "paid_social",
+            "utm_content": creative.variant_id,
+            "ad_id": "{{ad.id}}",
+            **{f"ap_{k}": v.lstrip("#") for k, v in creative.factors.items()},
+        }
+        creative_id = self._find_or_create(
+            "adcreatives",
+            creative.name,
+            f"creative create for {creative.variant_id}",
+            {
                 "object_story_spec": {
                     "page_id": self.page_id,
                     "link_data": {
@@ -139,44 +147,32 @@ class MetaAds:
                 "degrees_of_freedom_spec": {
                     "creative_features_spec": {"standard_enhancements": {"enroll_status": "OPT_OUT"}}
                 },
-            }
-            creative_id = self._call(
-                f"creative create for {creative.variant_id}", self._account.create_ad_creative, params=params
-            )["id"]
-
-        existing = self._find("adsets", creative.name, ["id", "name"])
-        if existing:
-            adset_id = existing["id"]
-        else:
-            adset_id = self._call(
-                f"ad set create for {creative.variant_id}",
-                self._account.create_ad_set,
-                params={
-                    "name": creative.name,
-                    "campaign_id": self.campaign_id,
-                    "daily_budget": int(daily_budget_cents),
-                    "billing_event": "IMPRESSIONS",
-                    "optimization_goal": "LINK_CLICKS",
-                    "status": status,
-                    "targeting": {"geo_locations": {"countries": ["US"]}},
-                },
-            )["id"]
-
-        existing = self._find("ads", creative.name, ["id", "name", "status"])
-        if existing:
-            ad_id, ad_status = existing["id"], existing["status"]
-        else:
-            ad_id = self._call(
-                f"ad create for {creative.variant_id}",
-                self._account.create_ad,
-                params={
-                    "name": creative.name,
-                    "adset_id": adset_id,
-                    "creative": {"creative_id": creative_id},
-                    "status": status,
-                },
-            )["id"]
-            ad_status = status
+            },
+        )["id"]
+        adset_id = self._find_or_create(
+            "adsets",
+            creative.name,
+            f"ad set create for {creative.variant_id}",
+            {
+                "campaign_id": self.campaign_id,
+                "daily_budget": int(daily_budget_cents),
+                "billing_event": "IMPRESSIONS",
+                "optimization_goal": "LINK_CLICKS",
+                "status": status,
+                "targeting": {"geo_locations": {"countries": ["US"]}},
+            },
+        )["id"]
+        ad = self._find_or_create(
+            "ads",
+            creative.name,
+            f"ad create for {creative.variant_id}",
+            {
+                "adset_id": adset_id,
+                "creative": {"creative_id": creative_id},
+                "status": status,
+            },
+        )
+        ad_id, ad_status = ad["id"], ad["status"]
         return MetaPublication(creative.variant_id, image_hash, creative_id, adset_id, ad_id, ad_status)
 
     def set_delivery(self, adset_id: str, ad_id: str, daily_budget_cents: int, active: bool) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
@@ -243,8 +244,7 @@ def events_ingest(
         except KeyboardInterrupt:
             stop.set()
             raise typer.Exit(130) from None
-    summary = {k: v for k, v in stats.__dict__.items()}
-    console.print_json(json.dumps(summary))
+    console.print_json(json.dumps(dataclasses.asdict(stats)))
 
 
 @events.command("stats")

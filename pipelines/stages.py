@@ -167,7 +167,8 @@ def pull_insights(brief: Brief, ledger: Ledger, meta: MetaAds, producer: EventPr
     until = today - timedelta(days=1)
     if until < since:
         return 0
-    variant_of = dict(zip(ledger.publications("meta")["ad_id"], ledger.publications("meta")["variant_id"]))
+    published = ledger.publications("meta")
+    variant_of = dict(zip(published["ad_id"], published["variant_id"]))
     rows = meta.insights(since, until)
     return producer.send(snapshots_from_insights(rows, variant_of, channel="meta"))
 

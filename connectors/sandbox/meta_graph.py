@@ -94,7 +94,7 @@ class MetaGraphSandbox(SandboxServer):
                 return self._insights(request)
             kinds = {"adcreatives": "creative", "adsets": "adset", "ads": "ad"}
             if edge in kinds:
-                return self._list(request, kinds[edge], f"{self.account}/{edge}")
+                return self._list(request, kinds[edge])
         if len(parts) == 1 and parts[0] in self.objects:
             obj = self.objects[parts[0]]
             if request.method == "POST":
@@ -209,7 +209,7 @@ class MetaGraphSandbox(SandboxServer):
         wanted = [f for f in request.params.get("fields", "").split(",") if f]
         return {k: v for k, v in obj.items() if k == "id" or not wanted or k in wanted}
 
-    def _page(self, request: Request, rows: list[dict], path: str) -> dict:
+    def _page(self, request: Request, rows: list[dict]) -> dict:
         offset = int(request.params.get("after") or 0)
         limit = int(request.params.get("limit") or self.page_size)
         page = {
@@ -222,7 +222,7 @@ class MetaGraphSandbox(SandboxServer):
             page["paging"]["next"] = f"{self.url}{request.path}?{urlencode(params)}"
         return page
 
-    def _list(self, request: Request, kind: str, path: str) -> dict:
+    def _list(self, request: Request, kind: str) -> dict:
         rows = [o for o in self.objects.values() if o["type"] == kind]
         for rule in json.loads(request.params.get("filtering") or "[]"):
             field, op, value = rule["field"], rule["operator"], rule["value"]
@@ -234,7 +234,7 @@ class MetaGraphSandbox(SandboxServer):
                 rows = [o for o in rows if o.get(field) in value]
             else:
                 raise GraphError(f"(#100) Unsupported filtering operator {op}", code=100)
-        return self._page(request, [self._fields(o, request) for o in rows], path)
+        return self._page(request, [self._fields(o, request) for o in rows])
 
     def _insights(self, request: Request) -> dict:
         if request.params.get("level", "ad") != "ad":
@@ -265,7 +265,7 @@ class MetaGraphSandbox(SandboxServer):
                     "action_values": [{"action_type": "purchase", "value": f"{m['purchase_value']:.2f}"}],
                 }
             )
-        return self._page(request, rows, request.path)
+        return self._page(request, rows)
 
     # -- sandbox control (not part of the Graph API) -------------------------------------------
     def _control(self, request: Request) -> object:
