@@ -136,7 +136,10 @@ def allocate(brief: Brief, ledger: Ledger, store: EventStore, meta: MetaAds, tod
     shares = planning.allocate(brief, arms, np.random.default_rng([seed, generation, today.toordinal()]))
     budgets = planning.budgets_in_cents(brief, shares)
     for variant_id, pub in pubs.iterrows():
-        active = variant_id in budgets.index and brief.autoplay.activate
+        live_now = variant_id in budgets.index
+        if not live_now and pub["status"] == "PAUSED":
+            continue  # retired earlier and already paused: no write call to repeat every day
+        active = live_now and brief.autoplay.activate
         cents = int(budgets.get(variant_id, 100))
         meta.set_delivery(pub["adset_id"], pub["ad_id"], cents, active)
         ledger.set_status(variant_id, "meta", "ACTIVE" if active else "PAUSED")
