@@ -157,6 +157,7 @@ class EventIngestor:
         self.known_variants = known_variants or store.known_variants
         self._config = dict(bootstrap_servers=bootstrap_servers, **client_config)
         self._variants: set[str] | None = None
+        self._refreshed = False
 
     def _consumer(self) -> KafkaConsumer:
         return KafkaConsumer(
@@ -267,6 +268,7 @@ class EventIngestor:
         """Parse and check a batch; returns what ``EventStore.write_batch`` takes."""
         events, snapshots, dead, next_offsets = [], [], [], {}
         now = datetime.now(UTC)
+        self._refreshed = False
         for m in messages:
             next_offsets[m.partition] = m.offset + 1
             try:
@@ -295,6 +297,8 @@ class EventIngestor:
     def _check_variant(self, event: AdditiveEvent | MetricSnapshot) -> None:
         if self._variants is None or event.variant_id in self._variants:
             return
-        self._variants = self.known_variants() or set()  # it may have been planned since we looked
+        if not self._refreshed:  # it may have been planned since we looked; ask the store once per batch
+            self._variants = self.known_variants() or set()
+            self._refreshed = True
         if event.variant_id not in self._variants:
             raise BadEvent("unknown_variant", f"variant_id {event.variant_id!r} was never planned")
