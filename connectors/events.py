@@ -12,6 +12,7 @@ import hashlib
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Literal
 
+import msgspec
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -107,8 +108,64 @@ class BadEvent(ValueError):
         self.reason = reason
 
 
+# The fast path. Ingestion validates every message; pydantic costs ~7 µs an event, msgspec ~0.3 µs. These
+# structs mirror the models above field for field and are at least as strict, so anything they accept the
+# models accept too (tests/connectors/test_event_schema.py checks that on generated events). Whatever they
+# refuse goes to the models, which either accept it (lax cases such as a count sent as "3") or say why not.
+_Str32 = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+_Str64 = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+_Str128 = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+_Aware = Annotated[datetime, msgspec.Meta(tz=True)]
+_NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+
+
+class _FastAdditive(msgspec.Struct, forbid_unknown_fields=True, tag_field="type"):
+    variant_id: _Str64
+    channel: _Str32
+    event_id: _Str128
+    occurred_at: _Aware
+    schema: Literal["autoplay.event.v1"] = SCHEMA_V1
+    external_id: Annotated[str, msgspec.Meta(max_length=128)] | None = None
+    count: Annotated[int, msgspec.Meta(ge=0)] = 1
+    value: _NonNegative = 0.0
+    currency: Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")] | None = None
+
+    @property
+    def type(self) -> str:
+        return self.__struct_config__.tag
+
+    def __post_init__(self) -> None:
+        if self.value > 0 and self.currency is None:
+            raise ValueError("currency is required when value is set")
+
+
+class _FastSnapshot(msgspec.Struct, forbid_unknown_fields=True, tag_field="type", tag="metric_snapshot"):
+    variant_id: _Str64
+    channel: _Str32
+    external_id: _Str128
+    day: date
+    metric: Literal["impressions", "clicks", "spend", "add_to_cart", "purchases", "purchase_value"]
+    value: _NonNegative
+    as_of: _Aware
+    schema: Literal["autoplay.event.v1"] = SCHEMA_V1
+
+    type = "metric_snapshot"
+
+
+_fast_types = tuple(type(f"_Fast_{t}", (_FastAdditive,), {}, tag=t) for t in ADDITIVE_TYPES)
+_fast_decoder = msgspec.json.Decoder(_FastSnapshot | _fast_types[0] | _fast_types[1] | _fast_types[2] | _fast_types[3] | _fast_types[4])  # noqa: E501
+
+
+def is_snapshot(event: object) -> bool:
+    return event.type == "metric_snapshot"
+
+
 def parse_event(raw: bytes) -> AdditiveEvent | MetricSnapshot:
-    """Validate one message's bytes (JSON parsed by pydantic-core, no intermediate dict)."""
+    """Validate one message's bytes; the result has the attributes of ``AdditiveEvent`` or ``MetricSnapshot``."""
+    try:
+        return _fast_decoder.decode(raw)
+    except (msgspec.DecodeError, ValueError):
+        pass
     try:
         return _adapter.validate_json(raw)
     except ValidationError as exc:
@@ -142,7 +199,7 @@ def _classify(exc: ValidationError) -> BadEvent:
 def check_time(event: AdditiveEvent | MetricSnapshot, now: datetime) -> None:
     """Events from the future (beyond a day of clock skew) are refused; late ones are fine."""
     limit = now + FUTURE_TOLERANCE
-    if isinstance(event, AdditiveEvent):
+    if not is_snapshot(event):
         if event.occurred_at > limit:
             raise BadEvent("future_timestamp", f"occurred_at {event.occurred_at.isoformat()} is in the future")
     elif event.as_of > limit or event.day > limit.date():

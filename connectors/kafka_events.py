@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from connectors.event_store import BatchResult, EventStore
-from connectors.events import AdditiveEvent, BadEvent, MetricSnapshot, check_time, encode, parse_event
+from connectors.events import AdditiveEvent, BadEvent, MetricSnapshot, check_time, encode, is_snapshot, parse_event
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +291,7 @@ class EventIngestor:
                         self.dead_letter_topic, key=m.key, value=m.value, headers=[("reason", bad.reason.encode())]
                     )
                 continue
-            (snapshots if isinstance(event, MetricSnapshot) else events).append(event)
+            (snapshots if is_snapshot(event) else events).append(event)
         return events, snapshots, dead, next_offsets
 
     def _check_variant(self, event: AdditiveEvent | MetricSnapshot) -> None:
