@@ -153,7 +153,9 @@ class _FastSnapshot(msgspec.Struct, forbid_unknown_fields=True, tag_field="type"
 
 
 _fast_types = tuple(type(f"_Fast_{t}", (_FastAdditive,), {}, tag=t) for t in ADDITIVE_TYPES)
-_fast_decoder = msgspec.json.Decoder(_FastSnapshot | _fast_types[0] | _fast_types[1] | _fast_types[2] | _fast_types[3] | _fast_types[4])  # noqa: E501
+_fast_decoder = msgspec.json.Decoder(
+    _FastSnapshot | _fast_types[0] | _fast_types[1] | _fast_types[2] | _fast_types[3] | _fast_types[4]
+)  # noqa: E501
 
 
 def is_snapshot(event: object) -> bool:

@@ -78,5 +78,6 @@ def test_fast_decoder_accepts_only_what_the_models_accept():
 
 
 def test_a_lax_but_valid_event_still_passes_through_the_models():
-    raw = b'{"type":"click","event_id":"e","variant_id":"v","channel":"c","count":"3","occurred_at":"2026-01-01T00:00Z"}'
+    raw = b'{"type":"click","event_id":"e1","variant_id":"v","channel":"c","count":"3",'
+    raw += b'"occurred_at":"2026-01-01T00:00:00Z"}'
     assert parse_event(raw).count == 3
