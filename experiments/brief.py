@@ -40,6 +40,15 @@ class Autoplay(_Strict):
     activate: bool = False
     exploration_floor: float = Field(default=0.04, ge=0.0, le=0.2)
     min_impressions: int = Field(default=1000, ge=0)
+    max_budget_step: float = Field(default=0.2, gt=0, le=0.2, description="largest budget change a day")
+    half_life_days: float | None = Field(default=5.0, gt=0, description="evidence weight halves this often")
+    conversion_delay_days: float = Field(default=2.0, gt=0, description="mean days from click to purchase")
+    palette_max_delta_e: float = Field(
+        default=0.0, ge=0, le=20, description="new colours within this CIEDE2000 distance; 0: the palette only"
+    )
+    approved_templates: list[str] | None = Field(
+        default=None, description="when set, the approval gate: only these template families go live"
+    )
 
 
 class Brief(_Strict):
@@ -49,7 +58,7 @@ class Brief(_Strict):
     palette: list[str] = Field(min_length=1)
     templates: list[str] = Field(min_length=1)
     aspects: list[str] = Field(min_length=1)
-    goal: Literal["ctr", "conversion_rate"] = "ctr"
+    goal: Literal["ctr", "conversion_rate", "roas", "cost_per_purchase"] = "ctr"
     daily_budget: float = Field(gt=0, description="hard cap over all live variants, in account currency")
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
     channels: list[Literal["meta", "shopify"]] = Field(min_length=1)
@@ -82,8 +91,17 @@ class Brief(_Strict):
             raise ValueError("autoplay.keep_per_generation must be smaller than autoplay.live_variants")
         if a.exploration_floor * a.live_variants >= 1:
             raise ValueError("autoplay.exploration_floor x live_variants must stay below 1")
-        if len(self.palette) * len(self.templates) * len(self.aspects) < a.live_variants:
-            raise ValueError("palette x templates x aspects has fewer combinations than autoplay.live_variants")
+        if a.approved_templates is not None:
+            a.approved_templates = [get_template(t).name for t in a.approved_templates]
+            if not set(a.approved_templates) & set(self.templates):
+                raise ValueError("autoplay.approved_templates approves none of the brief's templates")
+        approved = len(
+            self.templates if a.approved_templates is None else set(a.approved_templates) & set(self.templates)
+        )
+        if len(self.palette) * approved * len(self.aspects) < a.live_variants:
+            raise ValueError(
+                "palette x (approved) templates x aspects has fewer combinations than autoplay.live_variants"
+            )
         return self
 
 

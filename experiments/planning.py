@@ -10,23 +10,49 @@ import numpy as np
 import pandas as pd
 
 from experiments.brief import Brief
+from experiments.factorised import FactorisedThompson
 from experiments.thompson import BetaThompson, empirical_prior
+from rendering.colour import palette_variations
+from rendering.templates import get_template
 
-GOAL_COLUMNS = {"ctr": ("clicks", "impressions"), "conversion_rate": ("purchases", "clicks")}
+#: successes / trials per goal. ROAS and cost per purchase rank creatives by purchases per impression:
+#: variants in one ad set buy impressions at the same price and sell the same product, so purchases per
+#: impression orders them as revenue per spend and spend per purchase do.
+GOAL_COLUMNS = {
+    "ctr": ("clicks", "impressions"),
+    "conversion_rate": ("purchases", "clicks"),
+    "roas": ("purchases", "impressions"),
+    "cost_per_purchase": ("purchases", "impressions"),
+}
+DELAYED_GOALS = ("conversion_rate", "roas", "cost_per_purchase")  # purchases arrive days after the click
+FATIGUE_DROP = 0.25  # a variant whose last days' rate is this much below its lifetime rate has fatigued
+FATIGUE_WINDOW_DAYS = 3
 
 
 @dataclass(frozen=True)
 class Decision:
-    kind: str  # "keep", "explore" or "allocate"
+    kind: str  # "keep", "succeed" (replaces a fatigued variant), "explore" or "allocate"
     variant_id: str | None
     factors: dict
     propensity: float
+    reason: str = ""
+
+
+def candidate_colours(brief: Brief) -> list[str]:
+    """The palette, plus variations within the brief's CIEDE2000 distance when it allows new colours."""
+    return palette_variations(brief.palette, brief.autoplay.palette_max_delta_e)
+
+
+def approved_templates(brief: Brief) -> list[str]:
+    """Templates the plan may use: all the brief's, or only the approved ones when it has a gate."""
+    gate = brief.autoplay.approved_templates
+    return list(brief.templates) if gate is None else [t for t in brief.templates if t in gate]
 
 
 def factor_grid(brief: Brief) -> list[dict]:
     return [
         {"template": t, "colour": c, "aspect": a}
-        for t, c, a in itertools.product(brief.templates, brief.palette, brief.aspects)
+        for t, c, a in itertools.product(approved_templates(brief), candidate_colours(brief), brief.aspects)
     ]
 
 
@@ -35,54 +61,158 @@ def factor_key(factors: dict) -> tuple:
 
 
 def arm_table(brief: Brief, variants: pd.DataFrame, daily: pd.DataFrame) -> pd.DataFrame:
-    """Successes and trials per variant for the brief's goal, zero for variants with no data yet."""
-    num, den = GOAL_COLUMNS[brief.goal]
-    totals = daily.groupby("variant_id")[[num, den]].sum().astype(float) if len(daily) else None
+    """Successes and trials per variant for the brief's goal (undiscounted totals), zero without data."""
+    ev = evidence(brief, variants, daily)
+    totals = ev.groupby("variant_id", sort=False)[["successes", "trials"]].sum()
     arms = variants[["variant_id"]].copy()
-    arms[num] = arms["variant_id"].map(totals[num]).fillna(0.0) if totals is not None else 0.0
-    arms[den] = arms["variant_id"].map(totals[den]).fillna(0.0) if totals is not None else 0.0
-    return arms.rename(columns={num: "successes", den: "trials"})[["variant_id", "successes", "trials"]]
+    arms["successes"] = arms["variant_id"].map(totals["successes"]).fillna(0.0)
+    arms["trials"] = arms["variant_id"].map(totals["trials"]).fillna(0.0)
+    return arms
+
+
+def evidence(brief: Brief, variants: pd.DataFrame, daily: pd.DataFrame) -> pd.DataFrame:
+    """Per variant and day: the goal's successes and trials, the day as an integer, and the factors.
+
+    Every variant gets at least one row (zero trials on the newest day), so untried ones are scored too.
+    """
+    num, den = GOAL_COLUMNS[brief.goal]
+    factors = variants[["variant_id", "template", "colour", "aspect"]].drop_duplicates("variant_id")
+    rows = daily[daily["variant_id"].isin(factors["variant_id"])] if len(daily) else daily
+    frame = pd.DataFrame(
+        {
+            "variant_id": rows["variant_id"] if len(rows) else pd.Series(dtype=str),
+            "day": day_index(rows["day"]) if len(rows) else pd.Series(dtype="int64"),
+            "successes": rows[num].fillna(0.0).astype(float) if len(rows) else pd.Series(dtype=float),
+            "trials": rows[den].fillna(0.0).astype(float) if len(rows) else pd.Series(dtype=float),
+        }
+    )
+    newest = int(frame["day"].max()) if len(frame) else 0
+    zero = pd.DataFrame({"variant_id": factors["variant_id"], "day": newest, "successes": 0.0, "trials": 0.0})
+    frame = pd.concat([frame, zero], ignore_index=True).merge(factors, on="variant_id", how="left")
+    frame["camera"] = [get_template(t).camera for t in frame["template"]]
+    return frame
+
+
+def day_index(days) -> np.ndarray:
+    """Dates as integer days since 1970-01-01 (the unit the policies weigh age in)."""
+    return (pd.to_datetime(pd.Series(days)).dt.tz_localize(None).dt.normalize() - pd.Timestamp(0)).dt.days.to_numpy()
+
+
+def variant_policy(brief: Brief, arms: pd.DataFrame, rng: np.random.Generator, discounted: bool = True) -> BetaThompson:
+    alpha, beta = empirical_prior(arms)
+    return BetaThompson(
+        prior_alpha=alpha,
+        prior_beta=beta,
+        half_life_days=brief.autoplay.half_life_days if discounted else None,
+        conversion_delay_days=brief.autoplay.conversion_delay_days if brief.goal in DELAYED_GOALS else None,
+        random_state=int(rng.integers(2**31)),
+    )
+
+
+def factorised_policy(brief: Brief, rng: np.random.Generator) -> FactorisedThompson:
+    return FactorisedThompson(
+        half_life_days=brief.autoplay.half_life_days,
+        conversion_delay_days=brief.autoplay.conversion_delay_days if brief.goal in DELAYED_GOALS else None,
+        random_state=int(rng.integers(2**31)),
+    )
 
 
 def plan_generation(
-    brief: Brief, live: pd.DataFrame, arms: pd.DataFrame, tried: set[tuple], rng: np.random.Generator
+    brief: Brief, live: pd.DataFrame, history: pd.DataFrame | None, tried: set[tuple], rng: np.random.Generator
 ) -> list[Decision]:
-    """Keep what the posterior favours, explore untried combinations for the remaining slots.
+    """Keep what the posterior favours, replace fatigued winners, and explore for the remaining slots.
 
-    ``live`` has the current live variants with their factors; ``tried`` holds every combination ever
-    rendered. The first generation (nothing live) draws all slots at random.
+    ``live`` has the current live variants with their factors; ``history`` is ``evidence`` for every
+    variant ever run (None before the first); ``tried`` holds every combination ever rendered. New
+    combinations come from the factorised model's Thompson draws (untried ones included); before any
+    evidence, uniformly at random. Guardrails hold by construction: at most ``live_variants``, templates
+    from the approved list, colours within the palette distance, nothing judged before ``min_impressions``.
     """
     size, keep_n = brief.autoplay.live_variants, brief.autoplay.keep_per_generation
     decisions: list[Decision] = []
-    if len(live):
-        live_arms = arms.set_index("variant_id").loc[live["variant_id"]].reset_index()
-        policy = _policy(arms, rng).fit(live_arms)
-        judged = (
-            arms.set_index("variant_id").loc[live["variant_id"], "trials"].to_numpy() >= brief.autoplay.min_impressions
-        )
-        score = np.where(judged, policy.posterior_mean(), np.inf)  # unjudged variants stay until judged
-        order = np.argsort(-score, kind="stable")[:keep_n]
-        for i in order:
-            row = live.iloc[i]
-            decisions.append(Decision("keep", row["variant_id"], _factors(row), 1.0))
-    untried = [f for f in factor_grid(brief) if factor_key(f) not in tried]
+    chosen = set()
+    allowed = {factor_key(f) for f in factor_grid(brief)}
+    if len(live) and history is not None:
+        arms = _totals(history, live)
+        live_ev = history[history["variant_id"].isin(live["variant_id"])]
+        now = int(history["day"].max())
+        recent = variant_policy(brief, arms, rng).fit(live_ev, now=now)
+        lifetime = variant_policy(brief, arms, rng, discounted=False).fit(live_ev, now=now)
+        order_ids = list(recent.variant_ids_)
+        trials = arms.set_index("variant_id").loc[order_ids, "trials"].to_numpy()
+        judged = trials >= brief.autoplay.min_impressions
+        window = live_ev[live_ev["day"] > now - FATIGUE_WINDOW_DAYS]
+        latest = variant_policy(brief, arms, rng, discounted=False).fit(window, now=now)
+        latest_mean = pd.Series(latest.posterior_mean(), index=latest.variant_ids_).reindex(order_ids).to_numpy()
+        fatigued = judged & (latest_mean < (1 - FATIGUE_DROP) * lifetime.posterior_mean())
+        # rank by recent performance; a fatigued variant keeps the rank its lifetime earned, so that a
+        # fatigued winner hands its slot to a successor instead of just dropping out
+        score = np.where(fatigued, lifetime.posterior_mean(), recent.posterior_mean())
+        score = np.where(judged, score, np.inf)  # unjudged variants stay until judged
+        model = factorised_policy(brief, rng).fit(history, now=now)
+        by_id = live.set_index("variant_id")
+        for i in np.argsort(-score, kind="stable")[:keep_n]:
+            row = by_id.loc[order_ids[i]]
+            f = {"template": row["template"], "colour": row["colour"], "aspect": row["aspect"]}
+            if factor_key(f) not in allowed:
+                continue  # its template lost approval or its colour left the palette: retire it
+            if fatigued[i] and (successor := _successor(f, model, tried | chosen, allowed)) is not None:
+                decisions.append(Decision("succeed", None, successor, 1.0, f"replaces fatigued {order_ids[i]}"))
+                chosen.add(factor_key(successor))
+            else:
+                decisions.append(Decision("keep", order_ids[i], f, 1.0))
+                chosen.add(factor_key(f))
+    else:
+        model = None
+    untried = [f for f in factor_grid(brief) if factor_key(f) not in tried | chosen]
     n_new = min(size - len(decisions), len(untried))
-    for j in rng.choice(len(untried), size=n_new, replace=False) if n_new else []:
-        decisions.append(Decision("explore", None, untried[j], n_new / len(untried)))
+    if n_new and model is not None:
+        for j, propensity in model.propose(_with_camera(pd.DataFrame(untried)), n_new):
+            decisions.append(Decision("explore", None, untried[j], propensity))
+    elif n_new:
+        for j in rng.choice(len(untried), size=n_new, replace=False):
+            decisions.append(Decision("explore", None, untried[j], n_new / len(untried)))
     return decisions
 
 
-def allocate(brief: Brief, arms: pd.DataFrame, rng: np.random.Generator) -> pd.Series:
-    """Traffic shares for the live variants (index: variant id), summing to 1, floored for exploration."""
-    policy = _policy(arms, rng).fit(arms)
+def _totals(history: pd.DataFrame, live: pd.DataFrame) -> pd.DataFrame:
+    totals = history.groupby("variant_id", sort=False)[["successes", "trials"]].sum()
+    return totals.reindex(live["variant_id"]).fillna(0.0).reset_index()
+
+
+def _with_camera(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.assign(camera=[get_template(t).camera for t in frame["template"]])
+
+
+def _successor(factors: dict, model: FactorisedThompson, taken: set[tuple], allowed: set[tuple]) -> dict | None:
+    """The untried combination that keeps the most of a fatigued winner's factors, best by the model:
+    the same template and colour in another aspect or a nearby colour, else any two of the three."""
+    pool = [dict(zip(("template", "colour", "aspect"), k)) for k in allowed - taken]
+    for need in (2, 1):
+        same = [f for f in pool if sum(f[k] == factors[k] for k in ("template", "colour", "aspect")) >= need]
+        if same:
+            scores = model.posterior_mean(_with_camera(pd.DataFrame(same)))
+            return same[int(np.argmax(scores))]
+    return None
+
+
+def allocate(brief: Brief, events: pd.DataFrame, rng: np.random.Generator) -> pd.Series:
+    """Traffic shares for the live variants in ``events`` (index: variant id), summing to 1, floored."""
+    arms = _totals(events, events.drop_duplicates("variant_id"))
+    policy = variant_policy(brief, arms, rng).fit(events)
     return policy.allocate(brief.autoplay.exploration_floor)
 
 
-def budgets_in_cents(brief: Brief, shares: pd.Series, minimum_cents: int = 100) -> pd.Series:
+def budgets_in_cents(
+    brief: Brief, shares: pd.Series, previous: pd.Series | None = None, minimum_cents: int = 100
+) -> pd.Series:
     """Per-variant daily budgets: the platform minimum each, the rest split by share.
 
-    The total never exceeds the brief's cap (a hard constraint); a cap too small to give every live
-    variant the minimum is refused rather than overspent.
+    Guardrails, in order of precedence: the total never exceeds the brief's cap (a cap too small to give
+    every live variant the minimum is refused rather than overspent); an ad set that had a budget
+    (``previous``, in cents) moves by at most ``max_budget_step`` of it, so Meta's delivery does not
+    re-enter learning; new ad sets start wherever their share puts them. Only when the cap itself shrank
+    below what the step limit would keep does the cap win over the step.
     """
     cap = int(round(brief.daily_budget * 100))
     n = len(shares)
@@ -93,8 +223,20 @@ def budgets_in_cents(brief: Brief, shares: pd.Series, minimum_cents: int = 100) 
         )
     spare = cap - minimum_cents * n
     weights = shares.to_numpy(float) / shares.sum()
-    cents = minimum_cents + np.floor(weights * spare).astype(int)
-    return pd.Series(cents, index=shares.index, name="daily_budget_cents")
+    target = minimum_cents + np.floor(weights * spare)
+    if previous is None:
+        return pd.Series(target.astype(int), index=shares.index, name="daily_budget_cents")
+    step = brief.autoplay.max_budget_step
+    prev = previous.reindex(shares.index).to_numpy(float)
+    had = ~np.isnan(prev)
+    lo = np.where(had, np.maximum(minimum_cents, np.ceil(np.nan_to_num(prev) * (1 - step))), minimum_cents)
+    hi = np.where(had, np.maximum(minimum_cents, np.floor(np.nan_to_num(prev) * (1 + step))), np.inf)
+    if lo.sum() > cap:
+        lo = np.full(n, float(minimum_cents))
+    cents = np.clip(target, lo, hi)
+    if cents.sum() > cap:  # pull everything back towards its lower bound by the same fraction
+        cents = lo + np.floor((cents - lo) * (cap - lo.sum()) / (cents - lo).sum())
+    return pd.Series(cents.astype(int), index=shares.index, name="daily_budget_cents")
 
 
 def leaderboard(
@@ -106,7 +248,7 @@ def leaderboard(
 ) -> pd.DataFrame:
     """Variants ranked by posterior mean, with the evidence behind it and their traffic share."""
     arms = arm_table(brief, variants, daily)
-    policy = _policy(arms, rng or np.random.default_rng()).fit(arms)
+    policy = variant_policy(brief, arms, rng or np.random.default_rng(), discounted=False).fit(arms)
     lo, hi = policy.interval(0.95)
     num, den = GOAL_COLUMNS[brief.goal]
     board = variants[["variant_id", "template", "colour", "aspect"]].copy()
@@ -117,12 +259,3 @@ def leaderboard(
     board["p_best"] = policy.prob_best()
     board["traffic_share"] = board["variant_id"].map(shares).fillna(0.0) if shares is not None else 0.0
     return board.sort_values("posterior_mean", ascending=False).reset_index(drop=True)
-
-
-def _policy(arms: pd.DataFrame, rng: np.random.Generator) -> BetaThompson:
-    alpha, beta = empirical_prior(arms)
-    return BetaThompson(prior_alpha=alpha, prior_beta=beta, random_state=int(rng.integers(2**31)))
-
-
-def _factors(row: pd.Series) -> dict:
-    return {"template": row["template"], "colour": row["colour"], "aspect": row["aspect"]}

@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import beta as beta_dist
 
+from experiments.evidence import arm_evidence
+
 
 def empirical_prior(arms: pd.DataFrame, strength: float = 400.0) -> tuple[float, float]:
     """A Beta prior centred on the typical variant's rate, worth ``strength`` trials.
@@ -26,23 +28,35 @@ def empirical_prior(arms: pd.DataFrame, strength: float = 400.0) -> tuple[float,
 class BetaThompson:
     """Independent Beta posteriors per variant.
 
-    ``fit`` takes a frame with columns ``variant_id``, ``successes`` and ``trials``. Learned attributes:
-    ``variant_ids_``, ``alpha_``, ``beta_``.
+    ``fit`` takes a frame of events or of daily aggregates: ``variant_id``, ``successes``, ``trials`` and,
+    to weigh by age, ``day`` (integer day index). ``half_life_days`` discounts old evidence (creative
+    fatigue, market shifts); ``conversion_delay_days`` discounts trials whose conversions are still due.
+    Learned attributes: ``variant_ids_``, ``alpha_``, ``beta_``.
     """
 
     def __init__(
-        self, prior_alpha: float = 1.0, prior_beta: float = 1.0, n_draws: int = 20000, random_state: int | None = None
+        self,
+        prior_alpha: float = 1.0,
+        prior_beta: float = 1.0,
+        n_draws: int = 20000,
+        half_life_days: float | None = None,
+        conversion_delay_days: float | None = None,
+        random_state: int | None = None,
     ) -> None:
         self.prior_alpha = prior_alpha
         self.prior_beta = prior_beta
         self.n_draws = n_draws
+        self.half_life_days = half_life_days
+        self.conversion_delay_days = conversion_delay_days
         self.random_state = random_state
 
-    def fit(self, arms: pd.DataFrame) -> BetaThompson:
+    def fit(self, events: pd.DataFrame, now: int | None = None) -> BetaThompson:
+        arms = arm_evidence(events, ["variant_id"], now, self.half_life_days, self.conversion_delay_days)
         successes = arms["successes"].to_numpy(float)
         trials = arms["trials"].to_numpy(float)
-        if np.any(successes < 0) or np.any(successes > trials):
-            raise ValueError("successes must lie between 0 and trials for every variant")
+        if np.any(successes > trials + 1e-9) and not self.conversion_delay_days:
+            raise ValueError("successes must not exceed trials for any variant")
+        trials = np.maximum(trials, successes)
         self.variant_ids_ = arms["variant_id"].astype(str).to_numpy()
         self.alpha_ = self.prior_alpha + successes
         self.beta_ = self.prior_beta + trials - successes
@@ -61,6 +75,22 @@ class BetaThompson:
         draws = self._rng.beta(self.alpha_[:, None], self.beta_[:, None], size=(len(self.alpha_), self.n_draws))
         wins = np.bincount(draws.argmax(axis=0), minlength=len(self.alpha_))
         return wins / self.n_draws
+
+    def subset(self, variant_ids) -> BetaThompson:
+        """The posteriors of ``variant_ids`` only, in that order; an id never seen gets the prior."""
+        known = dict(zip(self.variant_ids_, zip(self.alpha_, self.beta_)))
+        out = BetaThompson(self.prior_alpha, self.prior_beta, self.n_draws, random_state=self.random_state)
+        out.variant_ids_ = np.asarray([str(v) for v in variant_ids])
+        pairs = [known.get(v, (self.prior_alpha, self.prior_beta)) for v in out.variant_ids_]
+        out.alpha_ = np.array([a for a, _ in pairs], float)
+        out.beta_ = np.array([b for _, b in pairs], float)
+        out._rng = self._rng
+        return out
+
+    def expected_regret(self, shares) -> float:
+        """Posterior expected loss per trial of splitting traffic by ``shares``: E[max rate - rate served]."""
+        draws = self._rng.beta(self.alpha_[:, None], self.beta_[:, None], size=(len(self.alpha_), self.n_draws))
+        return float(np.mean(draws.max(axis=0) - np.asarray(shares, float) @ draws))
 
     def allocate(self, exploration_floor: float = 0.0) -> pd.Series:
         """Traffic shares: P(best), mixed with a floor so every live variant keeps learning."""

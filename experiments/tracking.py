@@ -16,6 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import mlflow  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from experiments.policy_model import PolicyModel, log_policy_model  # noqa: E402
+
 
 @dataclass(frozen=True)
 class TrackingTarget:
@@ -41,8 +43,14 @@ def log_training(
     history: pd.DataFrame,
     images: list[Path],
     tags: dict | None = None,
+    policy_model: PolicyModel | None = None,
+    registered_name: str | None = None,
 ) -> str:
-    """Log one training as an MLflow run; returns the run id."""
+    """Log one training as an MLflow run; returns the run id.
+
+    With ``policy_model``, the fitted policy is logged as a pyfunc model and registered under
+    ``registered_name`` as a new version carrying the ``challenger`` alias.
+    """
     target.activate()
     with mlflow.start_run(run_name=run_name, tags=tags or {}) as run, tempfile.TemporaryDirectory() as tmp:
         mlflow.log_params(params)
@@ -55,6 +63,8 @@ def log_training(
             mlflow.log_artifact(str(learning_curve(history, Path(tmp) / "learning_curve.png")), "plots")
         for image in images:
             mlflow.log_artifact(str(image), "contact_sheets")
+        if policy_model is not None:
+            log_policy_model(policy_model, registered_name)
         return run.info.run_id
 
 

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from dagster import (
     AssetCheckResult,
+    AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
     DynamicPartitionsDefinition,
@@ -138,7 +139,16 @@ def event_store(context: AssetExecutionContext, loop: LoopResource, kafka: Kafka
 @asset(
     group_name="loop",
     deps=[event_store],
-    description="Thompson-sampling policy fitted on the store; an MLflow run with leaderboard and sheet.",
+    description="Policies fitted on the store; an MLflow run with leaderboard, plots, sheet and the pyfunc model "
+    "registered as the challenger.",
+    check_specs=[
+        AssetCheckSpec(
+            "challenger_beats_champion",
+            asset="policy",
+            description="offline (SNIPS) estimate on the logged allocations: the challenger becomes champion "
+            "only when it beats the champion; the decision is recorded in MLflow and the ledger",
+        )
+    ],
 )
 def policy(context: AssetExecutionContext, loop: LoopResource, mlflow: MlflowResource) -> MaterializeResult:
     brief = loop.brief()
@@ -150,13 +160,28 @@ def policy(context: AssetExecutionContext, loop: LoopResource, mlflow: MlflowRes
         Path(loop.home) / "contact_sheets",
         loop.seed,
     )
+    decision = stages.promote(brief, loop.ledger(), loop.store(), mlflow.target())
+    context.log.info(decision["verdict"])
+    estimates = {k: decision[k].as_dict() for k in ("challenger", "champion") if decision[k] is not None}
     return MaterializeResult(
+        check_results=[
+            AssetCheckResult(
+                check_name="challenger_beats_champion",
+                passed=decision["promoted"],
+                severity=AssetCheckSeverity.WARN,
+                metadata={
+                    "verdict": decision["verdict"],
+                    "champion_version": decision["champion_version"],
+                    "estimates": MetadataValue.json(estimates),
+                },
+            )
+        ],
         metadata={
             "mlflow_run_id": out["run_id"],
             "generation": out["generation"],
             "contact_sheet": MetadataValue.path(str(out["sheet"])),
             "leaderboard": MetadataValue.md(out["board"].head(10).to_markdown(index=False, floatfmt=".4f")),
-        }
+        },
     )
 
 

@@ -6,10 +6,12 @@ jobs, renders into creatives to publish, insights into events, stored events int
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pandas as pd
 
@@ -18,8 +20,9 @@ from connectors.events import snapshots_from_insights
 from connectors.kafka_events import EventIngestor, EventProducer, IngestStats
 from connectors.ledger import Ledger
 from connectors.meta import CreativeToPublish, MetaAds
-from experiments import planning
+from experiments import evaluation, planning
 from experiments.brief import Brief
+from experiments.policy_model import PolicyModel
 from experiments.tracking import TrackingTarget, log_training
 from rendering.batch import render_batch
 from rendering.contact_sheet import contact_sheet
@@ -53,9 +56,9 @@ def plan(brief: Brief, ledger: Ledger, store: EventStore, profile: str, seed: in
     known = ledger.variants(brief.name)
     live = ledger.live(brief.name, current) if current is not None else known.iloc[0:0]
     live = live[live["render_status"] == "rendered"] if len(live) else live
-    arms = planning.arm_table(brief, known, store.variant_daily()) if len(known) else None
+    history = planning.evidence(brief, known, store.variant_daily()) if len(known) else None
     tried = {planning.factor_key(r) for r in known.to_dict("records")}
-    decisions = planning.plan_generation(brief, live, arms, tried, rng)
+    decisions = planning.plan_generation(brief, live, history, tried, rng)
 
     rows, logged = [], []
     for d in decisions:
@@ -65,14 +68,14 @@ def plan(brief: Brief, ledger: Ledger, store: EventStore, profile: str, seed: in
             {
                 "kind": d.kind,
                 "variant_id": job.variant_id,
-                "factors": d.factors,
+                "factors": {**d.factors, "reason": d.reason} if d.reason else d.factors,
                 "propensity": d.propensity,
                 "policy_version": f"plan-g{generation}",
             }
         )
     planned = pd.DataFrame(rows)
     ledger.start_generation(brief.name, generation, planned, logged)
-    new_ids = [r["variant_id"] for r, d in zip(rows, decisions) if d.kind == "explore"]
+    new_ids = [r["variant_id"] for r, d in zip(rows, decisions) if d.kind in ("explore", "succeed")]
     return PlanResult(generation, planned, new_ids)
 
 
@@ -132,9 +135,9 @@ def allocate(brief: Brief, ledger: Ledger, store: EventStore, meta: MetaAds, tod
     live = live[live["variant_id"].isin(pubs.index)]
     if live.empty:
         raise RuntimeError(f"generation {generation} has no published variant to allocate traffic to")
-    arms = planning.arm_table(brief, live, store.variant_daily())
-    shares = planning.allocate(brief, arms, np.random.default_rng([seed, generation, today.toordinal()]))
-    budgets = planning.budgets_in_cents(brief, shares)
+    events = planning.evidence(brief, live, store.variant_daily())
+    shares = planning.allocate(brief, events, np.random.default_rng([seed, generation, today.toordinal()]))
+    budgets = planning.budgets_in_cents(brief, shares, previous_budgets(ledger, brief))
     for variant_id, pub in pubs.iterrows():
         live_now = variant_id in budgets.index
         if not live_now and pub["status"] == "PAUSED":
@@ -159,6 +162,18 @@ def allocate(brief: Brief, ledger: Ledger, store: EventStore, meta: MetaAds, tod
     )
     ledger.extend_window(brief.name, generation, today)
     return shares
+
+
+def previous_budgets(ledger: Ledger, brief: Brief) -> pd.Series:
+    """The daily budget (cents) each variant was last given, from the logged allocation decisions."""
+    decisions = ledger.decisions(brief.name)
+    allocations = decisions[decisions["kind"] == "allocate"]
+    if allocations.empty:
+        return pd.Series(dtype=float)
+    latest = allocations.groupby("variant_id").tail(1)
+    return pd.Series(
+        [json.loads(f)["daily_budget_cents"] for f in latest["factors"]], index=latest["variant_id"], dtype=float
+    )
 
 
 def pull_insights(brief: Brief, ledger: Ledger, meta: MetaAds, producer: EventProducer, today: date) -> int:
@@ -215,6 +230,11 @@ def train(
     )
     sheet = generation_sheet(brief, ledger, board, generation, sheets_dir)
     num, den = planning.GOAL_COLUMNS[brief.goal]
+    model = fit_policy_model(brief, ledger, store, seed)
+    live_ids = list(latest.index)
+    expected_regret = (
+        model.variants.subset(live_ids).expected_regret(latest.to_numpy()) if len(live_ids) else float("nan")
+    )
     run_id = log_training(
         tracking,
         run_name=f"{brief.name}-g{generation}",
@@ -222,9 +242,13 @@ def train(
             "brief": brief.name,
             "generation": generation,
             "goal": brief.goal,
-            "policy": "beta-thompson",
+            "policy": "beta-thompson (allocation) + factorised thompson (proposals)",
+            "half_life_days": brief.autoplay.half_life_days,
+            "conversion_delay_days": brief.autoplay.conversion_delay_days,
             "live_variants": brief.autoplay.live_variants,
             "exploration_floor": brief.autoplay.exploration_floor,
+            "max_budget_step": brief.autoplay.max_budget_step,
+            "palette_max_delta_e": brief.autoplay.palette_max_delta_e,
             "daily_budget": brief.daily_budget,
         },
         metrics={
@@ -234,14 +258,127 @@ def train(
             "best_posterior_mean": board.iloc[0]["posterior_mean"],
             "best_p_best": board.iloc[0]["p_best"],
             "best_traffic_share": float(latest.get(best, 0.0)),
+            "expected_regret_per_trial": expected_regret,
+            **{f"posterior_mean.{r.variant_id}": r.posterior_mean for r in board.itertuples()},
+            **{f"p_best.{r.variant_id}": r.p_best for r in board.itertuples()},
         },
         board=board,
         history=history,
         images=[sheet],
         tags={"autoplay.brief": brief.name, "autoplay.generation": str(generation)},
+        policy_model=model,
+        registered_name=registered_model_name(brief),
     )
     ledger.set_policy_run(brief.name, generation, run_id)
     return {"run_id": run_id, "board": board, "sheet": sheet, "generation": generation}
+
+
+def registered_model_name(brief: Brief) -> str:
+    return f"autoplay-{brief.name}"
+
+
+def fit_policy_model(brief: Brief, ledger: Ledger, store: EventStore, seed: int = 0) -> PolicyModel:
+    """Both policies fitted on everything stored: per-variant allocation and the factorised proposer."""
+    variants = ledger.variants(brief.name)
+    variants = variants[variants["render_status"] == "rendered"].reset_index(drop=True)
+    events = planning.evidence(brief, variants, store.variant_daily())
+    rng = np.random.default_rng([seed, 3])
+    arms = planning.arm_table(brief, variants, store.variant_daily())
+    return PolicyModel(
+        planning.variant_policy(brief, arms, rng).fit(events),
+        planning.factorised_policy(brief, rng).fit(events),
+        brief.autoplay.exploration_floor,
+    )
+
+
+def logged_allocations(brief: Brief, ledger: Ledger, store: EventStore) -> pd.DataFrame:
+    """Every logged allocation joined to what it produced: variant, day, logging share, successes, trials."""
+    decisions = ledger.decisions(brief.name)
+    alloc = decisions[decisions["kind"] == "allocate"].copy()
+    if alloc.empty:
+        return pd.DataFrame(columns=["variant_id", "day", "propensity", "successes", "trials"])
+    alloc["day"] = [json.loads(f)["day"] for f in alloc["factors"]]
+    alloc = alloc.drop_duplicates(["variant_id", "day"], keep="last")
+    num, den = planning.GOAL_COLUMNS[brief.goal]
+    daily = store.variant_daily()
+    daily = daily.assign(day=pd.to_datetime(daily["day"]).dt.strftime("%Y-%m-%d"))
+    out = alloc[["variant_id", "day", "propensity"]].merge(
+        daily[["variant_id", "day", num, den]], on=["variant_id", "day"], how="inner"
+    )
+    return out.rename(columns={num: "successes", den: "trials"}).fillna(0.0)
+
+
+def offline_estimate(model, log: pd.DataFrame) -> evaluation.Estimate:
+    """SNIPS value of ``model`` (a loaded pyfunc) on the logged allocations, one row per trial."""
+    target = []
+    for _, day in log.groupby("day", sort=False):
+        shares = model.predict(day[["variant_id"]], params={"action": "allocate"})
+        target.append(day["variant_id"].map(dict(zip(shares["variant_id"], shares["share"]))))
+    log = log.assign(target=pd.concat(target).reindex(log.index))
+    trials = log["trials"].round().astype(int).to_numpy()
+    successes = np.minimum(log["successes"].round().astype(int).to_numpy(), trials)
+    rewards = np.concatenate([np.r_[np.ones(s), np.zeros(t - s)] for s, t in zip(successes, trials)])
+    return evaluation.snips(rewards, np.repeat(log["propensity"], trials), np.repeat(log["target"], trials))
+
+
+def promote(brief: Brief, ledger: Ledger, store: EventStore, tracking: TrackingTarget) -> dict:
+    """Make the challenger champion when its offline estimate beats the champion's; record the decision.
+
+    The decision goes to the model version's tags, the training run's metrics and the ledger's decisions.
+    """
+    tracking.activate()
+    client = mlflow.MlflowClient()
+    name = registered_model_name(brief)
+    challenger = client.get_model_version_by_alias(name, "challenger")
+    try:
+        champion = client.get_model_version_by_alias(name, "champion")
+    except mlflow.exceptions.MlflowException:
+        champion = None
+    log = logged_allocations(brief, ledger, store)
+    if log.empty or log["trials"].sum() == 0:
+        raise RuntimeError(f"no logged allocations with outcomes for brief {brief.name!r} to evaluate on")
+    ours = offline_estimate(mlflow.pyfunc.load_model(f"models:/{name}@challenger"), log)
+    theirs = None
+    if champion is not None and champion.version != challenger.version:
+        theirs = offline_estimate(mlflow.pyfunc.load_model(f"models:/{name}@champion"), log)
+    promoted = champion is None or (theirs is not None and ours.value > theirs.value)
+    if promoted:
+        client.set_registered_model_alias(name, "champion", challenger.version)
+    verdict = (
+        f"promoted v{challenger.version}"
+        if promoted
+        else f"kept champion v{champion.version}"
+        + (f": challenger {ours.value:.5f} <= champion {theirs.value:.5f}" if theirs else "")
+    )
+    client.set_model_version_tag(name, challenger.version, "autoplay.promotion", verdict)
+    metrics = {"offline_snips_challenger": ours.value, "offline_snips_challenger_low": ours.low}
+    metrics["offline_snips_challenger_high"] = ours.high
+    if theirs is not None:
+        metrics |= {"offline_snips_champion": theirs.value, "offline_snips_champion_low": theirs.low}
+        metrics["offline_snips_champion_high"] = theirs.high
+    for key, value in metrics.items():
+        client.log_metric(challenger.run_id, key, value)
+    ledger.log_decisions(
+        brief.name,
+        ledger.current_generation(brief.name),
+        [
+            {
+                "kind": "promote" if promoted else "keep_champion",
+                "variant_id": None,
+                "propensity": 1.0,
+                "policy_version": f"{name}/v{challenger.version}",
+                "factors": {"verdict": verdict, **metrics},
+            }
+        ],
+    )
+    return {
+        "promoted": promoted,
+        "verdict": verdict,
+        "challenger": ours,
+        "champion": theirs,
+        "challenger_version": challenger.version,
+        "champion_version": challenger.version if promoted else champion.version,
+    }
 
 
 def current_leaderboard(

@@ -18,7 +18,7 @@ def test_example_brief_loads_with_model_resolved_next_to_it():
         ({"templates": ["studio", "disco"]}, "templates", "unknown template 'disco'"),
         ({"aspects": ["1:1", "3:2"]}, "aspects", "unknown aspect ratio '3:2'"),
         ({"daily_budget": -5}, "daily_budget", "greater than 0"),
-        ({"goal": "likes"}, "goal", "'ctr' or 'conversion_rate'"),
+        ({"goal": "likes"}, "goal", "'roas' or 'cost_per_purchase'"),
         ({"meta": None}, "brief", "no 'meta' section"),
         ({"product.model": "missing.glb"}, "product.model", "no model file"),
         ({"autoplay.keep_per_generation": 9}, "brief", "keep_per_generation must be smaller"),

@@ -29,7 +29,7 @@ def test_allocation_keeps_the_exploration_floor_and_sums_to_one():
 
 
 def test_impossible_counts_are_refused():
-    with pytest.raises(ValueError, match="between 0 and trials"):
+    with pytest.raises(ValueError, match="must not exceed trials"):
         BetaThompson().fit(arms(("a", 11, 10)))
 
 

@@ -71,7 +71,8 @@ def test_the_best_live_variant_gets_more_traffic_as_the_loop_learns(loop_run):
     best = result.best_share.set_index("generation")["variant_id"]
     assert best[0] == best[1], "the clearly best variant was live in both generations"
     assert shares[1] > shares[0]
-    assert shares[1] > 0.75
+    # budgets move at most 20% a day (the brief's guardrail), so the winner ramps up over days, not at once
+    assert shares[1] > 0.65
 
 
 def test_every_stage_ran_through_dagster(loop_run):
@@ -94,6 +95,31 @@ def test_each_training_is_an_mlflow_run_with_leaderboard_and_contact_sheet(loop_
     artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
     assert {"leaderboard.csv", "plots", "contact_sheets"} <= artifacts
     assert all(sheet.is_file() for sheet in result.sheets) and len(result.sheets) == 2
+    metrics = runs[0].data.metrics
+    assert {"expected_regret_per_trial", "offline_snips_challenger"} <= set(metrics)
+    assert any(k.startswith("p_best.") for k in metrics)
+
+
+def test_the_policy_is_a_registered_pyfunc_that_allocates_and_proposes_when_loaded(loop_run):
+    settings, result = loop_run
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    client = mlflow.MlflowClient()
+    name = "autoplay-" + yaml.safe_load(EXAMPLE_BRIEF.read_text())["name"]
+    versions = client.search_model_versions(f"name = '{name}'")
+    assert len(versions) == 2  # one per training
+    challenger = client.get_model_version_by_alias(name, "challenger")
+    champion = client.get_model_version_by_alias(name, "champion")
+    assert challenger.version == max((v.version for v in versions), key=int)
+    assert "autoplay.promotion" in challenger.tags  # the decision, promoted or not, is recorded
+    model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+    board = result.leaderboard
+    shares = model.predict(board[["variant_id"]].head(4), params={"action": "allocate"})
+    assert shares["share"].sum() == pytest.approx(1.0)
+    assert shares.set_index("variant_id")["share"].idxmax() == board.iloc[0]["variant_id"]
+    candidates = board[["template", "colour", "aspect"]]
+    picked = model.predict(candidates, params={"action": "propose", "k": 2})
+    assert len(picked) == 2 and picked["propensity"].between(0, 1).all()
+    assert champion.version in {v.version for v in versions}
 
 
 def test_the_access_token_is_nowhere_in_run_config_or_mlflow(loop_run):

@@ -1,0 +1,80 @@
+"""The fitted policy as an MLflow pyfunc model: loaded anywhere, it allocates traffic and proposes variants.
+
+``predict`` takes a frame of variants and a ``params`` dict:
+- ``{"action": "allocate"}`` (default): rows with ``variant_id``; returns their traffic shares (P(best)
+  mixed with the brief's exploration floor) as column ``share``.
+- ``{"action": "propose", "k": 3}``: rows of candidate factors (``template``, ``colour``, ``aspect``);
+  returns the ``k`` picked rows with their ``propensity``.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.types.schema import ParamSchema, ParamSpec
+
+from experiments.factorised import FactorisedThompson
+from experiments.thompson import BetaThompson
+from rendering.templates import get_template
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class PolicyModel(mlflow.pyfunc.PythonModel):
+    def __init__(self, variants: BetaThompson, factorised: FactorisedThompson, exploration_floor: float) -> None:
+        self.variants = variants
+        self.factorised = factorised
+        self.exploration_floor = exploration_floor
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        params = params or {}
+        action = params.get("action", "allocate")
+        if action == "allocate":
+            if "variant_id" not in model_input.columns:
+                raise ValueError("allocate needs a 'variant_id' column")
+            shares = self.variants.subset(model_input["variant_id"]).allocate(self.exploration_floor)
+            return pd.DataFrame({"variant_id": shares.index, "share": shares.to_numpy()})
+        if action == "propose":
+            missing = {"template", "colour", "aspect"} - set(model_input.columns)
+            if missing:
+                raise ValueError(f"propose needs columns {sorted(missing)}")
+            candidates = model_input.reset_index(drop=True)
+            candidates = candidates.assign(camera=[get_template(t).camera for t in candidates["template"]])
+            picks = self.factorised.propose(candidates, int(params.get("k", 1)))
+            out = candidates.iloc[[i for i, _ in picks]].drop(columns="camera").reset_index(drop=True)
+            return out.assign(propensity=[p for _, p in picks])
+        raise ValueError(f"unknown action {action!r}; use 'allocate' or 'propose'")
+
+
+def log_policy_model(model: PolicyModel, registered_name: str) -> str:
+    """Log the policy in the active run, register a new version, point ``challenger`` at it; returns the version.
+
+    The experiments and rendering packages travel with the model (code paths), so it loads without this repo.
+    """
+    # no input schema: "allocate" and "propose" take different columns; the params schema lets callers pass
+    # the action (without it MLflow drops params)
+    params = ParamSchema([ParamSpec("action", "string", "allocate"), ParamSpec("k", "long", 1)])
+    signature = ModelSignature(inputs=None, params=params)
+    quiet = logging.getLogger("mlflow.pyfunc")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # its advice on cloudpickle and input examples does not apply here
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            info = mlflow.pyfunc.log_model(
+                name="policy",
+                python_model=model,
+                code_paths=[str(ROOT / "experiments"), str(ROOT / "rendering")],
+                signature=signature,
+                registered_model_name=registered_name,
+            )
+    finally:
+        quiet.setLevel(level)
+    version = str(info.registered_model_version)
+    mlflow.MlflowClient().set_registered_model_alias(registered_name, "challenger", version)
+    return version
