@@ -100,7 +100,7 @@ class Market:
         return impressions, successes, regret
 
 
-def scenario(name: str, seed: int, quick: bool) -> Market:
+def scenario(name: str, seed: int) -> Market:
     rng = np.random.default_rng(seed)
     days = 30
     if name == "stationary":
@@ -239,11 +239,11 @@ def policies(name: str, market: Market, seed: int) -> list:
     return out
 
 
-def run(name: str, seed: int, quick: bool) -> dict[str, np.ndarray]:
+def run(name: str, seed: int) -> dict[str, np.ndarray]:
     """Cumulative regret per day for each policy, each on its own copy of the same market (same seed)."""
     curves = {}
-    for policy in policies(name, scenario(name, seed, quick), seed):
-        market = scenario(name, seed, quick)
+    for policy in policies(name, scenario(name, seed), seed):
+        market = scenario(name, seed)
         market.rng = np.random.default_rng([seed, 1])
         regret = []
         for day in range(market.days):
@@ -295,7 +295,7 @@ def main() -> None:
         task = progress.add_task("simulating markets", total=len(names) * seeds)
         for name in names:
             for seed in range(seeds):
-                for policy, curve in run(name, seed, args.quick).items():
+                for policy, curve in run(name, seed).items():
                     results[name].setdefault(policy, []).append(curve)
                 progress.advance(task)
     mean = {n: {p: np.mean(c, axis=0) for p, c in r.items()} for n, r in results.items()}

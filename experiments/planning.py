@@ -62,12 +62,7 @@ def factor_key(factors: dict) -> tuple:
 
 def arm_table(brief: Brief, variants: pd.DataFrame, daily: pd.DataFrame) -> pd.DataFrame:
     """Successes and trials per variant for the brief's goal (undiscounted totals), zero without data."""
-    ev = evidence(brief, variants, daily)
-    totals = ev.groupby("variant_id", sort=False)[["successes", "trials"]].sum()
-    arms = variants[["variant_id"]].copy()
-    arms["successes"] = arms["variant_id"].map(totals["successes"]).fillna(0.0)
-    arms["trials"] = arms["variant_id"].map(totals["trials"]).fillna(0.0)
-    return arms
+    return totals(evidence(brief, variants, daily), variants)
 
 
 def evidence(brief: Brief, variants: pd.DataFrame, daily: pd.DataFrame) -> pd.DataFrame:
@@ -133,7 +128,7 @@ def plan_generation(
     chosen = set()
     allowed = {factor_key(f) for f in factor_grid(brief)}
     if len(live) and history is not None:
-        arms = _totals(history, live)
+        arms = totals(history, live)
         live_ev = history[history["variant_id"].isin(live["variant_id"])]
         now = int(history["day"].max())
         recent = variant_policy(brief, arms, rng).fit(live_ev, now=now)
@@ -175,7 +170,8 @@ def plan_generation(
     return decisions
 
 
-def _totals(history: pd.DataFrame, live: pd.DataFrame) -> pd.DataFrame:
+def totals(history: pd.DataFrame, live: pd.DataFrame) -> pd.DataFrame:
+    """Undiscounted successes and trials per variant of ``live``, from ``evidence`` rows."""
     totals = history.groupby("variant_id", sort=False)[["successes", "trials"]].sum()
     return totals.reindex(live["variant_id"]).fillna(0.0).reset_index()
 
@@ -198,7 +194,7 @@ def _successor(factors: dict, model: FactorisedThompson, taken: set[tuple], allo
 
 def allocate(brief: Brief, events: pd.DataFrame, rng: np.random.Generator) -> pd.Series:
     """Traffic shares for the live variants in ``events`` (index: variant id), summing to 1, floored."""
-    arms = _totals(events, events.drop_duplicates("variant_id"))
+    arms = totals(events, events.drop_duplicates("variant_id"))
     policy = variant_policy(brief, arms, rng).fit(events)
     return policy.allocate(brief.autoplay.exploration_floor)
 

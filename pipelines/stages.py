@@ -283,7 +283,7 @@ def fit_policy_model(brief: Brief, ledger: Ledger, store: EventStore, seed: int 
     variants = variants[variants["render_status"] == "rendered"].reset_index(drop=True)
     events = planning.evidence(brief, variants, store.variant_daily())
     rng = np.random.default_rng([seed, 3])
-    arms = planning.arm_table(brief, variants, store.variant_daily())
+    arms = planning.totals(events, variants)
     return PolicyModel(
         planning.variant_policy(brief, arms, rng).fit(events),
         planning.factorised_policy(brief, rng).fit(events),
