@@ -41,9 +41,18 @@ class Settings:
         return self.home / "contact_sheets"
 
 
+def _local_artifacts(tracking_uri: str) -> str | None:
+    """A SQLite store keeps artifacts in ``mlartifacts`` beside its file (MLflow's own default is ./mlruns
+    under whatever directory the process runs in); a tracking server decides for itself."""
+    if tracking_uri.startswith("sqlite:///"):
+        return (Path(tracking_uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
+    return None
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ if env is None else env)
     home = Path(env.get("AUTOPLAY_HOME", REPO / "var")).resolve()
+    tracking_uri = env.get("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
     return Settings(
         home=home,
         brief_path=Path(env.get("AUTOPLAY_BRIEF", REPO / "examples" / "waterbottle" / "brief.yaml")).resolve(),
@@ -52,11 +61,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         events_topic=env.get("AUTOPLAY_EVENTS_TOPIC", "autoplay.events"),
         dead_letter_topic=env.get("AUTOPLAY_DEAD_LETTER_TOPIC", "autoplay.events.dead"),
         meta_graph_url=env.get("META_GRAPH_URL") or None,
-        mlflow_tracking_uri=env.get("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}"),
+        mlflow_tracking_uri=tracking_uri,
         mlflow_experiment=env.get("AUTOPLAY_MLFLOW_EXPERIMENT", "autoplay"),
-        # a local store keeps artifacts beside it; a tracking server decides for itself
-        mlflow_artifact_location=env.get("AUTOPLAY_MLFLOW_ARTIFACTS")
-        or ((home / "mlartifacts").as_uri() if "MLFLOW_TRACKING_URI" not in env else None),
+        mlflow_artifact_location=env.get("AUTOPLAY_MLFLOW_ARTIFACTS") or _local_artifacts(tracking_uri),
         render_profile=env.get("AUTOPLAY_RENDER_PROFILE", "preview"),
         ingest_lag_threshold=int(env.get("AUTOPLAY_INGEST_LAG_THRESHOLD", "10000")),
         ingest_interval_s=float(env.get("AUTOPLAY_INGEST_INTERVAL_S", "300")),

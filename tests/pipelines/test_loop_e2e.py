@@ -3,6 +3,8 @@
 Renders are thumbnails; the market is easy (one clearly best variant), so learning must show.
 """
 
+from pathlib import Path
+
 import mlflow
 import pytest
 import yaml
@@ -92,6 +94,10 @@ def test_each_training_is_an_mlflow_run_with_leaderboard_and_contact_sheet(loop_
     experiment = client.get_experiment_by_name(settings.mlflow_experiment)
     runs = client.search_runs([experiment.experiment_id])
     assert len(runs) == 2
+    # artifacts and models beside the SQLite store, not in ./mlruns of whatever directory ran the loop
+    assert experiment.artifact_location.startswith(
+        Path(settings.mlflow_tracking_uri.removeprefix("sqlite:///")).parent.as_uri()
+    )
     artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
     assert {"leaderboard.csv", "plots", "contact_sheets"} <= artifacts
     assert all(sheet.is_file() for sheet in result.sheets) and len(result.sheets) == 2
