@@ -10,7 +10,6 @@ Prints one JSON line per figure (see DESIGN.md). Usage: python bench/ingest.py [
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import threading
@@ -19,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
+from figures import figure
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from connectors.event_store import EventStore
@@ -27,12 +27,6 @@ from connectors.kafka_events import EventIngestor
 from connectors.ledger import Ledger
 
 VARIANTS = [f"v{i:03d}" for i in range(50)]
-
-
-def figure(name: str, value: float, unit: str, note: str) -> None:
-    print(
-        json.dumps({"figure": name, "value": round(value, 3), "unit": unit, "device": "cpu", "note": note}), flush=True
-    )
 
 
 def event(i: int, now: str) -> bytes:

@@ -16,7 +16,6 @@ time to fit the policies on 10,000,000 events. Usage: python bench/regret.py [--
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -33,6 +32,8 @@ from rich.progress import Progress  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from figures import figure  # noqa: E402
+
 from experiments.factorised import FactorisedThompson  # noqa: E402
 from experiments.thompson import BetaThompson  # noqa: E402
 
@@ -276,10 +277,6 @@ def fit_time(n: int = 10_000_000) -> tuple[float, float]:
     started = time.perf_counter()
     FactorisedThompson(half_life_days=7).fit(events.drop(columns="variant_id"))
     return variant_s, time.perf_counter() - started
-
-
-def figure(name: str, value: float, unit: str, note: str) -> None:
-    print(json.dumps({"figure": name, "value": round(value, 3), "unit": unit, "device": "cpu", "note": note}))
 
 
 def main() -> None:

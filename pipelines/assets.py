@@ -7,6 +7,7 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
+    BackfillPolicy,
     DynamicPartitionsDefinition,
     MaterializeResult,
     MetadataValue,
@@ -17,6 +18,14 @@ from pipelines import stages
 from pipelines.resources import ClockResource, KafkaResource, LoopResource, MetaResource, MlflowResource
 
 variant_partitions = DynamicPartitionsDefinition(name="variants")
+
+#: Dagster's run tags for a run over a range of partitions (what a single-run backfill sets).
+PARTITION_RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
+
+
+def partition_range_tags(first: str, last: str) -> dict[str, str]:
+    """Run tags that make one run materialise every variant partition from ``first`` to ``last``."""
+    return dict(zip(PARTITION_RANGE_TAGS, (first, last)))
 
 
 @asset(group_name="loop", description="The next generation: variants kept, new combinations to render.")
@@ -38,20 +47,31 @@ def plan(context: AssetExecutionContext, loop: LoopResource) -> MaterializeResul
 @asset(
     group_name="loop",
     partitions_def=variant_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
     pool="gpu",
     deps=[plan],
-    description="One still per variant, rendered by a Blender worker process (pool 'gpu').",
+    description="Stills per variant, rendered by Blender worker processes (pool 'gpu'); a run over a range of "
+    "variants imports the product once per worker.",
 )
 def renders(context: AssetExecutionContext, loop: LoopResource) -> MaterializeResult:
-    result = stages.render(loop.brief(), loop.ledger(), context.partition_key, Path(loop.home) / "renders")
-    manifest = result["manifest"]
+    keys = context.partition_keys
+    context.log.info(f"rendering {len(keys)} variants")
+    results = stages.render(
+        loop.brief(),
+        loop.ledger(),
+        keys,
+        Path(loop.home) / "renders",
+        on_result=lambda r: context.log.info(f"{r['variant_id']}: {r['status']} {r.get('error', '')}"),
+        max_jobs_per_worker=loop.render_max_jobs,
+    )
+    manifests = [r["manifest"] for r in results]
     return MaterializeResult(
         metadata={
-            "status": result["status"],
-            "dir": MetadataValue.path(result["dir"]),
-            "size": f"{manifest['size'][0]}x{manifest['size'][1]}",
-            "render_s": manifest["timings_s"]["render"],
-            "device": manifest["device"]["kind"],
+            "variants": len(results),
+            "cached": sum(r["status"] == "cached" for r in results),
+            "dirs": MetadataValue.json({r["variant_id"]: r["dir"] for r in results}),
+            "render_s": MetadataValue.json({m["variant_id"]: m["timings_s"]["render"] for m in manifests}),
+            "device": manifests[0]["device"]["kind"],
         }
     )
 

@@ -135,49 +135,89 @@ def templates() -> None:
     from rendering.templates import TEMPLATES
 
     for t in TEMPLATES.values():
-        console.print(f"[bold]{t.name:<10}[/] {t.description}")
+        recipe = f"{t.background} backdrop, {t.ground} ground, {t.lighting} light, {t.camera} {t.lens_mm:g} mm"
+        console.print(f"[bold]{t.name:<10}[/] {t.description} [dim]({recipe})[/]")
 
 
 @app.command()
 def render(
     model: Path = typer.Argument(..., help="product model: .glb, .gltf, .obj or .blend"),
-    template: str = typer.Option(..., help="template name (see `autoplay templates`)"),
+    template: list[str] = typer.Option(..., help="template name (see `autoplay templates`); repeat for several"),
     colour: str = typer.Option(..., help="background colour as #RRGGBB"),
-    aspect: list[str] = typer.Option(["1:1"], help="aspect ratio; repeat for several"),
+    aspect: list[str] = typer.Option(["1:1"], help="aspect ratio (1:1, 4:5, 9:16, 16:9); repeat for several"),
+    turntable: bool = typer.Option(False, "--turntable", help="render a looping 360 degree MP4 and a poster"),
+    seconds: float = typer.Option(4.0, help="turntable length in seconds"),
+    fps: int = typer.Option(24, help="turntable frame rate"),
     profile: str = typer.Option("preview", help="thumbnail, preview or production"),
+    podium_colour: str = typer.Option(None, help="podium colour as #RRGGBB (default: a shade of --colour)"),
+    accent_colour: str = typer.Option(None, help="gradient end and rim-light tint as #RRGGBB"),
+    colourway: list[str] = typer.Option([], help="recolour a material slot: SLOT=#RRGGBB; repeat for several"),
+    orientation: str = typer.Option("auto", help="which model axis is up: auto, as_is, +x, -x, +y, -y, +z, -z"),
     out: Path = typer.Option(Path("renders"), help="output folder"),
 ) -> None:
-    """Render one product directly: a PNG, a JPEG and a manifest.json per aspect."""
+    """Render one product directly: files and a manifest.json per render, and a contact sheet."""
     from pydantic import ValidationError
 
     from rendering.batch import render_batch
+    from rendering.contact_sheet import contact_sheet
+    from rendering.model_check import ModelError, check_model_file
     from rendering.spec import RenderJob
 
     try:
+        check_model_file(model)
+        slots = dict(_slot_colour(item) for item in colourway)
         jobs = [
-            RenderJob(model_path=str(model), template=template, colour=colour, aspect=a, profile=profile)
+            RenderJob(
+                model_path=str(model),
+                template=t,
+                colour=colour,
+                aspect=a,
+                profile=profile,
+                podium_colour=podium_colour,
+                accent_colour=accent_colour,
+                colourway=slots,
+                orientation=orientation,
+                kind="turntable" if turntable else "still",
+                seconds=seconds,
+                fps=fps,
+            )
+            for t in template
             for a in aspect
         ]
     except ValidationError as exc:
         _fail(
             "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
         )
-    except FileNotFoundError:
-        _fail(f"{model}: no such model file")
-    failed = 0
+    except (ModelError, ValueError) as exc:
+        _fail(str(exc))
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console
     ) as progress:
         task = progress.add_task("rendering", total=len(jobs))
         results = render_batch(jobs, out, on_result=lambda r: progress.advance(task))
+    failed, sheet = 0, []
     for job, r in zip(jobs, results):
+        label = f"{job.template} {job.aspect}"
         if r["status"] == "failed":
             failed += 1
-            err.print(f"[red]{job.aspect} failed:[/] {r['error']}")
-        else:
-            console.print(f"{job.aspect} {r['status']}: {r['dir']}")
+            err.print(f"[red]{label} failed:[/] {r['error']}")
+            continue
+        manifest = r["manifest"]
+        files = ", ".join(manifest["files"].values())
+        console.print(f"{label} {r['status']}: {r['dir']} ({files}; {manifest['device']['kind']})")
+        still = manifest["files"].get("png") or manifest["files"]["poster_png"]
+        sheet.append((Path(r["dir"]) / still, f"{label}\n{r['variant_id']}"))
+    if sheet:
+        console.print(f"contact sheet: {contact_sheet(sheet, out / 'contact_sheet.png', title=str(model.name))}")
     if failed:
         raise typer.Exit(1)
+
+
+def _slot_colour(item: str) -> tuple[str, str]:
+    slot, sep, hex_colour = item.partition("=")
+    if not sep or not slot:
+        raise ValueError(f"--colourway {item!r}: expected SLOT=#RRGGBB")
+    return slot, hex_colour
 
 
 events = typer.Typer(help="Performance events: Kafka -> event store.", no_args_is_help=True)

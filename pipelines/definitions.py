@@ -21,7 +21,7 @@ from dagster import (
 )
 
 from connectors.meta import DEFAULT_GRAPH_URL
-from pipelines.assets import LOOP_ASSETS, event_store, renders, variant_partitions
+from pipelines.assets import LOOP_ASSETS, event_store, partition_range_tags, renders, variant_partitions
 from pipelines.resources import ClockResource, KafkaResource, LoopResource, MetaResource, MlflowResource
 from pipelines.settings import Settings, load_settings
 
@@ -46,10 +46,15 @@ autoplay_schedule = ScheduleDefinition(
 
 @sensor(job=render_job, default_status=DefaultSensorStatus.STOPPED, minimum_interval_seconds=60)
 def render_sensor(context: SensorEvaluationContext) -> SensorResult:
-    """Requests a render run for each planned variant partition that has not been materialized yet."""
+    """Requests one render run over the planned variants not rendered yet (from the first to the last of
+    them; rendered ones in between are cache hits), so a worker imports the product once for all."""
     keys = context.instance.get_dynamic_partitions(variant_partitions.name)
     done = context.instance.get_materialized_partitions(renders.key)
-    return SensorResult(run_requests=[RunRequest(run_key=k, partition_key=k) for k in keys if k not in done])
+    todo = [i for i, k in enumerate(keys) if k not in done]
+    if not todo:
+        return SensorResult(run_requests=[])
+    first, last = keys[todo[0]], keys[todo[-1]]
+    return SensorResult(run_requests=[RunRequest(run_key=f"{first}..{last}", tags=partition_range_tags(first, last))])
 
 
 @sensor(job=ingest_job, default_status=DefaultSensorStatus.STOPPED, minimum_interval_seconds=30)
@@ -75,6 +80,7 @@ def build_resources(settings: Settings, sandbox_url: str = "", seed: int = 0) ->
             brief_path=str(settings.brief_path),
             home=str(settings.home),
             render_profile=settings.render_profile,
+            render_max_jobs=settings.render_max_jobs,
             seed=seed,
         ),
         "kafka": KafkaResource(

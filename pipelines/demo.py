@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-from contextlib import ExitStack
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -25,11 +27,13 @@ from pipelines.assets import (
     LOOP_ASSETS,
     allocation,
     event_store,
+    partition_range_tags,
     performance_events,
     plan,
     policy,
     publications,
     renders,
+    variant_partitions,
 )
 from pipelines.definitions import build_resources
 from pipelines.settings import REPO, Settings
@@ -96,19 +100,19 @@ def run_demo(
             kafka_bootstrap_servers=bootstrap,
             meta_graph_url=sandbox.url,
             render_profile=profile or settings.render_profile,
+            render_max_jobs=settings.render_max_jobs,
         )
         resources = build_resources(local, sandbox_url=sandbox.url, seed=seed)
         instance = stack.enter_context(DagsterInstance.get())
 
-        def run(*assets, partition_key: str | None = None) -> None:
+        def run(*assets, tags: dict | None = None) -> None:
             result = materialize(
                 LOOP_ASSETS,
                 selection=list(assets),
                 instance=instance,
                 resources=resources,
-                partition_key=partition_key,
                 run_config=QUIET,
-                tags={"autoplay/brief": brief.name},
+                tags={"autoplay/brief": brief.name, **(tags or {})},
             )
             if not result.success:
                 raise RuntimeError(f"Dagster run {result.run_id} failed; see the Dagster UI")
@@ -120,9 +124,12 @@ def run_demo(
             generation = ledger.current_generation(brief.name)
             new = [v for v in ledger.live(brief.name, generation).itertuples() if v.render_status != "rendered"]
             reporter.renders_planned(g, len(new))
-            for v in new:
-                run(renders, partition_key=v.variant_id)
-                reporter.render_done(v.variant_id)
+            if new:  # one run over the new variants: each worker imports the product once
+                ids = [v.variant_id for v in new]
+                keys = instance.get_dynamic_partitions(variant_partitions.name)
+                span = sorted(keys.index(i) for i in ids)  # a range may take in older variants: cache hits
+                with _report_renders(local.renders_dir, ids, reporter):
+                    run(renders, tags=partition_range_tags(keys[span[0]], keys[span[-1]]))
             reporter.stage(g, "publish")
             run(publications)
             for day in range(brief.autoplay.days_per_generation):
@@ -158,3 +165,29 @@ def best_live_share(ledger, store, brief: Brief, market: SimulatedMarket) -> pd.
     ]
     best = traffic.loc[traffic.groupby("generation")["true_rate"].idxmax()]
     return best[["generation", "variant_id", "true_rate", "share", "impressions"]].reset_index(drop=True)
+
+
+@contextmanager
+def _report_renders(renders_dir: Path, variant_ids: list[str], reporter: Reporter) -> Iterator[None]:
+    """Advance the progress bar as each variant's manifest appears (renders run in worker processes)."""
+    stop, reported = threading.Event(), set()
+
+    def poll() -> None:
+        while True:
+            for v in variant_ids:
+                if v not in reported and (renders_dir / v / "manifest.json").exists():
+                    reported.add(v)
+                    reporter.render_done(v)
+            if stop.wait(0.5):
+                return
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        for v in variant_ids:
+            if v not in reported:
+                reporter.render_done(v)

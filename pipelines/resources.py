@@ -26,6 +26,7 @@ class LoopResource(ConfigurableResource):
     brief_path: str
     home: str
     render_profile: str = "preview"
+    render_max_jobs: int = 50
     seed: int = 0
 
     def brief(self) -> Brief:

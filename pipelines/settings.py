@@ -25,6 +25,7 @@ class Settings:
     mlflow_experiment: str
     mlflow_artifact_location: str | None
     render_profile: str
+    render_max_jobs: int
     ingest_lag_threshold: int
     ingest_interval_s: float
 
@@ -65,6 +66,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         mlflow_experiment=env.get("AUTOPLAY_MLFLOW_EXPERIMENT", "autoplay"),
         mlflow_artifact_location=env.get("AUTOPLAY_MLFLOW_ARTIFACTS") or _local_artifacts(tracking_uri),
         render_profile=env.get("AUTOPLAY_RENDER_PROFILE", "preview"),
+        render_max_jobs=int(env.get("AUTOPLAY_RENDER_MAX_JOBS", "50")),
         ingest_lag_threshold=int(env.get("AUTOPLAY_INGEST_LAG_THRESHOLD", "10000")),
         ingest_interval_s=float(env.get("AUTOPLAY_INGEST_INTERVAL_S", "300")),
     )

@@ -38,6 +38,10 @@ def render_job(brief: Brief, factors: dict, profile: str) -> RenderJob:
         colour=factors["colour"],
         aspect=factors["aspect"],
         profile=profile,
+        podium_colour=brief.podium_colour,
+        accent_colour=brief.accent_colour,
+        colourway=brief.product.colourway,
+        orientation=brief.product.orientation,
     )
 
 
@@ -79,18 +83,36 @@ def plan(brief: Brief, ledger: Ledger, store: EventStore, profile: str, seed: in
     return PlanResult(generation, planned, new_ids)
 
 
-def render(brief: Brief, ledger: Ledger, variant_id: str, out_root: Path, on_result=None) -> dict:
-    """Render one planned variant in a worker process and record the outcome in the ledger."""
-    v = ledger.variant(variant_id)
-    job = render_job(brief, v, v["profile"])
-    if job.variant_id != variant_id:
-        raise ValueError(f"variant {variant_id}: its inputs changed since it was planned (now {job.variant_id})")
-    [result] = render_batch([job], out_root, on_result=on_result)
-    if result["status"] == "failed":
-        ledger.set_render(variant_id, "failed", None, result["error"])
-        raise RuntimeError(f"render of {variant_id} failed: {result['error']}")
-    ledger.set_render(variant_id, "rendered", result["dir"])
-    return result
+def render(
+    brief: Brief,
+    ledger: Ledger,
+    variant_ids: list[str],
+    out_root: Path,
+    on_result=None,
+    max_jobs_per_worker: int = 50,
+) -> list[dict]:
+    """Render planned variants in worker processes (the product imported once per worker) and record each
+    outcome in the ledger. A failed variant does not stop the others; the error names every failure."""
+    jobs = []
+    for variant_id in variant_ids:
+        v = ledger.variant(variant_id)
+        job = render_job(brief, v, v["profile"])
+        if job.variant_id != variant_id:
+            raise ValueError(f"variant {variant_id}: its inputs changed since it was planned (now {job.variant_id})")
+        jobs.append(job)
+    results = render_batch(jobs, out_root, on_result=on_result, max_jobs_per_worker=max_jobs_per_worker)
+    failed = []
+    for variant_id, result in zip(variant_ids, results):
+        if result["status"] == "failed":
+            ledger.set_render(variant_id, "failed", None, result["error"])
+            failed.append(f"{variant_id}: {result['error']}")
+        else:
+            ledger.set_render(variant_id, "rendered", result["dir"])
+    if failed:
+        raise RuntimeError(
+            f"{len(failed)} of {len(jobs)} renders failed; the others are recorded. " + "; ".join(failed)
+        )
+    return results
 
 
 def publish(brief: Brief, ledger: Ledger, meta: MetaAds) -> list[dict]:

@@ -1,7 +1,9 @@
 """Render a batch of jobs in a separate worker process, never in the caller's (Dagster's) process.
 
-Jobs whose inputs were rendered before are answered from the cache without starting Blender. If the
-worker dies, the job it was on fails with the exit code and the rest go on in a fresh worker.
+Jobs whose inputs were rendered before are answered from the cache without starting Blender. Jobs
+are grouped by product so a worker imports each product once; a worker is replaced after
+``max_jobs_per_worker`` jobs, so leaks in a long-running Blender stay bounded. If the worker dies, the
+job it was on fails and the rest go on in a fresh worker.
 """
 
 from __future__ import annotations
@@ -24,14 +26,26 @@ def render_batch(
     out_root: str | Path,
     on_result: ProgressCallback | None = None,
     log_path: str | Path | None = None,
+    max_jobs_per_worker: int = 50,
 ) -> list[dict]:
     """Render ``jobs`` into ``out_root/<variant_id>/``; returns one result dict per job, in order."""
+    if max_jobs_per_worker < 1:
+        raise ValueError("max_jobs_per_worker must be at least 1")
     out_root = Path(out_root)
     results: dict[int, dict] = {}
     todo: list[tuple[int, RenderJob]] = []
     for i, job in enumerate(jobs):
-        manifest = cached_manifest(out_root, job)
-        if manifest is not None:
+        try:
+            manifest = cached_manifest(out_root, job)
+        except OSError as exc:  # the model file is gone: that job fails, the batch goes on
+            manifest, results[i] = (
+                None,
+                {"variant_id": None, "status": "failed", "error": f"{job.model_path}: {exc.strerror}"},
+            )
+        if i in results:
+            if on_result:
+                on_result(results[i])
+        elif manifest is not None:
             results[i] = {
                 "variant_id": job.variant_id,
                 "status": "cached",
@@ -45,12 +59,14 @@ def render_batch(
 
     log_path = Path(log_path) if log_path else out_root / "worker.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    todo.sort(key=lambda item: (item[1].model_path, item[1].orientation, sorted(item[1].colourway.items())))
     while todo:
-        done = _run_worker(todo, out_root, log_path, on_result)
+        done = _run_worker(todo[:max_jobs_per_worker], out_root, log_path, on_result)
         for (i, _), result in zip(todo, done):
             results[i] = result
+        crashed = len(done) < min(len(todo), max_jobs_per_worker)
         todo = todo[len(done) :]
-        if todo:  # the worker died on todo[0]: fail that one, go on with the rest
+        if crashed:  # the worker died on todo[0]: fail that one, go on with the rest
             i, job = todo.pop(0)
             results[i] = {
                 "variant_id": job.variant_id,

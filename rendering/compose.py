@@ -14,23 +14,55 @@ from PIL import Image
 from rendering.colour import hex_to_rgb8, shade
 from rendering.templates import Template
 
+FLOOR_SHADE = 0.9  # a tabletop a little darker than the wall behind it
+HORIZON_SOFTNESS = 0.025  # share of the frame height over which floor and wall blend
 
-def backdrop(template: Template, colour: str, size: tuple[int, int]) -> Image.Image:
+
+def backdrop(
+    template: Template, colour: str, size: tuple[int, int], accent: str | None = None, horizon: float = 1.0
+) -> Image.Image:
+    """The backdrop: the colour flat, or a vertical gradient to the accent; a ``floor`` ground adds a
+    tabletop below ``horizon`` (share of the height from the top)."""
     w, h = size
     top = np.array(hex_to_rgb8(colour), dtype=np.float32)
-    if template.background == "solid":
-        return Image.new("RGBA", size, (*hex_to_rgb8(colour), 255))
-    bottom = np.array(hex_to_rgb8(shade(colour, 0.78)), dtype=np.float32)
-    t = np.linspace(0.0, 1.0, h, dtype=np.float32)[:, None, None] ** 1.6
-    rows = np.rint(top * (1 - t) + bottom * t).astype(np.uint8)
-    rgb = np.broadcast_to(rows, (h, w, 3))
+    rows = np.broadcast_to(top, (h, 3)).copy()
+    if template.background == "gradient":
+        bottom = np.array(hex_to_rgb8(accent or shade(colour, 0.78)), dtype=np.float32)
+        t = np.linspace(0.0, 1.0, h, dtype=np.float32)[:, None] ** 1.6
+        rows = top * (1 - t) + bottom * t
+    if template.ground == "floor":
+        floor = np.array(hex_to_rgb8(shade(colour, FLOOR_SHADE)), dtype=np.float32)
+        y = (np.arange(h, dtype=np.float32)[:, None] + 0.5) / h
+        blend = np.clip((y - horizon) / HORIZON_SOFTNESS + 0.5, 0.0, 1.0)
+        rows = rows * (1 - blend) + floor * blend
+    rgb = np.broadcast_to(np.rint(rows).astype(np.uint8)[:, None, :], (h, w, 3))
     alpha = np.full((h, w, 1), 255, dtype=np.uint8)
     return Image.fromarray(np.concatenate([rgb, alpha], axis=2), "RGBA")
 
 
-def composite(render_png: Path, template: Template, colour: str, png_out: Path, jpg_out: Path) -> None:
+def composite(
+    render_png: Path, template: Template, colour: str, accent: str | None = None, horizon: float = 1.0
+) -> tuple[Image.Image, list[float] | None]:
+    """The render over its backdrop, as an RGB image, and where the product landed in it."""
+    with Image.open(render_png) as raw:
+        fg = raw.convert("RGBA")
+    image = Image.alpha_composite(backdrop(template, colour, fg.size, accent, horizon), fg).convert("RGB")
+    return image, product_box(np.asarray(fg)[..., 3])
+
+
+def product_box(alpha: np.ndarray, opaque: int = 250) -> list[float] | None:
+    """The product's bounding box (left, top, right, bottom as shares of the frame) from the render's alpha.
+
+    The product renders opaque; the floor shadow is only partly so. None when nothing opaque is in frame.
+    """
+    ys, xs = np.nonzero(alpha >= opaque)
+    if len(xs) == 0:
+        return None
+    h, w = alpha.shape
+    return [round(xs.min() / w, 4), round(ys.min() / h, 4), round((xs.max() + 1) / w, 4), round((ys.max() + 1) / h, 4)]
+
+
+def save_still(image: Image.Image, png_out: Path, jpg_out: Path) -> None:
     """Write the final PNG and JPEG (quality 92, 4:4:4 so flat colours stay exact)."""
-    fg = Image.open(render_png).convert("RGBA")
-    out = Image.alpha_composite(backdrop(template, colour, fg.size), fg).convert("RGB")
-    out.save(png_out, "PNG", optimize=False)
-    out.save(jpg_out, "JPEG", quality=92, subsampling=0)
+    image.save(png_out, "PNG", optimize=False, compress_level=6)
+    image.save(jpg_out, "JPEG", quality=92, subsampling=0)

@@ -4,6 +4,7 @@ its share of the frame, for any aspect. Pure numpy, so it is tested without Blen
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -29,6 +30,61 @@ def camera_basis(elevation_deg: float, azimuth_deg: float) -> tuple[np.ndarray, 
     return to_cam, right, up
 
 
+@dataclass(frozen=True)
+class SafeZone:
+    """The part of the frame the product must stay in, in normalised device coordinates (-1..1, y up)."""
+
+    centre_x: float
+    centre_y: float
+    half_w: float
+    half_h: float
+
+    @classmethod
+    def from_margins(cls, left: float, top: float, right: float, bottom: float) -> SafeZone:
+        x0, x1 = -1 + 2 * left, 1 - 2 * right
+        y0, y1 = -1 + 2 * bottom, 1 - 2 * top
+        return cls((x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2, (y1 - y0) / 2)
+
+    def lens_shift(self, width: int, height: int) -> tuple[float, float]:
+        """Blender's camera shift that puts the view axis on the zone's centre (shift is in frame's long side)."""
+        long = max(width, height)
+        return -self.centre_x * width / (2 * long), -self.centre_y * height / (2 * long)
+
+
+FULL_FRAME = SafeZone(0.0, 0.0, 1.0, 1.0)
+
+
+def project(
+    points: np.ndarray,
+    camera: np.ndarray,
+    elevation_deg: float,
+    azimuth_deg: float,
+    lens_mm: float,
+    width: int,
+    height: int,
+    zone: SafeZone = FULL_FRAME,
+) -> np.ndarray:
+    """Frame coordinates (-1..1, y up) of world points seen from ``camera``, with the zone's lens shift."""
+    to_cam, right, up = camera_basis(elevation_deg, azimuth_deg)
+    hfov, vfov = fields_of_view(lens_mm, width, height)
+    rel = np.atleast_2d(points) - camera
+    depth = rel @ -to_cam
+    return np.stack(
+        [
+            (rel @ right) / depth / math.tan(hfov / 2) + zone.centre_x,
+            (rel @ up) / depth / math.tan(vfov / 2) + zone.centre_y,
+        ],
+        axis=1,
+    )
+
+
+def horizon_from_top(elevation_deg: float, lens_mm: float, width: int, height: int, zone: SafeZone) -> float:
+    """Where the floor meets the backdrop, as a share of the frame height from the top (may be outside 0..1)."""
+    _, vfov = fields_of_view(lens_mm, width, height)
+    v = math.tan(math.radians(elevation_deg)) / math.tan(vfov / 2) + zone.centre_y
+    return (1 - v) / 2
+
+
 def fit_distance(
     corners: np.ndarray,
     target: np.ndarray,
@@ -38,11 +94,13 @@ def fit_distance(
     width: int,
     height: int,
     fill: float,
+    zone: SafeZone = FULL_FRAME,
 ) -> float:
-    """Smallest camera distance at which every bbox corner lies inside ``fill`` of the frame."""
+    """Smallest camera distance at which every bbox corner lies inside ``fill`` of the safe zone."""
     to_cam, right, up = camera_basis(elevation_deg, azimuth_deg)
     hfov, vfov = fields_of_view(lens_mm, width, height)
-    tan_h, tan_v = math.tan(hfov / 2) * fill, math.tan(vfov / 2) * fill
+    tan_h = math.tan(hfov / 2) * fill * zone.half_w
+    tan_v = math.tan(vfov / 2) * fill * zone.half_h
 
     def fits(d: float) -> bool:
         rel = corners - (target + d * to_cam)

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rendering.framing import SafeZone
+
 #: Native sizes of the placements we render for (feed, portrait feed, stories/reels, landscape).
 ASPECTS: dict[str, tuple[int, int]] = {
     "1:1": (1080, 1080),
     "4:5": (1080, 1350),
     "9:16": (1080, 1920),
     "16:9": (1920, 1080),
+}
+
+
+#: Safe zones per aspect, as (left, top, right, bottom) margins in shares of the frame. The product stays
+#: inside: stories and reels cover about the top 14% (account name) and bottom 20% (reply box, CTA) with
+#: interface; feed and landscape placements only crop slightly at the edges.
+SAFE_MARGINS: dict[str, tuple[float, float, float, float]] = {
+    "1:1": (0.05, 0.05, 0.05, 0.05),
+    "4:5": (0.05, 0.05, 0.05, 0.05),
+    "9:16": (0.06, 0.14, 0.06, 0.20),
+    "16:9": (0.05, 0.05, 0.05, 0.05),
 }
 
 
@@ -52,3 +65,8 @@ def pixel_size(aspect: str, profile: RenderProfile) -> tuple[int, int]:
 
 def _even(x: float) -> int:
     return max(2, int(round(x / 2)) * 2)
+
+
+def safe_zone(aspect: str) -> SafeZone:
+    """The part of an ``aspect`` frame that no placement's interface covers."""
+    return SafeZone.from_margins(*SAFE_MARGINS[check_aspect(aspect)])

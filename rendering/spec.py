@@ -8,9 +8,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from rendering.colour import normalise_hex
+from rendering.colour import normalise_hex, shade
 from rendering.profiles import check_aspect, get_profile
 from rendering.templates import get_template
 
@@ -30,8 +30,16 @@ def file_sha256(path: str | Path) -> str:
     return _file_sha256(str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
 
 
+ORIENTATIONS = ("auto", "as_is", "+x", "-x", "+y", "-y", "+z", "-z")
+
+
 class RenderJob(BaseModel):
-    """One still of one product: the unit the worker renders and the loop publishes."""
+    """One still or turntable of one product: the unit the worker renders and the loop publishes.
+
+    ``colour`` is the backdrop; ``podium_colour`` and ``accent_colour`` (gradient end, rim-light tint)
+    default to shades of it. ``colourway`` recolours the product's named material slots. ``orientation``
+    says which model axis points up (``auto`` stands products lying on their side upright).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -40,12 +48,28 @@ class RenderJob(BaseModel):
     colour: str
     aspect: str
     profile: str = "preview"
-    kind: Literal["still"] = "still"
+    podium_colour: str | None = None
+    accent_colour: str | None = None
+    colourway: dict[str, str] = Field(default_factory=dict)
+    orientation: Literal[ORIENTATIONS] = "auto"  # type: ignore[valid-type]
+    kind: Literal["still", "turntable"] = "still"
+    seconds: float = Field(default=4.0, gt=0, le=60, description="turntable length")
+    fps: int = Field(default=24, ge=6, le=60, description="turntable frame rate")
 
     @field_validator("colour")
     @classmethod
     def _colour(cls, v: str) -> str:
         return normalise_hex(v)
+
+    @field_validator("podium_colour", "accent_colour")
+    @classmethod
+    def _optional_colour(cls, v: str | None) -> str | None:
+        return None if v is None else normalise_hex(v)
+
+    @field_validator("colourway")
+    @classmethod
+    def _colourway(cls, v: dict[str, str]) -> dict[str, str]:
+        return {slot: normalise_hex(hex_) for slot, hex_ in sorted(v.items())}
 
     @field_validator("aspect")
     @classmethod
@@ -62,11 +86,23 @@ class RenderJob(BaseModel):
     def _profile(cls, v: str) -> str:
         return get_profile(v).name
 
+    @property
+    def podium(self) -> str:
+        return self.podium_colour or shade(self.colour, 0.7)
+
+    @property
+    def accent(self) -> str | None:
+        return self.accent_colour
+
+    @property
+    def frames(self) -> int:
+        return max(2, round(self.seconds * self.fps)) if self.kind == "turntable" else 1
+
     def canonical_spec(self) -> dict:
-        """What identifies the variant: product content, template recipe, colour, camera, aspect, profile."""
+        """What identifies the variant: product content, template recipe, colours, camera, aspect, profile."""
         template = get_template(self.template)
         profile = get_profile(self.profile)
-        return {
+        spec = {
             "product_sha256": file_sha256(self.model_path),
             "template": template.model_dump(),
             "colour": self.colour,
@@ -75,6 +111,16 @@ class RenderJob(BaseModel):
             "kind": self.kind,
             "profile": {"name": profile.name, "version": profile.version},
         }
+        # Options left at their defaults stay out, so a plain still keeps the id it always had.
+        extras = {
+            "podium_colour": self.podium_colour,
+            "accent_colour": self.accent_colour,
+            "colourway": self.colourway or None,
+            "orientation": None if self.orientation == "auto" else self.orientation,
+            "seconds": self.seconds if self.kind == "turntable" else None,
+            "fps": self.fps if self.kind == "turntable" else None,
+        }
+        return spec | {k: v for k, v in extras.items() if v is not None}
 
     @property
     def variant_id(self) -> str:

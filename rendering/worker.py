@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -18,72 +17,128 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
-from rendering.compose import composite
+from rendering.compose import composite, save_still
 from rendering.outputs import MANIFEST, cache_key, input_hashes, variant_dir
-from rendering.profiles import get_profile, pixel_size
+from rendering.profiles import get_profile, pixel_size, safe_zone
 from rendering.spec import RenderJob
 from rendering.templates import get_template
 
 
-def render_one(job: RenderJob, out_root: Path, loaded: dict) -> dict:
-    from rendering import scene  # bpy: only in this process
+class Worker:
+    """State that lives as long as the process: the device, and which product the scene holds."""
 
-    started = time.perf_counter()
-    if loaded.get("model") != job.model_path:
-        loaded.clear()
-        scene.import_product(job.model_path)
-        loaded["model"] = job.model_path
-    imported = time.perf_counter()
-    template, profile = get_template(job.template), get_profile(job.profile)
-    width, height = pixel_size(job.aspect, profile)
-    scene.stage(template, job.colour)
-    scene.frame(template, width, height)
-    scene.configure(profile, width, height)
+    def __init__(self) -> None:
+        from rendering import device
 
-    final = variant_dir(out_root, job)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{job.variant_id}.", dir=final.parent))
-    try:
-        scene.render_to(tmp / "raw.png")
-        rendered = time.perf_counter()
-        composite(tmp / "raw.png", template, job.colour, tmp / "still.png", tmp / "still.jpg")
-        (tmp / "raw.png").unlink()
-        manifest = {
-            "variant_id": job.variant_id,
-            "spec": job.canonical_spec(),
-            "job": job.model_dump(),
-            "inputs": input_hashes(job),
-            "cache_key": cache_key(job),
-            "size": [width, height],
-            "files": {"png": "still.png", "jpeg": "still.jpg"},
-            "device": {"kind": "CPU", "name": platform.processor() or platform.machine()},
-            "timings_s": {
-                "import": round(imported - started, 3),
-                "render": round(rendered - imported, 3),
-                "total": round(time.perf_counter() - started, 3),
-            },
-            "rendered_at": datetime.now(UTC).isoformat(),
-        }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return {"variant_id": job.variant_id, "status": "ok", "dir": str(final), "manifest": manifest}
+        self.device = device.select()
+        self.device["warm_up_s"] = round(device.warm_up(self.device), 3)
+        self.loaded: tuple | None = None
+        self.normalised: dict = {}
+        self.jobs_done = 0
+
+    def render(self, job: RenderJob, out_root: Path) -> dict:
+        from rendering import scene  # bpy: only in this process
+
+        started = time.perf_counter()
+        product = (job.model_path, job.orientation, tuple(job.colourway.items()))
+        if self.loaded != product:
+            self.loaded = None
+            self.normalised = scene.import_product(job.model_path, job.orientation, job.colourway)
+            self.loaded = product
+        imported = time.perf_counter()
+        template, profile = get_template(job.template), get_profile(job.profile)
+        width, height = pixel_size(job.aspect, profile)
+        zone = safe_zone(job.aspect)
+        scene.turn(0.0)
+        scene.stage(template, job.podium, job.accent)
+        framing = scene.frame(template, width, height, zone, turntable=job.kind == "turntable")
+        scene.configure(profile, width, height, self.device["kind"])
+
+        final = variant_dir(out_root, job)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{job.variant_id}.", dir=final.parent))
+        try:
+            staged = time.perf_counter()
+            files, measured_box, cycles_s = self._render_files(job, template, framing["horizon"], tmp)
+            rendered = time.perf_counter()
+            self.jobs_done += 1
+            manifest = {
+                "variant_id": job.variant_id,
+                "spec": job.canonical_spec(),
+                "job": job.model_dump(),
+                "inputs": {**input_hashes(job), "device": self.device["kind"]},
+                "cache_key": cache_key(job),
+                "size": [width, height],
+                "files": files,
+                "framing": {
+                    **framing,
+                    "measured_box": measured_box,
+                    "safe_zone": zone.__dict__,
+                    "fill": template.fill,
+                },
+                "normalised": self.normalised,
+                "device": self.device,
+                "worker": {"pid": os.getpid(), "job_number": self.jobs_done},
+                "timings_s": {
+                    "import": round(imported - started, 3),
+                    "stage": round(staged - imported, 3),
+                    "render": round(rendered - staged, 3),
+                    "cycles": round(cycles_s, 3),
+                    "total": round(time.perf_counter() - started, 3),
+                },
+                "rendered_at": datetime.now(UTC).isoformat(),
+            }
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return {"variant_id": job.variant_id, "status": "ok", "dir": str(final), "manifest": manifest}
+
+    def _render_files(self, job: RenderJob, template, horizon: float, tmp: Path) -> tuple[dict, list | None, float]:
+        """Render the job's files into ``tmp``: the files, the product's measured box, seconds in Cycles."""
+        from rendering import scene, video
+
+        if job.kind == "still":
+            started = time.perf_counter()
+            scene.render_to(tmp / "raw.png")
+            cycles_s = time.perf_counter() - started
+            image, box = composite(tmp / "raw.png", template, job.colour, job.accent, horizon)
+            save_still(image, tmp / "still.png", tmp / "still.jpg")
+            (tmp / "raw.png").unlink()
+            return {"png": "still.png", "jpeg": "still.jpg"}, box, cycles_s
+
+        frames = tmp / "frames"
+        frames.mkdir()
+        cycles_s, poster_box = 0.0, None
+        for i in range(job.frames):  # 360 degrees over n frames, the last one step before the first: a seamless loop
+            scene.turn(360.0 * i / job.frames)
+            started = time.perf_counter()
+            scene.render_to(frames / "raw.png")
+            cycles_s += time.perf_counter() - started
+            image, box = composite(frames / "raw.png", template, job.colour, job.accent, horizon)
+            image.save(frames / f"frame_{i:04d}.png", compress_level=1)
+            if i == 0:
+                poster_box = box
+                save_still(image, tmp / "poster.png", tmp / "poster.jpg")
+        video.encode_h264(frames / "frame_%04d.png", job.fps, tmp / "turntable.mp4")
+        shutil.rmtree(frames)
+        files = {"mp4": "turntable.mp4", "poster_png": "poster.png", "poster_jpeg": "poster.jpg"}
+        return files, poster_box, cycles_s
 
 
 def main(argv: list[str]) -> int:
     results = os.fdopen(int(argv[0]), "w", buffering=1)
     tasks = json.loads(sys.stdin.read())
-    loaded: dict = {}
+    worker = Worker()
     for task in tasks:
         job = RenderJob(**task["job"])
         try:
-            result = render_one(job, Path(task["out_root"]), loaded)
+            result = worker.render(job, Path(task["out_root"]))
         except Exception as exc:  # one variant fails with its reason; the others go on
-            loaded.clear()
+            worker.loaded = None
             traceback.print_exc()
             result = {"variant_id": job.variant_id, "status": "failed", "error": str(exc)}
         results.write(json.dumps(result) + "\n")

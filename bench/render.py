@@ -1,0 +1,153 @@
+"""Render benchmark on WaterBottle.glb: seconds per still by profile and aspect, the cost of one more
+variant in a loaded scene, turntable cost, and a contact sheet of every template in every aspect.
+
+    python bench/render.py                    # thumbnail + preview, turntable, contact sheet (~5 min, 2 cores)
+    python bench/render.py --production       # also 1080p production stills (GPU workers; slow on a CPU)
+
+Every render runs in a worker process, as in the loop; timings come from the manifests the worker writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from figures import figure
+from rich.progress import Progress
+
+from rendering.batch import render_batch
+from rendering.contact_sheet import contact_sheet
+from rendering.profiles import ASPECTS
+from rendering.spec import RenderJob
+from rendering.templates import TEMPLATES
+
+MODEL = Path(__file__).resolve().parent.parent / "examples" / "waterbottle" / "WaterBottle.glb"
+COLOURS = ["#E8D5C4", "#1F6FEB", "#2E7D32", "#F4C430"]
+OUT = Path(__file__).resolve().parent / "out"
+OMI_RENDERS_PER_MONTH = 10_000
+
+
+def job(**kw) -> RenderJob:
+    return RenderJob(**{"model_path": str(MODEL), "template": "studio", "colour": COLOURS[0], "aspect": "1:1", **kw})
+
+
+def run(jobs: list[RenderJob], out: Path, label: str) -> list[dict]:
+    with Progress() as progress:
+        task = progress.add_task(label, total=len(jobs))
+        results = render_batch(jobs, out, on_result=lambda r: progress.advance(task), max_jobs_per_worker=1000)
+    failed = [r for r in results if r["status"] != "ok"]
+    if failed:
+        raise SystemExit(f"{label}: {len(failed)} renders failed, first: {failed[0].get('error')}")
+    return [r["manifest"] for r in results]
+
+
+def device_of(manifests: list[dict]) -> str:
+    return manifests[0]["device"]["kind"].lower()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--production", action="store_true", help="also time production (1080p, denoised) stills")
+    parser.add_argument("--turntable-seconds", type=float, default=1.0)
+    parser.add_argument("--no-sheet", action="store_true", help="skip the all-templates contact sheet")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        started = time.perf_counter()
+        [fresh] = run([job(profile="preview", colour="#111827")], tmp / "fresh", "fresh process, one preview still")
+        fresh_s = time.perf_counter() - started
+        device = device_of([fresh])
+
+        profiles = ["thumbnail", "preview"] + (["production"] if args.production else [])
+        jobs = [
+            job(profile=p, colour=c, aspect=a)
+            for p in profiles
+            for a in ASPECTS
+            for c in (COLOURS if a == "1:1" else COLOURS[:2])
+        ]
+        manifests = run(jobs, tmp / "loaded", "one worker, variants of a loaded product")
+        by_key: dict[tuple[str, str], list[dict]] = {}
+        for m in manifests[1:]:  # the first job pays the import
+            by_key.setdefault((m["job"]["profile"], m["job"]["aspect"]), []).append(m)
+        for (profile, aspect), ms in by_key.items():
+            w, h = ms[0]["size"]
+            figure(
+                f"still_s.{profile}.{aspect}",
+                statistics.median(m["timings_s"]["total"] for m in ms),
+                "s",
+                f"{w}x{h}, median of {len(ms)} variants in a loaded scene",
+                device,
+            )
+        preview = by_key[("preview", "1:1")]
+        preview_s = statistics.median(m["timings_s"]["total"] for m in preview)
+        figure("preview_still_s", preview_s, "s", "preview 1:1 (540x540, 16 samples), target < 5 s", device)
+        ratio = statistics.median(m["timings_s"]["total"] / m["timings_s"]["cycles"] for m in preview)
+        figure(
+            "marginal_variant_ratio",
+            ratio,
+            "x",
+            "one more variant in a loaded scene (restage, frame, render, composite, write) / the Cycles render alone;"
+            " target <= 1.1",
+            device,
+        )
+        figure(
+            "fresh_process_vs_loaded_ratio",
+            fresh_s / preview_s,
+            "x",
+            f"a fresh worker for one preview still took {fresh_s:.1f} s (start, import, render) vs {preview_s:.2f} s",
+            device,
+        )
+        per_hour = 3600 / preview_s
+        figure(
+            "preview_renders_per_hour",
+            per_hour,
+            "renders/h",
+            f"one worker; Omi's {OMI_RENDERS_PER_MONTH} renders a month take {OMI_RENDERS_PER_MONTH / per_hour:.1f} h",
+            device,
+        )
+        if args.production:
+            prod = by_key[("production", "1:1")]
+            figure(
+                "production_still_s",
+                statistics.median(m["timings_s"]["total"] for m in prod),
+                "s",
+                f"1080x1080, 64 samples, denoised, on {prod[0]['device']['name']}; target < 1.5 s on an H100",
+                device,
+            )
+
+        seconds = args.turntable_seconds
+        [turntable] = run(
+            [job(profile="preview", kind="turntable", seconds=seconds, fps=24, template="podium")],
+            tmp / "turntable",
+            f"preview turntable, {seconds:g} s at 24 fps",
+        )
+        figure(
+            "turntable_s_per_s",
+            turntable["timings_s"]["total"] / seconds,
+            "s/s",
+            f"preview 1:1, 24 fps, {turntable['timings_s']['cycles']:.1f} s of it in Cycles, the rest compositing"
+            " and H.264 encoding",
+            device,
+        )
+
+        if not args.no_sheet:
+            sheet_jobs = [
+                job(profile="preview", template=t, aspect=a, colour=COLOURS[i % len(COLOURS)])
+                for i, t in enumerate(TEMPLATES)
+                for a in ASPECTS
+            ]
+            sheet = run(sheet_jobs, tmp / "sheet", "contact sheet: every template in every aspect")
+            items = [
+                (tmp / "sheet" / m["variant_id"] / "still.png", f"{m['job']['template']} {m['job']['aspect']}")
+                for m in sheet
+            ]
+            path = contact_sheet(items, OUT / "templates.png", title="templates x aspects (preview)", columns=8)
+            print(f"contact sheet: {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""Which way is up: the rotation that stands a product model upright. Pure numpy, tested without Blender."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+_AXES = {"+x": (1, 0, 0), "-x": (-1, 0, 0), "+y": (0, 1, 0), "-y": (0, -1, 0), "+z": (0, 0, 1), "-z": (0, 0, -1)}
+
+
+def upright_rotation(vertices: np.ndarray, orientation: str) -> np.ndarray:
+    """The rotation (3x3) that makes the model stand up.
+
+    ``auto``: a product lying on its side (its longest extent horizontal and at least 1.4 times its
+    height, with a round cross-section, like a bottle, can, tube or jar) is stood on its wider end.
+    Anything else is taken as upright, which is what glTF (Y-up) and Blender's importers deliver.
+    """
+    if orientation == "as_is":
+        return np.eye(3)
+    if orientation != "auto":
+        return _rotation_onto_z(np.array(_AXES[orientation], dtype=float))
+    lo, hi = vertices.min(axis=0), vertices.max(axis=0)
+    extent = hi - lo
+    long = int(np.argmax(extent))
+    if long == 2 or extent[long] < 1.4 * extent[2]:
+        return np.eye(3)
+    t = (vertices[:, long] - lo[long]) / extent[long]
+    others = [a for a in range(3) if a != long]
+    centre = (lo[others] + hi[others]) / 2
+
+    def radius_profile(mask: np.ndarray) -> np.ndarray:
+        rel = vertices[mask][:, others] - centre
+        angle = np.arctan2(rel[:, 1], rel[:, 0])
+        r = np.hypot(rel[:, 0], rel[:, 1])
+        bins = ((angle + math.pi) / (2 * math.pi) * 16).astype(int) % 16
+        out = np.zeros(16)
+        np.maximum.at(out, bins, r)
+        return out
+
+    middle = radius_profile((t > 0.3) & (t < 0.7))
+    if middle.min() <= 0 or middle.std() / middle.mean() > 0.06:
+        return np.eye(3)  # not round: a shoe or a laptop lies flat on purpose
+    low_end, high_end = radius_profile(t < 0.1).mean(), radius_profile(t > 0.9).mean()
+    up = np.zeros(3)
+    up[long] = 1.0 if low_end >= high_end else -1.0
+    return _rotation_onto_z(up)
+
+
+def _rotation_onto_z(axis: np.ndarray) -> np.ndarray:
+    """A rotation taking the unit vector ``axis`` onto +Z."""
+    z = np.array([0.0, 0.0, 1.0])
+    v, c = np.cross(axis, z), float(axis @ z)
+    if np.allclose(v, 0):
+        return np.eye(3) if c > 0 else np.diag([1.0, -1.0, -1.0])
+    k = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
+    return np.eye(3) + k + k @ k / (1 + c)
