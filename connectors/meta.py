@@ -7,10 +7,12 @@ no idempotency key, so every create looks up by name first (names carry brief an
 from __future__ import annotations
 
 import base64
+import logging
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+import requests
 from facebook_business.adobjects.ad import Ad
 from facebook_business.adobjects.adaccount import AdAccount
 from facebook_business.adobjects.adset import AdSet
@@ -18,13 +20,24 @@ from facebook_business.api import FacebookAdsApi
 from facebook_business.exceptions import FacebookRequestError
 from facebook_business.session import FacebookSession
 
+from connectors.graph_http import Backoff, BadGraphResponse, GraphTransport, classify, regain_seconds
 from connectors.secrets import register_secret
+
+log = logging.getLogger("autoplay.meta")
 
 DEFAULT_GRAPH_URL = "https://graph.facebook.com"
 
 
 class MetaError(RuntimeError):
     """A Marketing API call failed; the message names the request and Meta's error, never the token."""
+
+
+class MetaThrottled(MetaError):
+    """Meta throttles the account for longer than we are willing to wait; ``wait_s`` says how long."""
+
+    def __init__(self, message: str, wait_s: float) -> None:
+        super().__init__(message)
+        self.wait_s = wait_s
 
 
 @dataclass(frozen=True)
@@ -71,10 +84,15 @@ class MetaAds:
         graph_url: str = DEFAULT_GRAPH_URL,
         api_version: str | None = None,
         timeout: float = 30.0,
+        backoff: Backoff | None = None,
     ) -> None:
         register_secret(access_token)
         session = FacebookSession(access_token=access_token, timeout=timeout)
         session.GRAPH = graph_url.rstrip("/")
+        transport = GraphTransport(timeout)
+        session.requests.mount("https://", transport)
+        session.requests.mount("http://", transport)
+        self.backoff = backoff or Backoff()
         # The SDK sends the token as a query parameter, where HTTP libraries log it; send it as a header.
         session.requests.params.pop("access_token", None)
         session.requests.headers["Authorization"] = f"Bearer {access_token}"
@@ -85,12 +103,33 @@ class MetaAds:
         self._account = AdAccount(self.account_id, api=self._api)
 
     def _call(self, what: str, fn, *args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except FacebookRequestError as err:
-            raise MetaError(
-                f"Meta {what} failed: HTTP {err.http_status()} code {err.api_error_code()}: {err.api_error_message()}"
-            ) from None
+        """Call the SDK; retry throttling (waiting as the usage headers say), transient errors, timeouts and
+        non-JSON answers with jittered backoff; anything else, or the last failure, is a MetaError."""
+        for attempt in range(self.backoff.max_attempts):
+            last = attempt == self.backoff.max_attempts - 1
+            try:
+                return fn(*args, **kwargs)
+            except FacebookRequestError as err:
+                reason = f"HTTP {err.http_status()} code {err.api_error_code()}: {err.api_error_message()}"
+                kind = classify(err.api_error_code(), err.http_status(), bool(err.api_transient_error()))
+                if kind is None or last:
+                    tries = f" after {attempt + 1} attempts" if kind else ""
+                    raise MetaError(f"Meta {what} failed{tries}: {reason}") from None
+                regain = regain_seconds(err.http_headers()) if kind == "throttle" else 0.0
+                if regain > self.backoff.max_wait_s:
+                    raise MetaThrottled(
+                        f"Meta {what} throttled: {reason}; the account may call again in {regain / 60:.0f} min",
+                        regain,
+                    ) from None
+                wait = self.backoff.delay(attempt, regain)
+            except (requests.Timeout, requests.ConnectionError, BadGraphResponse) as exc:
+                reason = str(exc) if isinstance(exc, BadGraphResponse) else type(exc).__name__
+                if last:
+                    raise MetaError(f"Meta {what} failed after {attempt + 1} attempts: {reason}") from None
+                wait = self.backoff.delay(attempt)
+            log.warning("Meta %s: %s; attempt %d, retrying in %.1f s", what, reason, attempt + 1, wait)
+            self.backoff.sleep(wait)
+        raise AssertionError("unreachable")
 
     def _find_or_create(self, edge: str, name: str, what: str, params: dict) -> dict:
         """The object named ``name`` on ``edge``, created with ``params`` only if no such object exists.
@@ -104,13 +143,15 @@ class MetaAds:
             "ads": (self._account.get_ads, self._account.create_ad),
         }[edge]
         lookup = {"filtering": [{"field": "name", "operator": "EQUAL", "value": name}], "limit": 5}
-        found = list(
-            self._call(f"lookup of {edge} named {name}", getter, fields=["id", "name", "status"], params=lookup)
-        )
-        if found:
-            return dict(found[0])
-        created = self._call(what, creator, params={"name": name, **params})
-        return {"id": created["id"], "status": params.get("status")}
+
+        def find_or_create() -> dict:  # a retry looks up again: a create whose answer was lost is found
+            found = list(getter(fields=["id", "name", "status"], params=lookup))
+            if found:
+                return dict(found[0])
+            created = creator(params={"name": name, **params})
+            return {"id": created["id"], "status": params.get("status")}
+
+        return self._call(what, find_or_create)
 
     def publish(self, creative: CreativeToPublish, daily_budget_cents: int, activate: bool = False) -> MetaPublication:
         """Upload, create creative, ad set and ad for one variant; reuses whatever exists already."""
@@ -184,6 +225,31 @@ class MetaAds:
             params={"daily_budget": int(daily_budget_cents), "status": status},
         )
         self._call(f"status update of ad {ad_id}", Ad(ad_id, api=self._api).api_update, params={"status": status})
+
+    def pause_all(self, brief: str | None = None) -> list[str]:
+        """The one switch: pause every ad the loop published (of one brief, or all) and its ad set.
+        Returns the ids of the ads paused; ads not named by the loop are never touched."""
+        ours = f"autoplay|{brief}|" if brief else "autoplay|"
+        lookup = {"filtering": [{"field": "name", "operator": "CONTAIN", "value": ours}], "limit": 100}
+        ads = self._call(
+            "listing of published ads",
+            lambda: [
+                dict(a) for a in self._account.get_ads(fields=["id", "name", "adset_id", "status"], params=lookup)
+            ],
+        )
+        paused = []
+        for ad in ads:
+            if not ad["name"].startswith(ours) or variant_from_name(ad["name"]) is None:
+                continue
+            self._call(f"pause of ad {ad['id']}", Ad(ad["id"], api=self._api).api_update, params={"status": "PAUSED"})
+            self._call(
+                f"pause of ad set {ad['adset_id']}",
+                AdSet(ad["adset_id"], api=self._api).api_update,
+                params={"status": "PAUSED"},
+            )
+            paused.append(ad["id"])
+        log.info("paused %d ads%s", len(paused), f" of brief {brief}" if brief else "")
+        return paused
 
     def insights(self, since: date, until: date) -> list[dict]:
         """Ad-level daily insights, all pages, with Meta's string numbers turned into numbers."""

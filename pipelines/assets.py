@@ -1,5 +1,6 @@
 """One asset per stage of the loop. Each one only wires resources into a function of ``stages``."""
 
+import warnings
 from pathlib import Path
 
 from dagster import (
@@ -8,6 +9,7 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     BackfillPolicy,
+    BetaWarning,
     DynamicPartitionsDefinition,
     MaterializeResult,
     MetadataValue,
@@ -18,6 +20,9 @@ from pipelines import stages
 from pipelines.resources import ClockResource, KafkaResource, LoopResource, MetaResource, MlflowResource
 
 variant_partitions = DynamicPartitionsDefinition(name="variants")
+
+# Single-run backfills (one run renders a range of variants) are "beta" in Dagster 1.13; we rely on them.
+warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=BetaWarning)
 
 #: Dagster's run tags for a run over a range of partitions (what a single-run backfill sets).
 PARTITION_RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")

@@ -213,6 +213,45 @@ def render(
         raise typer.Exit(1)
 
 
+@app.command("pause-all")
+def pause_all(
+    brief_path: Path = typer.Option(None, "--brief", help="brief naming the ad account (default: AUTOPLAY_BRIEF)"),
+    every_brief: bool = typer.Option(False, "--every-brief", help="pause the loop's ads of every brief"),
+) -> None:
+    """The one switch: pause every ad (and its ad set) the loop has published in the brief's ad account.
+
+    Talks to META_GRAPH_URL (a running sandbox) or the real Graph API with META_ACCESS_TOKEN."""
+    import os
+
+    from connectors.meta import MetaAds, MetaError
+    from experiments.brief import BriefError, load_brief
+    from pipelines.settings import load_settings
+
+    settings = load_settings()
+    token = os.environ.get("META_ACCESS_TOKEN")
+    if not token:
+        _fail("META_ACCESS_TOKEN is not set: pause-all needs the ad account's token (or a sandbox's)")
+    try:
+        brief = load_brief(brief_path or settings.brief_path)
+    except BriefError as exc:
+        _fail(str(exc))
+    if brief.meta is None:
+        _fail(f"{brief_path or settings.brief_path}: the brief has no 'meta' section naming the ad account")
+    meta = MetaAds(
+        token,
+        brief.meta.account_id,
+        brief.meta.page_id,
+        brief.meta.campaign_id,
+        graph_url=settings.meta_graph_url or "https://graph.facebook.com",
+    )
+    try:
+        paused = meta.pause_all(None if every_brief else brief.name)
+    except MetaError as exc:
+        _fail(str(exc))
+    scope = "every brief" if every_brief else f"brief {brief.name}"
+    console.print(f"paused {len(paused)} ads and their ad sets ({scope}, account {meta.account_id})")
+
+
 def _slot_colour(item: str) -> tuple[str, str]:
     slot, sep, hex_colour = item.partition("=")
     if not sep or not slot:

@@ -12,12 +12,17 @@ import hashlib
 import itertools
 import json
 import re
+import time
 from datetime import date, timedelta
 from urllib.parse import urlencode
 
 from connectors.sandbox.http import Request, SandboxServer
 
 _PATH = re.compile(r"^/(v\d+\.\d+)/(.+)$")
+
+#: Faults a test can inject: throttling (code 17, ad-account code 80004, with usage headers), a transient
+#: 500, an HTML 502 from a proxy, a 200 whose body is not JSON, and a response that comes too late.
+FAULTS = ("throttle", "account_throttle", "transient", "html_502", "non_json", "timeout")
 
 
 class GraphError(Exception):
@@ -51,9 +56,59 @@ class MetaGraphSandbox(SandboxServer):
         self.images: dict[str, dict] = {}
         self.daily: dict[tuple[str, str], dict] = {}  # (ad_id, day) -> delivered metrics
         self._ids = itertools.count(120000000000100)
+        self.faults: list[dict] = []
+        self.slow_response_s = 3.0
+
+    # -- faults tests inject ---------------------------------------------------------------------
+    def inject(self, kind: str, times: int = 1, match: str = "", method: str = "", regain_minutes: int = 0) -> None:
+        """Make the next ``times`` Graph requests whose path contains ``match`` (and, if given, with this
+        HTTP method) fail as ``kind``: one of FAULTS."""
+        if kind not in FAULTS:
+            raise ValueError(f"unknown fault {kind!r}; choose one of {sorted(FAULTS)}")
+        with self.lock:
+            self.faults.append({"kind": kind, "times": times, "match": match, "method": method,
+                                "regain_minutes": regain_minutes})  # fmt: skip
+
+    def _take_fault(self, request: Request) -> dict | None:
+        for fault in self.faults:
+            if fault["times"] > 0 and fault["match"] in request.path and fault["method"] in ("", request.method):
+                fault["times"] -= 1
+                return fault
+        return None
+
+    def _fault_response(self, fault: dict) -> tuple[int, dict, object]:
+        kind = fault["kind"]
+        regain = fault["regain_minutes"]
+        use_case = {"type": "ads_management", "call_count": 100, "total_cputime": 40, "total_time": 60}
+        usage = {
+            "x-business-use-case-usage": json.dumps(
+                {"1000000000001": [{**use_case, "estimated_time_to_regain_access": regain}]}
+            ),
+            "x-ad-account-usage": json.dumps({"acc_id_util_pct": 100, "reset_time_duration": regain * 60}),
+        }
+        if kind == "throttle":
+            return 400, usage, GraphError("(#17) User request limit reached", code=17, kind="OAuthException").body
+        if kind == "account_throttle":
+            return 400, usage, GraphError("There have been too many calls to this ad-account", code=80004).body
+        if kind == "transient":
+            body = GraphError("An unexpected error has occurred. Please retry your request later.", code=2).body
+            body["error"]["is_transient"] = True
+            return 500, {}, body
+        if kind == "html_502":
+            return 502, {"Content-Type": "text/html"}, b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+        if kind == "non_json":
+            return 200, {"Content-Type": "text/html"}, b"<html><body>Service temporarily busy</body></html>"
+        raise AssertionError(kind)
 
     # -- routing -------------------------------------------------------------------------------
     def handle(self, request: Request) -> tuple[int, dict, object]:
+        if not request.path.startswith("/sandbox/"):
+            with self.lock:
+                fault = self._take_fault(request)
+            if fault is not None and fault["kind"] == "timeout":
+                time.sleep(fault.get("delay_s", self.slow_response_s))  # answered, but after the client gave up
+            elif fault is not None:
+                return self._fault_response(fault)
         try:
             with self.lock:
                 if request.path.startswith("/sandbox/"):
