@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from rendering.colour import normalise_hex
 from rendering.profiles import check_aspect
-from rendering.spec import ORIENTATIONS
+from rendering.spec import ORIENTATIONS, HexColour
 from rendering.templates import get_template
 
 
@@ -29,12 +29,7 @@ class Product(_Strict):
     orientation: Literal[ORIENTATIONS] = Field(  # type: ignore[valid-type]
         default="auto", description="which model axis is up; auto stands products lying on their side"
     )
-    colourway: dict[str, str] = Field(default_factory=dict, description="material slot -> #RRGGBB")
-
-    @field_validator("colourway")
-    @classmethod
-    def _colourway(cls, v: dict[str, str]) -> dict[str, str]:
-        return {slot: normalise_hex(c) for slot, c in v.items()}
+    colourway: dict[str, HexColour] = Field(default_factory=dict, description="material slot -> #RRGGBB")
 
 
 class MetaSettings(_Strict):
@@ -68,8 +63,8 @@ class Brief(_Strict):
     palette: list[str] = Field(min_length=1)
     templates: list[str] = Field(min_length=1)
     aspects: list[str] = Field(min_length=1)
-    podium_colour: str | None = Field(default=None, description="podium colour; default: a shade of the backdrop")
-    accent_colour: str | None = Field(default=None, description="gradient end and rim-light tint")
+    podium_colour: HexColour | None = Field(default=None, description="podium colour; default: a shade of the backdrop")
+    accent_colour: HexColour | None = Field(default=None, description="gradient end and rim-light tint")
     goal: Literal["ctr", "conversion_rate", "roas", "cost_per_purchase"] = "ctr"
     daily_budget: float = Field(gt=0, description="hard cap over all live variants, in account currency")
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
@@ -81,11 +76,6 @@ class Brief(_Strict):
     @classmethod
     def _palette(cls, v: list[str]) -> list[str]:
         return [normalise_hex(c) for c in v]
-
-    @field_validator("podium_colour", "accent_colour")
-    @classmethod
-    def _optional_colour(cls, v: str | None) -> str | None:
-        return None if v is None else normalise_hex(v)
 
     @field_validator("templates")
     @classmethod

@@ -6,9 +6,9 @@ import hashlib
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from rendering.colour import normalise_hex, shade
 from rendering.profiles import check_aspect, get_profile
@@ -30,6 +30,9 @@ def file_sha256(path: str | Path) -> str:
     return _file_sha256(str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
 
 
+#: A brand colour field: any ``#RRGGBB`` spelling in, upper-case ``#RRGGBB`` out, a clear error otherwise.
+HexColour = Annotated[str, AfterValidator(normalise_hex)]
+
 ORIENTATIONS = ("auto", "as_is", "+x", "-x", "+y", "-y", "+z", "-z")
 
 
@@ -48,9 +51,9 @@ class RenderJob(BaseModel):
     colour: str
     aspect: str
     profile: str = "preview"
-    podium_colour: str | None = None
-    accent_colour: str | None = None
-    colourway: dict[str, str] = Field(default_factory=dict)
+    podium_colour: HexColour | None = None
+    accent_colour: HexColour | None = None
+    colourway: dict[str, HexColour] = Field(default_factory=dict)
     orientation: Literal[ORIENTATIONS] = "auto"  # type: ignore[valid-type]
     kind: Literal["still", "turntable"] = "still"
     seconds: float = Field(default=4.0, gt=0, le=60, description="turntable length")
@@ -61,15 +64,10 @@ class RenderJob(BaseModel):
     def _colour(cls, v: str) -> str:
         return normalise_hex(v)
 
-    @field_validator("podium_colour", "accent_colour")
-    @classmethod
-    def _optional_colour(cls, v: str | None) -> str | None:
-        return None if v is None else normalise_hex(v)
-
     @field_validator("colourway")
     @classmethod
     def _colourway(cls, v: dict[str, str]) -> dict[str, str]:
-        return {slot: normalise_hex(hex_) for slot, hex_ in sorted(v.items())}
+        return dict(sorted(v.items()))
 
     @field_validator("aspect")
     @classmethod
