@@ -72,3 +72,30 @@ def test_fit_distance_puts_every_corner_inside_the_fill_share(aspect):
     x = np.abs(rel @ right) / depth / np.tan(hfov / 2)
     y = np.abs(rel @ up) / depth / np.tan(vfov / 2)
     assert max(x.max(), y.max()) == pytest.approx(0.6, abs=0.01)  # fills its share, no more
+
+
+@pytest.mark.parametrize("aspect", list(ASPECTS))
+def test_the_fitted_product_fills_its_share_of_the_safe_zone_and_stays_inside(aspect):
+    from rendering.framing import project
+    from rendering.profiles import safe_zone
+
+    w, h = ASPECTS[aspect]
+    zone = safe_zone(aspect)
+    corners = np.array([[x, y, z] for x in (-0.15, 0.15) for y in (-0.15, 0.15) for z in (0.0, 1.0)])
+    target = np.array([0, 0, 0.5])
+    d = fit_distance(corners, target, 18, 35, 50, w, h, 0.6, zone)
+    to_cam, _, _ = camera_basis(18, 35)
+    xy = project(corners, target + d * to_cam, 18, 35, 50, w, h, zone)
+    x_share = np.abs(xy[:, 0] - zone.centre_x).max() / zone.half_w
+    y_share = np.abs(xy[:, 1] - zone.centre_y).max() / zone.half_h
+    assert max(x_share, y_share) == pytest.approx(0.6, abs=0.01)
+    assert xy[:, 1].max() <= zone.centre_y + zone.half_h and xy[:, 1].min() >= zone.centre_y - zone.half_h
+    if aspect == "9:16":  # the story interface bands: top 14%, bottom 20%
+        assert (1 - xy[:, 1].max()) / 2 >= 0.14 and (1 + xy[:, 1].min()) / 2 >= 0.20
+
+
+def test_the_horizon_sits_above_the_centre_when_looking_down_and_below_when_looking_up():
+    from rendering.framing import FULL_FRAME, horizon_from_top
+
+    assert horizon_from_top(0.0, 50, 1080, 1080, FULL_FRAME) == pytest.approx(0.5)
+    assert horizon_from_top(4.0, 85, 1080, 1080, FULL_FRAME) < 0.5 < horizon_from_top(-6.0, 65, 1080, 1080, FULL_FRAME)
