@@ -8,7 +8,9 @@ without breaking v1 producers.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import operator
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Literal
 
@@ -27,7 +29,7 @@ from pydantic import (
 
 SCHEMA_V1 = "autoplay.event.v1"
 SCHEMAS = (SCHEMA_V1,)
-ADDITIVE_TYPES = ("impression", "click", "add_to_cart", "purchase", "video_view")
+ADDITIVE_TYPES = ("impression", "click", "product_view", "add_to_cart", "purchase", "video_view")
 METRICS = ("impressions", "clicks", "spend", "add_to_cart", "purchases", "purchase_value")
 FUTURE_TOLERANCE = timedelta(days=1)
 
@@ -42,9 +44,9 @@ class _Event(BaseModel):
 
 
 class AdditiveEvent(_Event):
-    """Something that happened: impressions, a click, an add to cart, a purchase, video views."""
+    """Something that happened: impressions, a click, a product page view, an add to cart, a purchase."""
 
-    type: Literal["impression", "click", "add_to_cart", "purchase", "video_view"]
+    type: Literal["impression", "click", "product_view", "add_to_cart", "purchase", "video_view"]
     event_id: str = Field(min_length=1, max_length=128)
     occurred_at: AwareDatetime
     count: int = Field(default=1, ge=0)
@@ -79,6 +81,7 @@ Event = Annotated[
     Annotated[MetricSnapshot, Tag(f"{SCHEMA_V1}:metric_snapshot")]
     | Annotated[AdditiveEvent, Tag(f"{SCHEMA_V1}:impression")]
     | Annotated[AdditiveEvent, Tag(f"{SCHEMA_V1}:click")]
+    | Annotated[AdditiveEvent, Tag(f"{SCHEMA_V1}:product_view")]
     | Annotated[AdditiveEvent, Tag(f"{SCHEMA_V1}:add_to_cart")]
     | Annotated[AdditiveEvent, Tag(f"{SCHEMA_V1}:purchase")]
     | Annotated[AdditiveEvent, Tag(f"{SCHEMA_V1}:video_view")],
@@ -153,9 +156,7 @@ class _FastSnapshot(msgspec.Struct, forbid_unknown_fields=True, tag_field="type"
 
 
 _fast_types = tuple(type(f"_Fast_{t}", (_FastAdditive,), {}, tag=t) for t in ADDITIVE_TYPES)
-_fast_decoder = msgspec.json.Decoder(
-    _FastSnapshot | _fast_types[0] | _fast_types[1] | _fast_types[2] | _fast_types[3] | _fast_types[4]
-)  # noqa: E501
+_fast_decoder = msgspec.json.Decoder(functools.reduce(operator.or_, _fast_types, _FastSnapshot))
 
 
 def is_snapshot(event: object) -> bool:

@@ -10,10 +10,6 @@ headers, with jitter; transient errors and timeouts.
 from __future__ import annotations
 
 import json
-import random
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -23,6 +19,10 @@ THROTTLE_CODES = frozenset({4, 17, 32, 613, *range(80000, 80015)})
 TRANSIENT_CODES = frozenset({1, 2})
 
 
+#: The SDK sends chunked video uploads here whatever the session's GRAPH says.
+VIDEO_HOST = "https://graph-video.facebook.com"
+
+
 class BadGraphResponse(requests.RequestException):
     """The Graph API answered with something that is not a Graph API answer (an HTML error page)."""
 
@@ -30,11 +30,14 @@ class BadGraphResponse(requests.RequestException):
 class GraphTransport(HTTPAdapter):
     """A requests adapter: a default timeout on every request; non-JSON bodies raise BadGraphResponse."""
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, video_url: str = VIDEO_HOST) -> None:
         super().__init__()
         self.timeout = timeout
+        self.video_url = video_url.rstrip("/")
 
     def send(self, request, **kwargs):  # noqa: ANN001, ANN201 (requests' signature)
+        if self.video_url != VIDEO_HOST and request.url.startswith(VIDEO_HOST + "/"):
+            request.url = self.video_url + request.url[len(VIDEO_HOST) :]  # the SDK hard-codes the video host
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self.timeout
         response = super().send(request, **kwargs)
@@ -68,18 +71,3 @@ def classify(code: int | None, http_status: int | None, transient_flag: bool = F
     if transient_flag or code in TRANSIENT_CODES or (http_status or 0) >= 500:
         return "transient"
     return None
-
-
-@dataclass
-class Backoff:
-    """Exponential backoff with full jitter. Throttles longer than ``max_wait_s`` are reported, not slept."""
-
-    max_attempts: int = 6
-    base_s: float = 1.0
-    cap_s: float = 60.0
-    max_wait_s: float = 900.0
-    sleep: Callable[[float], None] = time.sleep
-    rng: random.Random = field(default_factory=random.Random)
-
-    def delay(self, attempt: int, at_least: float = 0.0) -> float:
-        return at_least + self.rng.uniform(0, min(self.cap_s, self.base_s * 2**attempt))

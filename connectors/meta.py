@@ -7,7 +7,11 @@ no idempotency key, so every create looks up by name first (names carry brief an
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
+import shutil
+import tempfile
+import time
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -16,16 +20,20 @@ import requests
 from facebook_business.adobjects.ad import Ad
 from facebook_business.adobjects.adaccount import AdAccount
 from facebook_business.adobjects.adset import AdSet
+from facebook_business.adobjects.advideo import AdVideo
 from facebook_business.api import FacebookAdsApi
 from facebook_business.exceptions import FacebookRequestError
 from facebook_business.session import FacebookSession
 
-from connectors.graph_http import Backoff, BadGraphResponse, GraphTransport, classify, regain_seconds
+from connectors.graph_http import BadGraphResponse, GraphTransport, classify, regain_seconds
+from connectors.retry import Backoff
 from connectors.secrets import register_secret
+from connectors.url_tags import url_tags
 
 log = logging.getLogger("autoplay.meta")
 
 DEFAULT_GRAPH_URL = "https://graph.facebook.com"
+DEFAULT_VIDEO_URL = "https://graph-video.facebook.com"
 
 
 class MetaError(RuntimeError):
@@ -40,9 +48,36 @@ class MetaThrottled(MetaError):
         self.wait_s = wait_s
 
 
+#: Where each aspect is native: vertical renders run in stories and reels, the others in feeds.
+FEED_POSITIONS = {"facebook_positions": ["feed"], "instagram_positions": ["stream", "explore"]}
+VERTICAL_POSITIONS = {"facebook_positions": ["story", "facebook_reels"], "instagram_positions": ["story", "reels"]}
+
+
+def placements(aspect: str) -> dict:
+    """The placements a render of ``aspect`` is native to, as Meta targeting fields."""
+    return {
+        "publisher_platforms": ["facebook", "instagram"],
+        **(VERTICAL_POSITIONS if aspect == "9:16" else FEED_POSITIONS),
+    }
+
+
+@dataclass(frozen=True)
+class Asset:
+    """One native render for the placements of its aspect: a still, or a turntable video with its poster."""
+
+    aspect: str
+    image_path: Path
+    video_path: Path | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{'video' if self.video_path else 'image'}_{self.aspect.replace(':', 'x')}"
+
+
 @dataclass(frozen=True)
 class CreativeToPublish:
-    """What the loop asks Meta to run: one rendered still of one variant."""
+    """What the loop asks Meta to run for one variant: its render (still, or turntable and poster) in
+    its aspect, and optionally ``alternates`` in other aspects, each shown in the placements it fits."""
 
     variant_id: str
     brief: str
@@ -50,10 +85,26 @@ class CreativeToPublish:
     link_url: str
     message: str
     factors: dict[str, str] = field(default_factory=dict)
+    aspect: str = "1:1"
+    video_path: Path | None = None
+    alternates: tuple[Asset, ...] = ()
 
     @property
     def name(self) -> str:
         return f"autoplay|{self.brief}|{self.variant_id}"
+
+    @property
+    def assets(self) -> tuple[Asset, ...]:
+        return (Asset(self.aspect, Path(self.image_path), self.video_path), *self.alternates)
+
+    def targeting(self) -> dict:
+        """Placements of every asset, merged: the ad runs only where one of its renders is native."""
+        out: dict[str, list[str]] = {}
+        for asset in self.assets:
+            for key, values in placements(asset.aspect).items():
+                out.setdefault(key, [])
+                out[key] += [v for v in values if v not in out[key]]
+        return out
 
 
 @dataclass(frozen=True)
@@ -64,12 +115,39 @@ class MetaPublication:
     adset_id: str
     ad_id: str
     status: str
+    video_id: str | None = None
+
+
+@dataclass(frozen=True)
+class AdReview:
+    """An ad's standing in Meta's review; ``reason`` says why it cannot run, when it cannot."""
+
+    ad_id: str
+    variant_id: str | None
+    effective_status: str
+    reason: str | None
+
+    @property
+    def disapproved(self) -> bool:
+        return self.effective_status == "DISAPPROVED"
+
+    @classmethod
+    def from_graph(cls, row: dict) -> AdReview:
+        issues = [i.get("error_message") or i.get("error_summary") for i in row.get("issues_info") or []]
+        feedback = [f"{k}: {v}" for scope in (row.get("ad_review_feedback") or {}).values() for k, v in scope.items()]
+        reason = "; ".join(filter(None, issues + feedback)) or None
+        return cls(row["id"], variant_from_name(row.get("name", "")), row["effective_status"], reason)
 
 
 def variant_from_name(name: str) -> str | None:
     """The variant id in a name made by ``CreativeToPublish.name``, or None for ads that are not ours."""
     parts = name.split("|")
     return parts[2] if len(parts) == 3 and parts[0] == "autoplay" else None
+
+
+def _video_url_for(graph_url: str) -> str:
+    """Chunked uploads go to graph-video.facebook.com; anywhere else (a sandbox, a proxy) serves both."""
+    return DEFAULT_VIDEO_URL if graph_url.rstrip("/") == DEFAULT_GRAPH_URL else graph_url
 
 
 class MetaAds:
@@ -85,11 +163,19 @@ class MetaAds:
         api_version: str | None = None,
         timeout: float = 30.0,
         backoff: Backoff | None = None,
+        graph_video_url: str | None = None,
+        ad_sets: dict[str, str] | None = None,
+        countries: list[str] | None = None,
+        video_ready_timeout_s: float = 600.0,
+        video_poll_s: float = 5.0,
+        async_rows: int = 2000,
+        report_poll_s: float = 5.0,
+        report_timeout_s: float = 900.0,
     ) -> None:
         register_secret(access_token)
         session = FacebookSession(access_token=access_token, timeout=timeout)
         session.GRAPH = graph_url.rstrip("/")
-        transport = GraphTransport(timeout)
+        transport = GraphTransport(timeout, video_url=graph_video_url or _video_url_for(graph_url))
         session.requests.mount("https://", transport)
         session.requests.mount("http://", transport)
         self.backoff = backoff or Backoff()
@@ -101,6 +187,13 @@ class MetaAds:
         self.page_id = page_id
         self.campaign_id = campaign_id
         self._account = AdAccount(self.account_id, api=self._api)
+        self.ad_sets = dict(ad_sets or {})
+        self.countries = list(countries or ["US"])
+        self.video_ready_timeout_s = video_ready_timeout_s
+        self.video_poll_s = video_poll_s
+        self.async_rows = async_rows
+        self.report_poll_s = report_poll_s
+        self.report_timeout_s = report_timeout_s
 
     def _call(self, what: str, fn, *args, **kwargs):
         """Call the SDK; retry throttling (waiting as the usage headers say), transient errors, timeouts and
@@ -154,67 +247,148 @@ class MetaAds:
         return self._call(what, find_or_create)
 
     def publish(self, creative: CreativeToPublish, daily_budget_cents: int, activate: bool = False) -> MetaPublication:
-        """Upload, create creative, ad set and ad for one variant; reuses whatever exists already."""
+        """Upload the renders, create creative, ad set and ad for one variant; reuses whatever exists already.
+
+        The ad goes into the ad set the brief names for its placements (``ad_sets``: ``feed``/``vertical``)
+        or, when it names none, into an ad set of its own, which lets the loop steer its budget.
+        """
         status = "ACTIVE" if activate else "PAUSED"
-        data = Path(creative.image_path).read_bytes()
-        image = self._call(
-            f"image upload for {creative.variant_id}",
-            self._account.create_ad_image,
-            params={"bytes": base64.b64encode(data).decode(), "name": f"{creative.variant_id}.png"},
-        )
-        image_hash = image["hash"]
-        tags = {
-            "utm_source": "meta",
-            "utm_medium": "paid_social",
-            "utm_content": creative.variant_id,
-            "ad_id": "{{ad.id}}",
-            **{f"ap_{k}": v.lstrip("#") for k, v in creative.factors.items()},
-        }
+        media = {asset.label: self._upload(creative.variant_id, asset) for asset in creative.assets}
+        first = media[creative.assets[0].label]
         creative_id = self._find_or_create(
             "adcreatives",
             creative.name,
             f"creative create for {creative.variant_id}",
             {
-                "object_story_spec": {
-                    "page_id": self.page_id,
-                    "link_data": {
-                        "image_hash": image_hash,
-                        "link": creative.link_url,
-                        "message": creative.message,
-                        "call_to_action": {"type": "SHOP_NOW", "value": {"link": creative.link_url}},
-                    },
-                },
-                "url_tags": "&".join(f"{k}={v}" for k, v in tags.items()),
+                **self._creative_spec(creative, media),
+                "url_tags": url_tags(creative.variant_id, "meta", creative.factors),
+                # Meta's automatic enhancements (crops, filters, music, text variations) stay off: the product
+                # is shown exactly as rendered.
                 "degrees_of_freedom_spec": {
                     "creative_features_spec": {"standard_enhancements": {"enroll_status": "OPT_OUT"}}
                 },
             },
         )["id"]
-        adset_id = self._find_or_create(
-            "adsets",
-            creative.name,
-            f"ad set create for {creative.variant_id}",
-            {
-                "campaign_id": self.campaign_id,
-                "daily_budget": int(daily_budget_cents),
-                "billing_event": "IMPRESSIONS",
-                "optimization_goal": "LINK_CLICKS",
-                "status": status,
-                "targeting": {"geo_locations": {"countries": ["US"]}},
-            },
-        )["id"]
+        group = "vertical" if creative.aspect == "9:16" else "feed"
+        adset_id = (
+            self.ad_sets.get(group)
+            or self._find_or_create(
+                "adsets",
+                creative.name,
+                f"ad set create for {creative.variant_id}",
+                {
+                    "campaign_id": self.campaign_id,
+                    "daily_budget": int(daily_budget_cents),
+                    "billing_event": "IMPRESSIONS",
+                    "optimization_goal": "LINK_CLICKS",
+                    "status": status,
+                    "targeting": {"geo_locations": {"countries": self.countries}, **creative.targeting()},
+                },
+            )["id"]
+        )
         ad = self._find_or_create(
             "ads",
             creative.name,
             f"ad create for {creative.variant_id}",
-            {
-                "adset_id": adset_id,
-                "creative": {"creative_id": creative_id},
-                "status": status,
-            },
+            {"adset_id": adset_id, "creative": {"creative_id": creative_id}, "status": status},
         )
-        ad_id, ad_status = ad["id"], ad["status"]
-        return MetaPublication(creative.variant_id, image_hash, creative_id, adset_id, ad_id, ad_status)
+        return MetaPublication(
+            creative.variant_id,
+            first["image_hash"],
+            creative_id,
+            adset_id,
+            ad["id"],
+            ad["status"],
+            first.get("video_id"),
+        )
+
+    def _upload(self, variant_id: str, asset: Asset) -> dict:
+        """The image hash (and video id) of one asset, uploading only what the account does not have."""
+        out = {"image_hash": self._image(variant_id, asset.image_path)}
+        if asset.video_path is not None:
+            out["video_id"] = self._video(variant_id, asset)
+        return out
+
+    def _image(self, variant_id: str, path: Path) -> str:
+        data = Path(path).read_bytes()
+        digest = hashlib.md5(data).hexdigest()  # Meta's image hash: the same bytes are never uploaded twice
+        found = self._call(
+            f"image lookup for {variant_id}",
+            lambda: [dict(i) for i in self._account.get_ad_images(fields=["hash"], params={"hashes": [digest]})],
+        )
+        if found:
+            return found[0]["hash"]
+        image = self._call(
+            f"image upload for {variant_id}",
+            self._account.create_ad_image,
+            params={"bytes": base64.b64encode(data).decode(), "name": f"{variant_id}{Path(path).suffix}"},
+        )
+        return image["hash"]
+
+    def _video(self, variant_id: str, asset: Asset) -> str:
+        """Chunked upload (the SDK's VideoUploader), then wait until Meta has encoded it; a video already
+        uploaded under this title is reused."""
+        title = f"autoplay-{variant_id}-{asset.aspect.replace(':', 'x')}.mp4"
+        lookup = {"filtering": [{"field": "title", "operator": "EQUAL", "value": title}], "limit": 5}
+
+        def find_or_upload() -> str:
+            found = [dict(v) for v in self._account.get_ad_videos(fields=["id", "title"], params=lookup)]
+            if found:
+                return found[0]["id"]
+            with tempfile.TemporaryDirectory() as tmp:  # the uploader titles a video by its file name
+                named = Path(tmp) / title
+                shutil.copy(asset.video_path, named)
+                video = AdVideo(parent_id=self.account_id, api=self._api)
+                video[AdVideo.Field.filepath] = str(named)
+                video.remote_create()
+                return video["id"]
+
+        video_id = self._call(f"video upload for {variant_id}", find_or_upload)
+        deadline = time.monotonic() + self.video_ready_timeout_s
+        while True:
+            state = self._call(
+                f"encoding status of video {video_id}",
+                lambda: dict(AdVideo(video_id, api=self._api).api_get(fields=["status"])),
+            )["status"]
+            if state.get("video_status") == "ready":
+                return video_id
+            if state.get("video_status") == "error" or time.monotonic() > deadline:
+                raise MetaError(f"Meta could not encode the video of {variant_id}: status {state}")
+            self.backoff.sleep(self.video_poll_s)
+
+    def _creative_spec(self, creative: CreativeToPublish, media: dict[str, dict]) -> dict:
+        """link_data for a still, video_data for a turntable; with renders in several aspects, an
+        asset_feed_spec whose customization rules show each one only in the placements it is native to."""
+        cta = {"type": "SHOP_NOW", "value": {"link": creative.link_url}}
+        if len(creative.assets) == 1:
+            asset, ids = creative.assets[0], media[creative.assets[0].label]
+            if asset.video_path is None:
+                data = {"image_hash": ids["image_hash"], "link": creative.link_url, "message": creative.message}
+                return {"object_story_spec": {"page_id": self.page_id, "link_data": {**data, "call_to_action": cta}}}
+            data = {"video_id": ids["video_id"], "image_hash": ids["image_hash"], "message": creative.message}
+            return {"object_story_spec": {"page_id": self.page_id, "video_data": {**data, "call_to_action": cta}}}
+        images, videos, rules = [], [], []
+        for asset in creative.assets:
+            ids, label = media[asset.label], {"name": asset.label}
+            if asset.video_path is None:
+                images.append({"hash": ids["image_hash"], "adlabels": [label]})
+            else:
+                videos.append({"video_id": ids["video_id"], "thumbnail_hash": ids["image_hash"], "adlabels": [label]})
+            kind = "video_label" if asset.video_path else "image_label"
+            rules.append({"customization_spec": placements(asset.aspect), kind: label})
+        return {
+            "object_story_spec": {"page_id": self.page_id},
+            "asset_feed_spec": {
+                **({"images": images} if images else {}),
+                **({"videos": videos} if videos else {}),
+                "bodies": [{"text": creative.message}],
+                "link_urls": [{"website_url": creative.link_url}],
+                "call_to_action_types": ["SHOP_NOW"],
+                "ad_formats": ["AUTOMATIC_FORMAT"],
+                "optimization_type": "PLACEMENT",
+                "asset_customization_rules": rules,
+            },
+        }
 
     def set_delivery(self, adset_id: str, ad_id: str, daily_budget_cents: int, active: bool) -> None:
         """Apply an allocation: the ad set's daily budget and whether the ad and its ad set run."""
@@ -251,19 +425,55 @@ class MetaAds:
         log.info("paused %d ads%s", len(paused), f" of brief {brief}" if brief else "")
         return paused
 
-    def insights(self, since: date, until: date) -> list[dict]:
-        """Ad-level daily insights, all pages, with Meta's string numbers turned into numbers."""
+    def _rows(self, what: str, cursor) -> list[dict]:  # noqa: ANN001 (an SDK Cursor)
+        """Every row of a cursor; a page that fails is fetched again, the rows already read are kept."""
+        rows = []
+        while True:
+            try:
+                rows.append(dict(self._call(what, next, cursor)))
+            except StopIteration:
+                return rows
+
+    def review(self, ad_ids: list[str]) -> list[AdReview]:
+        """Where each ad stands in Meta's review: its effective_status and, when it cannot run, why."""
+        fields = ["id", "name", "effective_status", "issues_info", "ad_review_feedback"]
+        out = []
+        for start in range(0, len(ad_ids), 50):
+            lookup = {
+                "filtering": [{"field": "id", "operator": "IN", "value": ad_ids[start : start + 50]}],
+                "limit": 50,
+            }
+            cursor = self._call("review status read", self._account.get_ads, fields=fields, params=lookup)
+            out += [AdReview.from_graph(row) for row in self._rows("review status paging", cursor)]
+        return out
+
+    def insights(
+        self,
+        since: date,
+        until: date,
+        attribution_windows: list[str] | tuple[str, ...] = ("7d_click", "1d_view"),
+        expected_ads: int = 0,
+    ) -> list[dict]:
+        """Ad-level daily insights, all pages, with Meta's string numbers turned into numbers.
+
+        Counted under the brief's attribution windows. When the answer may be large (``expected_ads`` x
+        days above ``async_rows``) it is read through an async report job, as Meta asks for big reads.
+        """
         params = {
             "level": "ad",
             "time_increment": 1,
-            "limit": 100,
+            "limit": 500,
             "time_range": {"since": since.isoformat(), "until": until.isoformat()},
+            "action_attribution_windows": list(attribution_windows),
         }
         fields = ["ad_id", "ad_name", "adset_id", "impressions", "clicks", "spend", "actions", "action_values"]
-        cursor = self._call("insights read", self._account.get_insights, fields=fields, params=params)
+        if expected_ads * ((until - since).days + 1) > self.async_rows:
+            raw = self._report_rows(fields, params)
+        else:
+            cursor = self._call("insights read", self._account.get_insights, fields=fields, params=params)
+            raw = self._rows("insights paging", cursor)
         rows = []
-        for row in self._call("insights paging", list, cursor):
-            row = dict(row)
+        for row in raw:
             actions = {a["action_type"]: float(a["value"]) for a in row.get("actions", [])}
             values = {a["action_type"]: float(a["value"]) for a in row.get("action_values", [])}
             rows.append(
@@ -280,3 +490,23 @@ class MetaAds:
                 }
             )
         return rows
+
+    def _report_rows(self, fields: list[str], params: dict) -> list[dict]:
+        """An async insights report: start the job, poll it until Meta has finished it, read its pages."""
+        run = self._call(
+            "insights report start", self._account.get_insights, fields=fields, params=params, is_async=True
+        )
+        deadline = time.monotonic() + self.report_timeout_s
+        while True:
+            job = self._call(
+                f"insights report {run['id']} status", run.api_get, fields=["async_status", "async_percent_completion"]
+            )
+            status = job["async_status"]
+            if status == "Job Completed":
+                break
+            if status in ("Job Failed", "Job Skipped") or time.monotonic() > deadline:
+                raise MetaError(f"Meta insights report {run['id']} ended as {status!r}")
+            log.info("insights report %s: %s, %s%%", run["id"], status, job.get("async_percent_completion"))
+            self.backoff.sleep(self.report_poll_s)
+        cursor = self._call(f"insights report {run['id']} read", run.get_insights, params={"limit": 500})
+        return self._rows(f"insights report {run['id']} paging", cursor)

@@ -114,7 +114,7 @@ class RecordingSleep:
 
 
 def patient_client(sandbox, sleep, timeout=5.0, **backoff):
-    from connectors.graph_http import Backoff
+    from connectors.retry import Backoff
 
     return MetaAds(
         TOKEN, "act_42", page_id="7", campaign_id=sandbox.campaign_id, graph_url=sandbox.url, timeout=timeout,
@@ -148,7 +148,7 @@ def test_a_throttle_longer_than_we_wait_is_reported_with_its_duration(sandbox, i
     from connectors.meta import MetaThrottled
 
     sleep = RecordingSleep()
-    sandbox.inject("account_throttle", times=1, match="/adimages", regain_minutes=90)
+    sandbox.inject("account_throttle", times=1, match="/adimages", method="POST", regain_minutes=90)
     with pytest.raises(MetaThrottled, match="image upload for vabc throttled.*in 90 min") as err:
         patient_client(sandbox, sleep, max_wait_s=900).publish(creative(image), 1000)
     assert err.value.wait_s == 5400 and sleep.waits == [] and counts(sandbox)["ad"] == 0

@@ -1,0 +1,343 @@
+"""Sandbox Shopify: the Admin GraphQL calls the connector makes, staged uploads, and a storefront.
+
+It is not a GraphQL engine: it recognises the root field of each operation the connector sends
+(``stagedUploadsCreate``, ``productUpdate``, ``productReorderMedia``, ``product``) and answers with the
+Admin API's shapes, ids (``gid://shopify/...``), ``userErrors``, the cost extension and its throttle
+(``THROTTLED`` in ``errors[].extensions``, HTTP 200), HTTP 429 with ``Retry-After``, and media that go
+UPLOADED -> PROCESSING -> READY (or FAILED) over successive reads.
+
+The storefront half (``storefront_day``) turns a day of the market's delivery into what a real shop sends:
+an HMAC-signed ``orders/create`` webhook per purchase, carrying the ad's url_tags in ``landing_site``, and
+the custom web pixel's events (product_viewed, add_to_cart, checkout_completed) in batches.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import itertools
+import json
+import re
+import time
+import urllib.request
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from connectors import url_tags
+from connectors.http_server import HttpServer, Request
+
+_GRAPHQL = re.compile(r"^/admin/api/([0-9]{4}-[0-9]{2}|unstable)/graphql\.json$")
+_ROOT = re.compile(r"\b(stagedUploadsCreate|productUpdate|productReorderMedia|product)\s*\(")
+
+#: Faults a test can inject: the cost throttle, HTTP 429 with Retry-After, a 503, a late answer, and a
+#: media file that Shopify cannot process (its media ends FAILED).
+FAULTS = ("throttled", "http_429", "http_503", "timeout", "media_failed")
+
+BUCKET_SIZE = 1000.0
+RESTORE_RATE = 50.0  # points a second, as on a standard plan
+COSTS = {"stagedUploadsCreate": 10, "productUpdate": 10, "productReorderMedia": 10, "product": 12}
+
+
+class ShopifySandbox(HttpServer):
+    """One shop with products; ``app_secret`` signs its webhooks; ``webhook_url``/``pixel_url`` receive them."""
+
+    def __init__(
+        self,
+        access_token: str,
+        app_secret: str,
+        products: dict[str, str] | None = None,
+        webhook_url: str = "",
+        pixel_url: str = "",
+        seed: int = 0,
+        **kw,
+    ) -> None:
+        super().__init__(**kw)
+        self.access_token = access_token
+        self.app_secret = app_secret
+        self.webhook_url = webhook_url
+        self.pixel_url = pixel_url
+        self.products: dict[str, dict] = {}
+        for gid, title in (products or {"gid://shopify/Product/8000000000001": "Water bottle"}).items():
+            self.products[gid] = {"id": gid, "title": title, "media": []}
+        self.staged: dict[str, dict] = {}  # token -> {"filename", "bytes"}
+        self.faults: list[dict] = []
+        self.available = BUCKET_SIZE
+        self._refilled = time.monotonic()
+        self._ids = itertools.count(30000000000001)
+        self._orders = itertools.count(5500000000001)
+        self.slow_response_s = 3.0
+        self.sent = {"webhooks": 0, "pixel_events": 0}
+        self._seed = seed
+
+    # -- faults -----------------------------------------------------------------------------------
+    def inject(self, kind: str, times: int = 1, match: str = "") -> None:
+        """Make the next ``times`` GraphQL operations whose root field contains ``match`` fail as ``kind``."""
+        if kind not in FAULTS:
+            raise ValueError(f"unknown fault {kind!r}; choose one of {sorted(FAULTS)}")
+        with self.lock:
+            self.faults.append({"kind": kind, "times": times, "match": match})
+
+    def _take_fault(self, root: str, kinds: tuple[str, ...]) -> str | None:
+        for fault in self.faults:
+            if fault["times"] > 0 and fault["kind"] in kinds and fault["match"] in root:
+                fault["times"] -= 1
+                return fault["kind"]
+        return None
+
+    # -- HTTP --------------------------------------------------------------------------------------
+    def handle(self, request: Request) -> tuple[int, dict, object]:
+        if request.path.startswith("/staged-uploads/") and request.method == "POST":
+            return self._receive_upload(request)
+        if request.path.startswith("/staged-uploads/") and request.method == "GET":
+            with self.lock:
+                staged = self.staged.get(request.path.split("/")[2])
+            return (
+                (200, {"Content-Type": "image/jpeg"}, staged["bytes"]) if staged else (404, {}, {"errors": "Not Found"})
+            )
+        if not _GRAPHQL.match(request.path) or request.method != "POST":
+            return 404, {}, {"errors": "Not Found"}
+        if request.headers.get("X-Shopify-Access-Token") != self.access_token:
+            return 401, {}, {"errors": "[API] Invalid API key or access token (unrecognized login or wrong password)"}
+        body = request.json or {}
+        found = _ROOT.search(body.get("query") or "")
+        if not found:
+            return 200, {}, {"errors": [{"message": "Parse error: the sandbox does not serve this operation"}]}
+        root = found.group(1)
+        with self.lock:
+            fault = self._take_fault(root, ("throttled", "http_429", "http_503", "timeout"))
+        if fault == "timeout":
+            time.sleep(self.slow_response_s)
+        elif fault == "http_429":
+            return 429, {"Retry-After": "1.0"}, {"errors": "Exceeded 2 calls per second for api client."}
+        elif fault == "http_503":
+            return 503, {"Content-Type": "text/html"}, b"<html><body>Service Unavailable</body></html>"
+        with self.lock:
+            cost = COSTS[root]
+            self._refill()
+            if fault == "throttled" or self.available < cost:
+                cost_view = self._cost(cost, 0)
+                if fault == "throttled":  # an injected throttle reports a nearly empty bucket without emptying it
+                    cost_view["throttleStatus"]["currentlyAvailable"] = cost - 1.0
+                return (
+                    200,
+                    {},
+                    {
+                        "errors": [{"message": "Throttled", "extensions": {"code": "THROTTLED", "documentation": ""}}],
+                        "extensions": {"cost": cost_view},
+                    },
+                )
+            self.available -= cost
+            data = getattr(self, f"_op_{root}")(body.get("variables") or {})
+            return 200, {}, {"data": {root: data}, "extensions": {"cost": self._cost(cost, cost)}}
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self.available = min(BUCKET_SIZE, self.available + (now - self._refilled) * RESTORE_RATE)
+        self._refilled = now
+
+    def _cost(self, requested: float, actual: float) -> dict:
+        return {
+            "requestedQueryCost": requested,
+            "actualQueryCost": actual,
+            "throttleStatus": {
+                "maximumAvailable": BUCKET_SIZE,
+                "currentlyAvailable": self.available,
+                "restoreRate": RESTORE_RATE,
+            },
+        }
+
+    def _receive_upload(self, request: Request) -> tuple[int, dict, object]:
+        token = request.path.split("/")[2]
+        with self.lock:
+            target = self.staged.get(token)
+            if target is None or "file" not in request.files:
+                return 400, {"Content-Type": "application/xml"}, b"<Error><Code>InvalidArgument</Code></Error>"
+            if request.params.get("key") != target["key"]:
+                return 403, {"Content-Type": "application/xml"}, b"<Error><Code>SignatureDoesNotMatch</Code></Error>"
+            target["bytes"] = request.files["file"][1]
+        return 201, {"Content-Type": "application/xml"}, b"<PostResponse><Key>ok</Key></PostResponse>"
+
+    # -- operations ---------------------------------------------------------------------------------
+    def _op_stagedUploadsCreate(self, variables: dict) -> dict:  # noqa: N802 (GraphQL's name)
+        targets, errors = [], []
+        for i, item in enumerate(variables.get("input") or []):
+            if item.get("resource") != "IMAGE" or not item.get("filename") or not item.get("mimeType"):
+                errors.append({"field": ["input", str(i)], "message": "resource, filename and mimeType are required"})
+                continue
+            token = uuid.uuid4().hex
+            key = f"tmp/sandbox/{token}/{item['filename']}"
+            self.staged[token] = {"filename": item["filename"], "key": key, "bytes": None}
+            targets.append(
+                {
+                    "url": f"{self.url}/staged-uploads/{token}",
+                    "resourceUrl": f"{self.url}/staged-uploads/{token}/{item['filename']}",
+                    "parameters": [
+                        {"name": "key", "value": key},
+                        {"name": "Content-Type", "value": item["mimeType"]},
+                        {"name": "policy", "value": base64.b64encode(b"sandbox").decode()},
+                    ],
+                }
+            )
+        return {"stagedTargets": targets, "userErrors": errors}
+
+    def _op_productUpdate(self, variables: dict) -> dict:  # noqa: N802
+        gid = (variables.get("product") or {}).get("id")
+        product = self.products.get(gid)
+        if product is None:
+            return {"product": None, "userErrors": [{"field": ["id"], "message": "Product does not exist"}]}
+        created = []
+        for item in variables.get("media") or []:
+            token = str(item.get("originalSource", "")).removeprefix(f"{self.url}/staged-uploads/").split("/")[0]
+            staged = self.staged.get(token)
+            if staged is None or staged["bytes"] is None:
+                problem = {"field": ["media", "originalSource"], "message": "Invalid originalSource: nothing uploaded"}
+                return {"product": None, "userErrors": [problem]}
+            failed = self._take_fault("", ("media_failed",)) == "media_failed" or not staged["bytes"].startswith(
+                (b"\x89PNG", b"\xff\xd8")
+            )
+            media = {
+                "id": f"gid://shopify/MediaImage/{next(self._ids)}",
+                "alt": item.get("alt") or "",
+                "mediaContentType": item.get("mediaContentType", "IMAGE"),
+                "status": "UPLOADED",
+                "_reads": 0,
+                "_fails": failed,
+                "_url": f"https://cdn.shopify.example/s/files/1/0001/{staged['filename']}?v={int(time.time())}",
+            }
+            product["media"].append(media)
+            created.append(self._media_view(media))
+        return {"product": {"id": gid, "media": {"nodes": created}}, "userErrors": []}
+
+    def _op_productReorderMedia(self, variables: dict) -> dict:  # noqa: N802
+        product = self.products.get(variables.get("id"))
+        if product is None:
+            return {"job": None, "mediaUserErrors": [{"field": ["id"], "message": "Product does not exist"}]}
+        media = product["media"]
+        for move in variables.get("moves") or []:
+            found = [m for m in media if m["id"] == move["id"]]
+            if not found:
+                return {"job": None, "mediaUserErrors": [{"field": ["moves", "id"], "message": "Media does not exist"}]}
+            media.remove(found[0])
+            media.insert(int(move["newPosition"]), found[0])
+        return {"job": {"id": f"gid://shopify/Job/{uuid.uuid4()}", "done": False}, "mediaUserErrors": []}
+
+    def _op_product(self, variables: dict) -> dict | None:
+        product = self.products.get(variables.get("id"))
+        if product is None:
+            return None
+        for media in product["media"]:  # processing advances as the shop is read, as it does over time
+            media["_reads"] += 1
+            if media["status"] == "UPLOADED":
+                media["status"] = "PROCESSING"
+            elif media["status"] == "PROCESSING" and media["_reads"] >= 2:
+                media["status"] = "FAILED" if media["_fails"] else "READY"
+        nodes = [self._media_view(m) for m in product["media"]]
+        featured = next((m for m in nodes if m["status"] == "READY"), None)
+        return {
+            "id": product["id"],
+            "title": product["title"],
+            "featuredMedia": {"id": featured["id"]} if featured else None,
+            "media": {"nodes": nodes},
+        }
+
+    @staticmethod
+    def _media_view(media: dict) -> dict:
+        ready = media["status"] == "READY"
+        failed = media["status"] == "FAILED"
+        return {
+            "id": media["id"],
+            "alt": media["alt"],
+            "mediaContentType": media["mediaContentType"],
+            "status": media["status"],
+            "mediaErrors": [{"code": "UNSUPPORTED_IMAGE_FILE_TYPE", "message": "Image could not be processed"}]
+            if failed
+            else [],
+            "preview": {"image": {"url": media["_url"]} if ready else None},
+            "image": {"url": media["_url"]} if ready else None,
+        }
+
+    # -- the storefront ----------------------------------------------------------------------------
+    def storefront_day(self, day: str, ads: list[dict]) -> None:
+        """What the shop sends for one day of ad delivery: ``ads`` rows carry ``url_tags`` (with {{ad.id}}),
+        ``clicks``, ``add_to_cart``, ``purchases`` and ``purchase_value``; landings follow clicks."""
+        when = datetime.fromisoformat(day).replace(hour=12, tzinfo=UTC)
+        pixel: list[dict] = []
+        for ad in ads:
+            tags = ad["url_tags"].replace("{{ad.id}}", ad["ad_id"])
+            variant = url_tags.variant_and_ad(tags)[0] or ""
+            landing = f"/products/water-bottle?{tags}"
+            values = _split(ad["purchase_value"], ad["purchases"])
+            for kind, n in (("product_viewed", ad["clicks"]), ("add_to_cart", ad["add_to_cart"])):
+                for _ in range(int(n)):
+                    pixel.append(self._pixel(kind, when, variant, landing))
+            for value in values:
+                order_id = next(self._orders)
+                checkout = uuid.uuid4().hex
+                at = when + timedelta(minutes=order_id % 600)
+                pixel.append(self._pixel("checkout_completed", at, variant, landing, checkout, value))
+                self._send_order(order_id, checkout, at, landing, value)
+        for start in range(0, len(pixel), 500):
+            self._post(self.pixel_url, pixel[start : start + 500], {})
+            self.sent["pixel_events"] += len(pixel[start : start + 500])
+
+    @staticmethod
+    def _pixel(name: str, at: datetime, variant: str, landing: str, checkout: str = "", value: float = 0.0) -> dict:
+        event = {
+            "id": f"sh-{uuid.uuid4()}",
+            "name": name,
+            "timestamp": at.isoformat(),
+            "variant_id": variant,
+            "landing_url": landing,
+        }
+        if name == "checkout_completed":
+            event |= {"checkout_token": checkout, "value": value, "currency": "USD"}
+        return event
+
+    def _send_order(self, order_id: int, checkout: str, at: datetime, landing: str, value: float) -> None:
+        order = {
+            "id": order_id,
+            "admin_graphql_api_id": f"gid://shopify/Order/{order_id}",
+            "checkout_token": checkout,
+            "created_at": at.isoformat(),
+            "currency": "USD",
+            "total_price": f"{value:.2f}",
+            "landing_site": landing,
+            "line_items": [{"product_id": 8000000000001, "quantity": 1, "price": f"{value:.2f}"}],
+        }
+        self.send_webhook("orders/create", order)
+
+    def send_webhook(self, topic: str, payload: dict, event_id: str | None = None, secret: str | None = None) -> int:
+        """POST one webhook as Shopify does: raw JSON, HMAC-SHA256 of the body in base64, an event id."""
+        body = json.dumps(payload).encode()
+        digest = hmac.new((secret or self.app_secret).encode(), body, hashlib.sha256).digest()
+        headers = {
+            "X-Shopify-Topic": topic,
+            "X-Shopify-Hmac-Sha256": base64.b64encode(digest).decode(),
+            "X-Shopify-Event-Id": event_id or str(uuid.uuid4()),
+            "X-Shopify-Webhook-Id": str(uuid.uuid4()),
+            "X-Shopify-Shop-Domain": "sandbox-shop.myshopify.com",
+            "X-Shopify-API-Version": "2025-01",
+        }
+        self.sent["webhooks"] += 1
+        return self._post(self.webhook_url, body, headers)
+
+    @staticmethod
+    def _post(url: str, body: bytes | list, headers: dict) -> int:
+        if not url:
+            return 0
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        request = urllib.request.Request(url, data, {"Content-Type": "application/json", **headers}, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+
+def _split(total: float, n: int) -> list[float]:
+    """``n`` order values summing to ``total`` (cents rounding goes to the last one)."""
+    if n <= 0:
+        return []
+    each = round(total / n, 2)
+    return [each] * (n - 1) + [round(total - each * (n - 1), 2)]

@@ -1,0 +1,217 @@
+"""The official ShopifyAPI SDK over real HTTP against the sandbox Admin GraphQL API, and the ingest
+endpoint receiving the sandbox shop's webhooks and pixel events into the real Kafka broker."""
+
+import base64
+import json
+import logging
+import urllib.request
+import uuid
+
+import pytest
+from PIL import Image
+
+from connectors.event_store import EventStore
+from connectors.kafka_broker import ensure_topics
+from connectors.kafka_events import EventIngestor, EventProducer
+from connectors.retry import Backoff
+from connectors.sandbox.shopify_admin import ShopifySandbox
+from connectors.shopify import RenderToAttach, ShopifyAdmin, ShopifyError
+from connectors.storefront_ingest import IngestEndpoint, verify_hmac
+
+TOKEN = "shpat_sandbox_secret_7f3a9c"
+APP_SECRET = "shopify-app-secret-0d9e1b"
+PRODUCT = "gid://shopify/Product/8000000000001"
+
+
+class RecordingSleep:
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+@pytest.fixture
+def shop():
+    with ShopifySandbox(TOKEN, APP_SECRET) as sb:
+        yield sb
+
+
+@pytest.fixture
+def render(tmp_path):
+    path = tmp_path / "still.jpg"
+    Image.new("RGB", (64, 80), "#2E7D32").save(path)
+    return RenderToAttach("v0a1b2c3d4e5f6a7", path, "Water bottle on a green studio backdrop")
+
+
+def admin(shop, sleep=None, token=TOKEN, **kw):
+    return ShopifyAdmin(
+        "sandbox-shop.myshopify.com", token, admin_url=shop.url, backoff=Backoff(sleep=sleep or RecordingSleep()),
+        poll_s=0.0, **kw,
+    )  # fmt: skip
+
+
+def test_a_render_is_staged_uploaded_attached_and_featured_once_ready(shop, render):
+    media = admin(shop).attach(PRODUCT, render, featured=True)
+    assert media.status == "READY" and media.featured
+    stored = shop.products[PRODUCT]["media"]
+    assert [m["id"] for m in stored] == [media.media_id]
+    assert stored[0]["alt"] == f"{render.alt} [{render.variant_id}]"
+    staged = next(iter(shop.staged.values()))
+    assert staged["filename"] == f"autoplay-{render.variant_id}.jpg"
+    assert staged["bytes"] == render.image_path.read_bytes()  # the file really went through the staged target
+    assert f"autoplay-{render.variant_id}.jpg" in media.url
+
+
+def test_attaching_again_reuses_the_media_and_featuring_moves_it_first(shop, render, tmp_path):
+    client = admin(shop)
+    first = client.attach(PRODUCT, render)
+    other_path = tmp_path / "other.jpg"
+    Image.new("RGB", (64, 80), "#111827").save(other_path)
+    other = client.attach(PRODUCT, RenderToAttach("vffff0000aaaa111", other_path, "Black"), featured=True)
+    again = client.attach(PRODUCT, render)
+    assert again.media_id == first.media_id
+    media = shop.products[PRODUCT]["media"]
+    assert len(media) == 2 and media[0]["id"] == other.media_id  # Shopify features the first media
+    assert len(shop.staged) == 2  # nothing uploaded a second time
+
+
+def test_failed_processing_is_reported_with_shopifys_reason(shop, render):
+    shop.inject("media_failed")
+    with pytest.raises(ShopifyError, match=r"could not process the render of v0a1b2c3d4e5f6a7: UNSUPPORTED_IMAGE"):
+        admin(shop).attach(PRODUCT, render)
+
+
+def test_cost_throttle_waits_for_the_bucket_and_429_honours_retry_after(shop, render):
+    sleep = RecordingSleep()
+    shop.inject("throttled", times=1, match="stagedUploadsCreate")
+    shop.inject("http_429", times=1, match="productUpdate")
+    admin(shop, sleep).attach(PRODUCT, render)
+    # THROTTLED: 10 points needed, 9 available, restored at 50/s -> 0.02 s; 429: Retry-After 1.0 s
+    assert any(0.02 <= w < 0.2 for w in sleep.waits)
+    assert any(w >= 1.0 for w in sleep.waits)
+    assert len(shop.products[PRODUCT]["media"]) == 1
+
+
+def test_5xx_and_timeouts_are_retried_and_errors_name_the_operation(shop, render):
+    shop.slow_response_s = 1.5
+    shop.inject("http_503", times=1, match="product")
+    shop.inject("timeout", times=1, match="product")
+    media = admin(shop, timeout=0.5).attach(PRODUCT, render)
+    assert media.status == "READY" and len(shop.products[PRODUCT]["media"]) == 1
+    with pytest.raises(ShopifyError, match=r"gid://shopify/Product/999 does not exist"):
+        admin(shop).product_media("gid://shopify/Product/999")
+
+
+def test_a_bad_token_is_refused_without_retry_and_never_appears(shop, render, caplog):
+    caplog.set_level(logging.DEBUG)
+    sleep = RecordingSleep()
+    bad = "shpat_wrong_" + TOKEN
+    client = admin(shop, sleep, token=bad)
+    with pytest.raises(ShopifyError, match="HTTP 401") as err:
+        client.attach(PRODUCT, render)
+    assert sleep.waits == []
+    assert bad not in str(err.value) and bad not in caplog.text and bad not in repr(client)
+
+
+# -- the ingest endpoint -----------------------------------------------------------------------------
+@pytest.fixture
+def topic(broker):
+    name = f"shop-{uuid.uuid4().hex[:8]}"
+    ensure_topics(broker.bootstrap_servers, {name: 2, f"{name}.dead": 1})
+    return name
+
+
+@pytest.fixture
+def endpoint(broker, topic):
+    producer = EventProducer(broker.bootstrap_servers, topic)
+    with IngestEndpoint(producer, APP_SECRET) as ep:
+        yield ep
+    producer.close()
+
+
+def post(url, body, headers=None):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(url, data, {"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status, json.load(resp)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc)
+
+
+def stored_events(broker, topic, tmp_path):
+    store = EventStore(tmp_path / "events.duckdb")
+    stats = EventIngestor(broker.bootstrap_servers, topic, store, f"{topic}.dead").run(idle_s=1.0)
+    with store.connect() as con:
+        rows = con.execute("select type, variant_id, external_id, value, currency from events order by type").fetchall()
+    return stats, rows
+
+
+ORDER = {
+    "id": 5500000000042,
+    "checkout_token": "c0ffee",
+    "created_at": "2026-11-20T18:03:11+00:00",
+    "currency": "USD",
+    "total_price": "42.50",
+    "landing_site": "/products/water-bottle?utm_source=meta&utm_content=v0a1b2c3d4e5f6a7&ad_id=120000000000102",
+}
+
+
+def test_webhooks_are_verified_deduplicated_and_joined_to_the_ad(endpoint, broker, topic, tmp_path):
+    shop = ShopifySandbox(TOKEN, APP_SECRET, webhook_url=f"{endpoint.url}/webhooks/shopify")
+    assert shop.send_webhook("orders/create", ORDER, event_id="evt-1") == 200
+    assert shop.send_webhook("orders/create", ORDER, event_id="evt-1") == 200  # Shopify redelivers
+    assert shop.send_webhook("orders/create", ORDER, event_id="evt-2", secret="not-the-app-secret") == 401
+    unattributed = {**ORDER, "id": 1, "checkout_token": "x", "landing_site": "/products/water-bottle"}
+    assert shop.send_webhook("orders/create", unattributed, event_id="evt-3") == 200
+    status, body = post(
+        f"{endpoint.url}/webhooks/shopify",
+        b"{not json",
+        {"X-Shopify-Hmac-Sha256": base64.b64encode(
+            __import__("hmac").new(APP_SECRET.encode(), b"{not json", "sha256").digest()).decode(),
+         "X-Shopify-Event-Id": "evt-4", "X-Shopify-Topic": "orders/create"},
+    )  # fmt: skip
+    assert status == 400 and "evt-4" in body["error"]
+    assert endpoint.counts | {} == {
+        "webhooks": 2, "duplicates": 1, "unsigned": 1, "unattributed": 1, "pixel_events": 0,
+    }  # fmt: skip
+    stats, rows = stored_events(broker, topic, tmp_path)
+    assert rows == [("purchase", "v0a1b2c3d4e5f6a7", "120000000000102", 42.5, "USD")]
+
+
+def test_pixel_events_become_additive_events_and_a_purchase_counts_once(endpoint, broker, topic, tmp_path):
+    landing = "/products/water-bottle?utm_content=v0a1b2c3d4e5f6a7&ad_id=120000000000102"
+    base = {"timestamp": "2026-11-20T18:00:00Z", "variant_id": "v0a1b2c3d4e5f6a7", "landing_url": landing}
+    batch = [
+        {**base, "id": "p1", "name": "product_viewed"},
+        {**base, "id": "p2", "name": "add_to_cart"},
+        {
+            **base,
+            "id": "p3",
+            "name": "checkout_completed",
+            "checkout_token": "c0ffee",
+            "value": 42.5,
+            "currency": "USD",
+        },
+        {**base, "id": "p4", "name": "page_teleported"},
+        {"id": "p5", "name": "add_to_cart", "timestamp": "2026-11-20T18:00:00Z"},
+    ]
+    status, body = post(f"{endpoint.url}/pixel", batch)
+    assert status == 202 and body["accepted"] == 3
+    assert [r["index"] for r in body["rejected"]] == [3, 4]
+    assert "'page_teleported'" in body["rejected"][0]["error"] and "variant_id" in body["rejected"][1]["error"]
+    status, body = post(f"{endpoint.url}/pixel", {"id": "p6", "name": "product_viewed"})
+    assert status == 400 and "field 'timestamp' is missing" in body["error"]
+    shop = ShopifySandbox(TOKEN, APP_SECRET, webhook_url=f"{endpoint.url}/webhooks/shopify")
+    assert shop.send_webhook("orders/create", ORDER) == 200  # the same checkout as the pixel's purchase
+    stats, rows = stored_events(broker, topic, tmp_path)
+    assert [r[0] for r in rows] == ["add_to_cart", "product_view", "purchase"]
+    assert stats.duplicates == 1  # the webhook's purchase had the pixel's event id
+
+
+def test_verify_hmac_is_over_the_raw_body():
+    body = b'{"id": 1}'
+    good = base64.b64encode(__import__("hmac").new(b"k" * 16, body, "sha256").digest()).decode()
+    assert verify_hmac("k" * 16, body, good)
+    assert not verify_hmac("k" * 16, body + b" ", good) and not verify_hmac("k" * 16, body, None)
