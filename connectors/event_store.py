@@ -216,6 +216,20 @@ class EventStore:
                     sum(value) filter (where metric = 'purchase_value') as purchase_value
                 from metric_snapshots group by variant_id, day order by day, variant_id""").df()
 
+    def read_back(self, meta_ad_ids: list[str]) -> pd.DataFrame:
+        """What came back per channel and kind: Meta's latest figures, and the additive events (Shopify's
+        pixel and orders), with how many of them are joined to one of ``meta_ad_ids`` through the url_tags."""
+        with self.connect() as con:
+            con.register("meta_ads", pd.DataFrame({"ad_id": [str(a) for a in meta_ad_ids]}, dtype=str))
+            return con.execute("""
+                select channel, type as kind, sum(count)::double as count, sum(value) as value,
+                    sum(count) filter (where external_id in (select ad_id from meta_ads))::double as joined_to_ads
+                from events group by channel, type
+                union all
+                select channel, metric as kind, sum(value) as count, null as value, sum(value) as joined_to_ads
+                from metric_snapshots group by channel, metric
+                order by channel, kind""").df()
+
     def counts(self) -> dict[str, int]:
         with self.connect() as con:
             return {

@@ -29,6 +29,10 @@ create table if not exists publications (
     adset_id varchar, creative_id varchar, image_hash varchar, status varchar, updated_at timestamptz default now(),
     primary key (variant_id, channel)
 );
+alter table variants add column if not exists retired_reason varchar;
+alter table publications add column if not exists video_id varchar;
+alter table publications add column if not exists media_id varchar;
+alter table publications add column if not exists product_id varchar;
 create table if not exists decisions (
     brief varchar not null, generation integer not null, kind varchar not null, variant_id varchar,
     factors json, propensity double not null, policy_version varchar, made_at timestamptz default now()
@@ -96,6 +100,10 @@ class Ledger:
     def variants(self, brief: str) -> pd.DataFrame:
         return self._query("select * from variants where brief = ? order by born_generation, variant_id", [brief])
 
+    def retire(self, variant_id: str, reason: str) -> None:
+        """Take a variant out of the loop for good (a platform refused it); the reason is kept."""
+        self._execute("update variants set retired_reason = ? where variant_id = ?", [reason, variant_id])
+
     def live(self, brief: str, generation: int) -> pd.DataFrame:
         return self._query(
             """select v.* from live_variants l join variants v using (variant_id)
@@ -121,11 +129,18 @@ class Ledger:
             [variant_id, channel],
         )
 
-    def record_publication(self, variant_id: str, channel: str, **ids: str) -> None:
+    PUBLICATION_IDS = ("ad_id", "adset_id", "creative_id", "image_hash", "video_id", "media_id", "product_id", "status")
+
+    def record_publication(self, variant_id: str, channel: str, **ids: str | None) -> None:
+        """What a channel made for a variant: Meta's ad, ad set, creative, image and video; Shopify's media."""
+        unknown = set(ids) - set(self.PUBLICATION_IDS)
+        if unknown:
+            raise ValueError(f"record_publication: unknown fields {sorted(unknown)}")
+        columns = ", ".join(f"{k} = ?" for k in ids)
         self._execute(
-            """update publications set state = 'published', ad_id = ?, adset_id = ?, creative_id = ?,
-                         image_hash = ?, status = ?, updated_at = now() where variant_id = ? and channel = ?""",
-            [ids["ad_id"], ids["adset_id"], ids["creative_id"], ids["image_hash"], ids["status"], variant_id, channel],
+            f"""update publications set state = 'published', {columns}, updated_at = now()
+                where variant_id = ? and channel = ?""",
+            [*ids.values(), variant_id, channel],
         )
 
     def set_status(self, variant_id: str, channel: str, status: str) -> None:

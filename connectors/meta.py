@@ -32,6 +32,15 @@ from connectors.url_tags import url_tags
 
 log = logging.getLogger("autoplay.meta")
 
+
+def _drop_sdk_deprecation_noise(record: logging.LogRecord) -> bool:
+    """The SDK's chunked video uploader logs 'parent_id is being deprecated' on the root logger at every
+    upload, though it is the SDK's own API that needs parent_id; the line tells nobody anything."""
+    return not ("facebook_business" in record.pathname and "parent_id" in str(record.msg))
+
+
+logging.getLogger().addFilter(_drop_sdk_deprecation_noise)
+
 DEFAULT_GRAPH_URL = "https://graph.facebook.com"
 DEFAULT_VIDEO_URL = "https://graph-video.facebook.com"
 
@@ -390,15 +399,22 @@ class MetaAds:
             },
         }
 
-    def set_delivery(self, adset_id: str, ad_id: str, daily_budget_cents: int, active: bool) -> None:
-        """Apply an allocation: the ad set's daily budget and whether the ad and its ad set run."""
+    def set_ad_status(self, ad_id: str, active: bool) -> None:
         status = "ACTIVE" if active else "PAUSED"
+        self._call(f"status update of ad {ad_id}", Ad(ad_id, api=self._api).api_update, params={"status": status})
+
+    def set_adset(self, adset_id: str, daily_budget_cents: int, active: bool) -> None:
+        """An ad set's daily budget and whether it runs."""
         self._call(
             f"budget update of ad set {adset_id}",
             AdSet(adset_id, api=self._api).api_update,
-            params={"daily_budget": int(daily_budget_cents), "status": status},
+            params={"daily_budget": int(daily_budget_cents), "status": "ACTIVE" if active else "PAUSED"},
         )
-        self._call(f"status update of ad {ad_id}", Ad(ad_id, api=self._api).api_update, params={"status": status})
+
+    def set_delivery(self, adset_id: str, ad_id: str, daily_budget_cents: int, active: bool) -> None:
+        """Apply an allocation to a variant with an ad set of its own: its budget and whether it runs."""
+        self.set_adset(adset_id, daily_budget_cents, active)
+        self.set_ad_status(ad_id, active)
 
     def pause_all(self, brief: str | None = None) -> list[str]:
         """The one switch: pause every ad the loop published (of one brief, or all) and its ad set.

@@ -32,10 +32,36 @@ class Product(_Strict):
     colourway: dict[str, HexColour] = Field(default_factory=dict, description="material slot -> #RRGGBB")
 
 
+ATTRIBUTION_WINDOWS = ("1d_click", "7d_click", "28d_click", "1d_view", "7d_view", "1d_ev")
+
+
 class MetaSettings(_Strict):
     account_id: str = Field(pattern=r"^(act_)?\d+$")
     page_id: str = Field(pattern=r"^\d+$")
     campaign_id: str = Field(pattern=r"^\d+$")
+    ad_sets: dict[Literal["feed", "vertical"], str] = Field(
+        default_factory=dict,
+        description="existing ad sets to create ads in, by placement (feed: 1:1/4:5/16:9, vertical: 9:16); "
+        "without one, each variant gets an ad set of its own, whose budget the loop steers",
+    )
+    attribution_windows: list[Literal[ATTRIBUTION_WINDOWS]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: ["7d_click", "1d_view"], min_length=1, description="how Meta counts conversions"
+    )
+    countries: list[str] = Field(default_factory=lambda: ["US"], min_length=1)
+
+    @field_validator("ad_sets")
+    @classmethod
+    def _ad_set_ids(cls, v: dict[str, str]) -> dict[str, str]:
+        for placement, adset in v.items():
+            if not adset.isdigit():
+                raise ValueError(f"ad_sets.{placement}: {adset!r} is not an ad set id")
+        return v
+
+
+class ShopifySettings(_Strict):
+    shop: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*\.myshopify\.com$", description="the shop's myshopify domain")
+    product_id: str = Field(pattern=r"^gid://shopify/Product/\d+$", description="the product the renders show")
+    feature_best: bool = Field(default=True, description="make the leading variant the product's featured image")
 
 
 class Autoplay(_Strict):
@@ -70,6 +96,7 @@ class Brief(_Strict):
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
     channels: list[Literal["meta", "shopify"]] = Field(min_length=1)
     meta: MetaSettings | None = None
+    shopify: ShopifySettings | None = None
     autoplay: Autoplay = Autoplay()
 
     @field_validator("palette")
@@ -93,6 +120,8 @@ class Brief(_Strict):
             raise ValueError(
                 "channels include 'meta' but the brief has no 'meta' section (account_id, page_id, campaign_id)"
             )
+        if "shopify" in self.channels and self.shopify is None:
+            raise ValueError("channels include 'shopify' but the brief has no 'shopify' section (shop, product_id)")
         a = self.autoplay
         if a.keep_per_generation >= a.live_variants:
             raise ValueError("autoplay.keep_per_generation must be smaller than autoplay.live_variants")

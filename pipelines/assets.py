@@ -17,7 +17,14 @@ from dagster import (
 )
 
 from pipelines import stages
-from pipelines.resources import ClockResource, KafkaResource, LoopResource, MetaResource, MlflowResource
+from pipelines.resources import (
+    ClockResource,
+    KafkaResource,
+    LoopResource,
+    MetaResource,
+    MlflowResource,
+    ShopifyResource,
+)
 
 variant_partitions = DynamicPartitionsDefinition(name="variants")
 
@@ -81,17 +88,48 @@ def renders(context: AssetExecutionContext, loop: LoopResource) -> MaterializeRe
     )
 
 
-@asset(group_name="loop", deps=[renders], description="Rendered live variants published as Meta ads.")
-def publications(context: AssetExecutionContext, loop: LoopResource, meta: MetaResource) -> MaterializeResult:
+@asset(
+    group_name="loop",
+    deps=[renders],
+    description="Rendered live variants published on the brief's channels: Meta ads (stills or turntables, "
+    "placements by aspect) and Shopify product media (the leading variant featured).",
+)
+def publications(
+    context: AssetExecutionContext, loop: LoopResource, meta: MetaResource, shopify: ShopifyResource
+) -> MaterializeResult:
     brief = loop.brief()
-    published = stages.publish(brief, loop.ledger(), meta.client(brief))
-    context.log.info(f"published {len(published)} new ads")
-    return MaterializeResult(metadata={"published": len(published), "ads": MetadataValue.json(published)})
+    metadata = {}
+    if "meta" in brief.channels:
+        published = stages.publish(brief, loop.ledger(), meta.client(brief))
+        context.log.info(f"published {len(published)} new Meta ads")
+        metadata |= {"meta_published": len(published), "ads": MetadataValue.json(published)}
+    if "shopify" in brief.channels:
+        media = stages.publish_shopify(brief, loop.ledger(), loop.store(), shopify.client(brief), loop.seed)
+        context.log.info(f"attached {sum('media_id' in m for m in media)} renders to {brief.shopify.product_id}")
+        metadata |= {"shopify": MetadataValue.json(media)}
+    return MaterializeResult(metadata=metadata)
 
 
 @asset(
     group_name="loop",
     deps=[publications],
+    description="Meta's review of the live ads: a disapproved ad is paused and its variant retired, with the reason.",
+)
+def review(context: AssetExecutionContext, loop: LoopResource, meta: MetaResource) -> MaterializeResult:
+    brief = loop.brief()
+    reviews = stages.review(brief, loop.ledger(), meta.client(brief))
+    for r in reviews:
+        if r.disapproved:
+            context.log.warning(f"variant {r.variant_id} retired: Meta disapproved ad {r.ad_id}: {r.reason}")
+    counts = {}
+    for r in reviews:
+        counts[r.effective_status] = counts.get(r.effective_status, 0) + 1
+    return MaterializeResult(metadata={"effective_status": MetadataValue.json(counts)})
+
+
+@asset(
+    group_name="loop",
+    deps=[review],
     description="Traffic split over live variants by P(best), applied as ad set budgets within the cap.",
 )
 def allocation(
@@ -210,4 +248,4 @@ def policy(context: AssetExecutionContext, loop: LoopResource, mlflow: MlflowRes
     )
 
 
-LOOP_ASSETS = [plan, renders, publications, allocation, performance_events, event_store, policy]
+LOOP_ASSETS = [plan, renders, publications, review, allocation, performance_events, event_store, policy]

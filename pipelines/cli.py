@@ -22,7 +22,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 console = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # error lines name paths: never wrapped
 
 
 def _fail(message: str) -> None:
@@ -89,6 +89,14 @@ def demo(
     for r in result.best_share.itertuples():
         shares.add_row(str(r.generation), r.variant_id, f"{r.true_rate:.3%}", f"{r.impressions:,.0f}", f"{r.share:.1%}")
     console.print(shares)
+    read_back = Table(title="Read back through both channels (Meta insights; Shopify pixel and order webhooks)")
+    for col in ("channel", "kind", "count", "value", "joined to Meta ads"):
+        read_back.add_column(col, justify="right" if col not in ("channel", "kind") else "left")
+    for r in result.read_back.itertuples():
+        value = f"{r.value:,.2f}" if r.value == r.value and r.value else "-"
+        joined = f"{r.joined_to_ads:,.0f}" if r.channel != "meta" and r.joined_to_ads == r.joined_to_ads else "-"
+        read_back.add_row(r.channel, r.kind, f"{r.count:,.0f}", value, joined)
+    console.print(read_back)
     console.print(f"events stored: {result.event_counts}")
     console.print(f"renders:         {result.renders_dir}")
     for sheet in result.sheets:
@@ -213,6 +221,15 @@ def render(
         raise typer.Exit(1)
 
 
+def _brief_or_fail(brief_path: Path | None):
+    from experiments.brief import BriefError, load_brief
+
+    try:
+        return load_brief(brief_path or load_settings().brief_path)
+    except BriefError as exc:
+        _fail(str(exc))
+
+
 @app.command("pause-all")
 def pause_all(
     brief_path: Path = typer.Option(None, "--brief", help="brief naming the ad account (default: AUTOPLAY_BRIEF)"),
@@ -220,36 +237,135 @@ def pause_all(
 ) -> None:
     """The one switch: pause every ad (and its ad set) the loop has published in the brief's ad account.
 
-    Talks to META_GRAPH_URL (a running sandbox) or the real Graph API with META_ACCESS_TOKEN."""
-    import os
+    Talks to the configured account (META_ACCESS_TOKEN, META_GRAPH_URL) or the running `autoplay sandbox`."""
+    from connectors.meta import MetaError
+    from pipelines.channels import NoChannel, channel
 
-    from connectors.meta import MetaAds, MetaError
-    from experiments.brief import BriefError, load_brief
-    from pipelines.settings import load_settings
-
-    settings = load_settings()
-    token = os.environ.get("META_ACCESS_TOKEN")
-    if not token:
-        _fail("META_ACCESS_TOKEN is not set: pause-all needs the ad account's token (or a sandbox's)")
+    brief = _brief_or_fail(brief_path)
     try:
-        brief = load_brief(brief_path or settings.brief_path)
-    except BriefError as exc:
-        _fail(str(exc))
-    if brief.meta is None:
-        _fail(f"{brief_path or settings.brief_path}: the brief has no 'meta' section naming the ad account")
-    meta = MetaAds(
-        token,
-        brief.meta.account_id,
-        brief.meta.page_id,
-        brief.meta.campaign_id,
-        graph_url=settings.meta_graph_url or "https://graph.facebook.com",
-    )
-    try:
-        paused = meta.pause_all(None if every_brief else brief.name)
-    except MetaError as exc:
+        with channel(load_settings(), brief, "meta", temporary_ok=False) as target:
+            paused = target.client.pause_all(None if every_brief else brief.name)
+    except (NoChannel, MetaError) as exc:
         _fail(str(exc))
     scope = "every brief" if every_brief else f"brief {brief.name}"
-    console.print(f"paused {len(paused)} ads and their ad sets ({scope}, account {meta.account_id})")
+    console.print(f"paused {len(paused)} ads and their ad sets ({scope}, account {target.client.account_id})")
+
+
+@app.command()
+def publish(
+    variant_dirs: list[Path] = typer.Argument(..., help="rendered variant folders (with manifest.json)"),
+    channel_name: str = typer.Option(..., "--channel", help="meta or shopify"),
+    activate: bool = typer.Option(False, "--activate", help="Meta: start the ad ACTIVE instead of PAUSED"),
+    feature: bool = typer.Option(False, "--feature", help="Shopify: make the (last) render the featured image"),
+    daily_budget: float = typer.Option(None, help="Meta: the ad set's daily budget (default: the brief's cap / live)"),
+    brief_path: Path = typer.Option(None, "--brief", help="brief naming the account/shop (default: AUTOPLAY_BRIEF)"),
+) -> None:
+    """Publish rendered variants: Meta ads (stills or turntables, placed by aspect) or Shopify product media.
+
+    Reaches the configured account/shop, else the running `autoplay sandbox`, else a temporary sandbox.
+    Publishing again reuses what exists: nothing is ever created twice."""
+    from connectors.meta import MetaError
+    from connectors.shopify import RenderToAttach, ShopifyError
+    from pipelines.channels import NoChannel, channel
+    from pipelines.stages import creative_for
+
+    if channel_name not in ("meta", "shopify"):
+        _fail(f"--channel {channel_name!r}: choose meta or shopify")
+    brief = _brief_or_fail(brief_path)
+    variants = []
+    for folder in variant_dirs:
+        try:
+            manifest = json.loads((folder / "manifest.json").read_text())
+            spec = manifest["spec"]
+            factors = {"template": spec["template"]["name"], "colour": spec["colour"], "aspect": spec["aspect"]}
+            variants.append({"variant_id": manifest["variant_id"], "render_dir": str(folder), **factors})
+        except FileNotFoundError:
+            _fail(f"{folder}: no manifest.json; pass a folder written by `autoplay render`")
+        except (KeyError, TypeError, json.JSONDecodeError) as exc:
+            _fail(f"{folder / 'manifest.json'}: not a render manifest ({type(exc).__name__}: {exc})")
+    budget = daily_budget or brief.daily_budget / brief.autoplay.live_variants
+    table = Table(title=f"published to {channel_name}")
+    try:
+        with channel(load_settings(), brief, channel_name) as target:
+            console.print(f"{channel_name}: {target.where}")
+            if channel_name == "meta":
+                for col in ("variant", "aspect", "media", "ad", "ad set", "creative", "status"):
+                    table.add_column(col)
+                for v in variants:
+                    creative = creative_for(brief, v)
+                    pub = target.client.publish(creative, int(round(budget * 100)), activate=activate)
+                    media = f"video {pub.video_id}" if pub.video_id else f"image {pub.image_hash[:10]}"
+                    table.add_row(v["variant_id"], v["aspect"], media, pub.ad_id, pub.adset_id, pub.creative_id,
+                                  pub.status)  # fmt: skip
+            else:
+                for col in ("variant", "product", "media", "status", "featured"):
+                    table.add_column(col)
+                for n, v in enumerate(variants):
+                    creative = creative_for(brief, v)
+                    alt = f"{brief.brand}: {v['template']} scene, {v['colour']}"
+                    render = RenderToAttach(v["variant_id"], creative.image_path, alt)
+                    media = target.client.attach(brief.shopify.product_id, render, feature and n == len(variants) - 1)
+                    table.add_row(v["variant_id"], media.product_id, media.media_id, media.status, str(media.featured))
+    except (NoChannel, MetaError, ShopifyError) as exc:
+        _fail(str(exc))
+    console.print(table)
+
+
+@app.command()
+def sandbox() -> None:
+    """Run the Meta and Shopify sandboxes until Ctrl-C; `publish` and `pause-all` find them while they run."""
+    import os
+    import signal
+
+    from pipelines.channels import sandbox_marker, serve_sandboxes
+
+    settings = load_settings()
+    brief = _brief_or_fail(None)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    marker = sandbox_marker(settings)
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    with serve_sandboxes(brief) as running:
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # sandbox tokens, for this user only
+        with os.fdopen(fd, "w") as f:
+            json.dump({k: v for k, v in running.items() if k != "servers"}, f)
+        console.print(
+            f"Meta Graph API sandbox on {running['meta_url']}; Shopify Admin sandbox on {running['shop_url']}"
+        )
+        console.print("Ctrl-C stops them")
+        try:
+            signal.sigwait(stop_signals)
+        finally:
+            marker.unlink(missing_ok=True)
+
+
+@app.command("ingest-endpoint")
+def ingest_endpoint(
+    host: str = typer.Option(None, help="address to listen on (default AUTOPLAY_INGEST_HOST, 127.0.0.1)"),
+    port: int = typer.Option(None, help="port (default AUTOPLAY_INGEST_PORT, 8787)"),
+) -> None:
+    """Serve the ingest endpoint: Shopify order webhooks (POST /webhooks/shopify, HMAC-verified with
+    SHOPIFY_API_SECRET) and storefront pixel events (POST /pixel), produced to Kafka."""
+    import os
+    import signal
+
+    from connectors.kafka_events import EventProducer
+    from connectors.storefront_ingest import IngestEndpoint
+    from pipelines.settings import kafka_client_config
+
+    settings = load_settings()
+    secret = os.environ.get("SHOPIFY_API_SECRET")
+    if not secret:
+        _fail("SHOPIFY_API_SECRET is not set: the endpoint verifies every webhook's HMAC with the app's secret")
+    producer = EventProducer(_bootstrap(settings), settings.events_topic, **kafka_client_config())
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    with IngestEndpoint(producer, secret, host=host or settings.ingest_host, port=port or settings.ingest_port) as ep:
+        console.print(f"ingest endpoint on {ep.url}: POST /webhooks/shopify, POST /pixel; Ctrl-C stops it")
+        try:
+            signal.sigwait(stop_signals)
+        finally:
+            producer.close()
 
 
 def _slot_colour(item: str) -> tuple[str, str]:

@@ -22,7 +22,14 @@ from dagster import (
 
 from connectors.meta import DEFAULT_GRAPH_URL
 from pipelines.assets import LOOP_ASSETS, event_store, partition_range_tags, renders, variant_partitions
-from pipelines.resources import ClockResource, KafkaResource, LoopResource, MetaResource, MlflowResource
+from pipelines.resources import (
+    ClockResource,
+    KafkaResource,
+    LoopResource,
+    MetaResource,
+    MlflowResource,
+    ShopifyResource,
+)
 from pipelines.settings import Settings, load_settings
 
 loop_job = define_asset_job(
@@ -73,8 +80,9 @@ def ingest_sensor(context: SensorEvaluationContext, loop: LoopResource, kafka: K
     return SensorResult(skip_reason=f"lag {lag} under {settings.ingest_lag_threshold} and interval not passed")
 
 
-def build_resources(settings: Settings, sandbox_url: str = "", seed: int = 0) -> dict:
-    """Resources for these settings; ``sandbox_url`` points Meta and the clock at a running sandbox."""
+def build_resources(settings: Settings, sandbox_url: str = "", seed: int = 0, shop_url: str = "") -> dict:
+    """Resources for these settings; ``sandbox_url`` points Meta and the clock at a running sandbox,
+    ``shop_url`` Shopify at a sandbox shop. Tokens are EnvVars: run config shows their names only."""
     return {
         "loop": LoopResource(
             brief_path=str(settings.brief_path),
@@ -91,6 +99,11 @@ def build_resources(settings: Settings, sandbox_url: str = "", seed: int = 0) ->
         "meta": MetaResource(
             access_token=EnvVar("META_ACCESS_TOKEN"),
             graph_url=settings.meta_graph_url or sandbox_url or DEFAULT_GRAPH_URL,
+            graph_video_url=settings.meta_graph_video_url or "",
+        ),
+        "shopify": ShopifyResource(
+            access_token=EnvVar("SHOPIFY_ACCESS_TOKEN"),
+            admin_url=settings.shopify_admin_url or shop_url,
         ),
         "clock": ClockResource(sandbox_url=sandbox_url),
         "mlflow": MlflowResource(

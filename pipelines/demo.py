@@ -1,6 +1,7 @@
 """``autoplay demo``: several generations of the loop against the sandbox, through Dagster.
 
-Starts what the embedded defaults need (Kafka broker, sandbox Graph API with a simulated market),
+Starts what the embedded defaults need (Kafka broker, sandbox Graph API with a simulated market, a
+sandbox shop whose orders and pixel events follow the ads, and the ingest endpoint that receives them),
 materializes the assets generation by generation, and always stops what it started.
 """
 
@@ -19,7 +20,10 @@ import pandas as pd
 from dagster import DagsterInstance, materialize
 
 from connectors.kafka_broker import EmbeddedBroker, ensure_topics
+from connectors.kafka_events import EventProducer
 from connectors.sandbox.meta_graph import MetaGraphSandbox
+from connectors.sandbox.shopify_admin import ShopifySandbox
+from connectors.storefront_ingest import IngestEndpoint
 from experiments.brief import Brief, load_brief
 from experiments.market import SimulatedMarket
 from pipelines import stages
@@ -33,10 +37,11 @@ from pipelines.assets import (
     policy,
     publications,
     renders,
+    review,
     variant_partitions,
 )
 from pipelines.definitions import build_resources
-from pipelines.settings import REPO, Settings
+from pipelines.settings import REPO, Settings, kafka_client_config
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -51,6 +56,7 @@ class DemoResult:
     dagster_home: Path
     mlflow_uri: str
     event_counts: dict
+    read_back: pd.DataFrame
 
 
 class Reporter:
@@ -94,6 +100,21 @@ def run_demo(
             )
         )
         os.environ["META_ACCESS_TOKEN"] = token
+        shop_token, app_secret = f"shpat_{secrets.token_hex(16)}", secrets.token_hex(16)
+        os.environ["SHOPIFY_ACCESS_TOKEN"] = shop_token
+        producer = EventProducer(bootstrap, settings.events_topic, **kafka_client_config())
+        stack.callback(producer.close)
+        endpoint = stack.enter_context(IngestEndpoint(producer, app_secret))  # what the shop reports lands here
+        shop = stack.enter_context(
+            ShopifySandbox(
+                shop_token,
+                app_secret,
+                products={brief.shopify.product_id: brief.product.message} if brief.shopify else None,
+                webhook_url=f"{endpoint.url}/webhooks/shopify",
+                pixel_url=f"{endpoint.url}/pixel",
+            )
+        )
+        sandbox.on_day.append(shop.storefront_day)  # orders and pixel events follow the ads' delivery
         local = replace(
             settings,
             brief_path=Path(brief_path).resolve(),
@@ -102,7 +123,7 @@ def run_demo(
             render_profile=profile or settings.render_profile,
             render_max_jobs=settings.render_max_jobs,
         )
-        resources = build_resources(local, sandbox_url=sandbox.url, seed=seed)
+        resources = build_resources(local, sandbox_url=sandbox.url, seed=seed, shop_url=shop.url)
         instance = stack.enter_context(DagsterInstance.get())
 
         def run(*assets, tags: dict | None = None) -> None:
@@ -133,8 +154,8 @@ def run_demo(
             reporter.stage(g, "publish")
             run(publications)
             for day in range(brief.autoplay.days_per_generation):
-                reporter.stage(g, f"day {day + 1}: allocate, market, read back, ingest")
-                run(allocation)
+                reporter.stage(g, f"day {day + 1}: review, allocate, market, read back, ingest")
+                run(review, allocation)
                 sandbox.advance(1)
                 run(performance_events, event_store)
             reporter.stage(g, "train")
@@ -153,6 +174,7 @@ def run_demo(
             settings.dagster_home,
             settings.mlflow_tracking_uri,
             store.counts(),
+            store.read_back(ledger.publications("meta")["ad_id"].tolist()),
         )
 
 

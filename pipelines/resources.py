@@ -15,6 +15,7 @@ from connectors.event_store import EventStore
 from connectors.kafka_events import EventIngestor, EventProducer
 from connectors.ledger import Ledger
 from connectors.meta import DEFAULT_GRAPH_URL, MetaAds
+from connectors.shopify import ShopifyAdmin
 from experiments.brief import Brief, load_brief
 from experiments.tracking import TrackingTarget
 from pipelines.settings import kafka_client_config
@@ -53,8 +54,11 @@ class KafkaResource(ConfigurableResource):
 
 
 class MetaResource(ConfigurableResource):
+    """The brief's ad account; ``graph_url`` (and ``graph_video_url``) point at a sandbox when set."""
+
     access_token: str
     graph_url: str = DEFAULT_GRAPH_URL
+    graph_video_url: str = ""
     timeout_s: float = 30.0
 
     def client(self, brief: Brief) -> MetaAds:
@@ -67,7 +71,23 @@ class MetaResource(ConfigurableResource):
             brief.meta.campaign_id,
             graph_url=self.graph_url,
             timeout=self.timeout_s,
+            graph_video_url=self.graph_video_url or None,
+            ad_sets=dict(brief.meta.ad_sets),
+            countries=brief.meta.countries,
         )
+
+
+class ShopifyResource(ConfigurableResource):
+    """The brief's shop; ``admin_url`` is set only for a sandbox (production reaches https://{shop})."""
+
+    access_token: str
+    admin_url: str = ""
+    timeout_s: float = 30.0
+
+    def client(self, brief: Brief) -> ShopifyAdmin:
+        if brief.shopify is None:
+            raise ValueError("the brief has no 'shopify' section")
+        return ShopifyAdmin(brief.shopify.shop, self.access_token, self.admin_url or None, timeout=self.timeout_s)
 
 
 class ClockResource(ConfigurableResource):

@@ -21,6 +21,10 @@ class Settings:
     events_topic: str
     dead_letter_topic: str
     meta_graph_url: str | None
+    meta_graph_video_url: str | None
+    shopify_admin_url: str | None
+    ingest_host: str
+    ingest_port: int
     mlflow_tracking_uri: str
     mlflow_experiment: str
     mlflow_artifact_location: str | None
@@ -50,7 +54,47 @@ def _local_artifacts(tracking_uri: str) -> str | None:
     return None
 
 
+#: Secrets the connectors read from the environment (or the secrets file); never from code or run config.
+SECRET_NAMES = ("META_ACCESS_TOKEN", "SHOPIFY_ACCESS_TOKEN", "SHOPIFY_API_SECRET", "KAFKA_SASL_PASSWORD")
+
+
+class SecretsFileError(ValueError):
+    """A secrets file line that is not NAME=value; the message names the file and line, never the value."""
+
+
+def read_secrets_file(path: Path) -> dict[str, str]:
+    """``NAME=value`` lines (``#`` comments, blank lines and ``export`` allowed), as in a .env file."""
+    values = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.removeprefix("export ").partition("=")
+        if not sep or not name.strip().isidentifier():
+            raise SecretsFileError(f"{path}:{number}: expected NAME=value")
+        values[name.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def load_secrets(env: dict[str, str] | None = None) -> Path | None:
+    """Fill the process environment from the secrets file (AUTOPLAY_SECRETS_FILE, else dagster_home/secrets.env)
+    where a variable is not already set: the environment wins. Returns the file read, if any."""
+    env = os.environ if env is None else env
+    path = Path(
+        env.get("AUTOPLAY_SECRETS_FILE") or Path(env.get("DAGSTER_HOME", REPO / "dagster_home")) / "secrets.env"
+    )
+    if not path.is_file():
+        if env.get("AUTOPLAY_SECRETS_FILE"):
+            raise SecretsFileError(f"AUTOPLAY_SECRETS_FILE={path}: no such file")
+        return None
+    for name, value in read_secrets_file(path).items():
+        env.setdefault(name, value)
+    return path
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
+    if env is None:
+        load_secrets()
     env = dict(os.environ if env is None else env)
     home = Path(env.get("AUTOPLAY_HOME", REPO / "var")).resolve()
     tracking_uri = env.get("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
@@ -62,6 +106,10 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         events_topic=env.get("AUTOPLAY_EVENTS_TOPIC", "autoplay.events"),
         dead_letter_topic=env.get("AUTOPLAY_DEAD_LETTER_TOPIC", "autoplay.events.dead"),
         meta_graph_url=env.get("META_GRAPH_URL") or None,
+        meta_graph_video_url=env.get("META_GRAPH_VIDEO_URL") or None,
+        shopify_admin_url=env.get("SHOPIFY_ADMIN_URL") or None,
+        ingest_host=env.get("AUTOPLAY_INGEST_HOST", "127.0.0.1"),
+        ingest_port=int(env.get("AUTOPLAY_INGEST_PORT", "8787")),
         mlflow_tracking_uri=tracking_uri,
         mlflow_experiment=env.get("AUTOPLAY_MLFLOW_EXPERIMENT", "autoplay"),
         mlflow_artifact_location=env.get("AUTOPLAY_MLFLOW_ARTIFACTS") or _local_artifacts(tracking_uri),

@@ -19,7 +19,8 @@ from connectors.event_store import EventStore
 from connectors.events import snapshots_from_insights
 from connectors.kafka_events import EventIngestor, EventProducer, IngestStats
 from connectors.ledger import Ledger
-from connectors.meta import CreativeToPublish, MetaAds
+from connectors.meta import AdReview, CreativeToPublish, MetaAds
+from connectors.shopify import RenderToAttach, ShopifyAdmin
 from experiments import evaluation, planning
 from experiments.brief import Brief
 from experiments.policy_model import PolicyModel
@@ -59,7 +60,7 @@ def plan(brief: Brief, ledger: Ledger, store: EventStore, profile: str, seed: in
     rng = np.random.default_rng([seed, generation])
     known = ledger.variants(brief.name)
     live = ledger.live(brief.name, current) if current is not None else known.iloc[0:0]
-    live = live[live["render_status"] == "rendered"] if len(live) else live
+    live = live[(live["render_status"] == "rendered") & live["retired_reason"].isna()] if len(live) else live
     history = planning.evidence(brief, known, store.variant_daily()) if len(known) else None
     tried = {planning.factor_key(r) for r in known.to_dict("records")}
     decisions = planning.plan_generation(brief, live, history, tried, rng)
@@ -115,35 +116,89 @@ def render(
     return results
 
 
-def publish(brief: Brief, ledger: Ledger, meta: MetaAds) -> list[dict]:
-    """Publish every rendered live variant not yet on Meta; an intent is recorded before creating."""
+def creative_for(brief: Brief, variant: dict) -> CreativeToPublish:
+    """The Meta creative of a rendered variant: its still, or its turntable with the poster."""
+    render_dir = Path(variant["render_dir"])
+    files = json.loads((render_dir / "manifest.json").read_text())["files"]
+    video = files.get("mp4")
+    return CreativeToPublish(
+        variant_id=variant["variant_id"],
+        brief=brief.name,
+        image_path=render_dir / (files.get("jpeg") or files["poster_jpeg"]),
+        link_url=brief.product.url,
+        message=brief.product.message,
+        factors={"template": variant["template"], "colour": variant["colour"], "aspect": variant["aspect"]},
+        aspect=variant["aspect"],
+        video_path=render_dir / video if video else None,
+    )
+
+
+def _to_publish(brief: Brief, ledger: Ledger, channel: str) -> list[dict]:
     generation = ledger.current_generation(brief.name)
     live = ledger.live(brief.name, generation)
-    done = set(ledger.publications("meta")["variant_id"])
+    done = set(ledger.publications(channel)["variant_id"])
+    ready = live[(live["render_status"] == "rendered") & live["retired_reason"].isna() & ~live["variant_id"].isin(done)]
+    return ready.to_dict("records")
+
+
+def publish(brief: Brief, ledger: Ledger, meta: MetaAds) -> list[dict]:
+    """Publish every rendered live variant not yet on Meta; an intent is recorded before creating."""
     out = []
-    for v in live[(live["render_status"] == "rendered") & ~live["variant_id"].isin(done)].itertuples():
-        ledger.record_intent(v.variant_id, "meta")
-        creative = CreativeToPublish(
-            variant_id=v.variant_id,
-            brief=brief.name,
-            image_path=Path(v.render_dir) / "still.jpg",
-            link_url=brief.product.url,
-            message=brief.product.message,
-            factors={"template": v.template, "colour": v.colour, "aspect": v.aspect},
-        )
+    for v in _to_publish(brief, ledger, "meta"):
+        ledger.record_intent(v["variant_id"], "meta")
         # created paused at the platform minimum; `allocate` sets the real budget and status
-        pub = meta.publish(creative, daily_budget_cents=100, activate=False)
-        ledger.record_publication(
-            v.variant_id,
-            "meta",
-            ad_id=pub.ad_id,
-            adset_id=pub.adset_id,
-            creative_id=pub.creative_id,
-            image_hash=pub.image_hash,
-            status=pub.status,
-        )
+        pub = meta.publish(creative_for(brief, v), daily_budget_cents=100, activate=False)
+        ids = {k: getattr(pub, k) for k in ("ad_id", "adset_id", "creative_id", "image_hash", "video_id", "status")}
+        ledger.record_publication(v["variant_id"], "meta", **ids)
         out.append(pub.__dict__)
     return out
+
+
+def publish_shopify(brief: Brief, ledger: Ledger, store: EventStore, shop: ShopifyAdmin, seed: int = 0) -> list[dict]:
+    """Attach every rendered live variant's still to the brief's product; feature the leading variant.
+
+    The leader is the live variant with the highest posterior of the brief's goal; before any evidence the
+    product keeps its own featured image.
+    """
+    product = brief.shopify.product_id
+    out = []
+    for v in _to_publish(brief, ledger, "shopify"):
+        ledger.record_intent(v["variant_id"], "shopify")
+        creative = creative_for(brief, v)
+        alt = f"{brief.brand} {brief.product.message.split('.')[0]}: {v['template']} scene, {v['colour']}"
+        media = shop.attach(product, RenderToAttach(v["variant_id"], creative.image_path, alt))
+        ledger.record_publication(v["variant_id"], "shopify", media_id=media.media_id, product_id=product,
+                                  status=media.status)  # fmt: skip
+        out.append(media.__dict__)
+    if brief.shopify.feature_best and ledger.current_generation(brief.name):
+        board, _ = current_leaderboard(brief, ledger, store, seed)
+        attached = ledger.publications("shopify").set_index("variant_id")
+        leaders = [v for v in board["variant_id"] if v in attached.index]
+        if leaders:
+            shop.feature(product, attached.loc[leaders[0], "media_id"])
+            out.append({"featured": leaders[0]})
+    return out
+
+
+def review(brief: Brief, ledger: Ledger, meta: MetaAds) -> list[AdReview]:
+    """Ask Meta where each live ad stands; a disapproved ad is paused and its variant retired, with the reason."""
+    generation = ledger.current_generation(brief.name)
+    live = ledger.live(brief.name, generation)
+    pubs = ledger.publications("meta")
+    pubs = pubs[pubs["variant_id"].isin(live["variant_id"]) & (pubs["status"] != "DISAPPROVED")]
+    if pubs.empty:
+        return []
+    reviews = meta.review(list(pubs["ad_id"]))
+    variant_of = dict(zip(pubs["ad_id"], pubs["variant_id"]))
+    for r in reviews:
+        if r.disapproved:
+            variant = variant_of[r.ad_id]
+            meta.set_ad_status(r.ad_id, active=False)  # it cannot deliver; paused, it never will if reinstated
+            ledger.set_status(variant, "meta", "DISAPPROVED")
+            ledger.retire(variant, f"Meta disapproved ad {r.ad_id}: {r.reason}")
+            ledger.log_decisions(brief.name, generation, [{"kind": "retire", "variant_id": variant, "propensity": 0.0,
+                                 "policy_version": "meta-review", "factors": {"reason": r.reason}}])  # fmt: skip
+    return reviews
 
 
 def allocate(brief: Brief, ledger: Ledger, store: EventStore, meta: MetaAds, today: date, seed: int = 0) -> pd.Series:
@@ -154,20 +209,26 @@ def allocate(brief: Brief, ledger: Ledger, store: EventStore, meta: MetaAds, tod
     generation = ledger.current_generation(brief.name)
     live = ledger.live(brief.name, generation)
     pubs = ledger.publications("meta").set_index("variant_id")
-    live = live[live["variant_id"].isin(pubs.index)]
+    live = live[live["variant_id"].isin(pubs.index) & live["retired_reason"].isna()]
     if live.empty:
         raise RuntimeError(f"generation {generation} has no published variant to allocate traffic to")
     events = planning.evidence(brief, live, store.variant_daily())
     shares = planning.allocate(brief, events, np.random.default_rng([seed, generation, today.toordinal()]))
     budgets = planning.budgets_in_cents(brief, shares, previous_budgets(ledger, brief))
+    adset_cents: dict[str, int] = {}
+    adset_active: dict[str, bool] = {}
     for variant_id, pub in pubs.iterrows():
         live_now = variant_id in budgets.index
-        if not live_now and pub["status"] == "PAUSED":
+        if not live_now and pub["status"] in ("PAUSED", "DISAPPROVED"):
             continue  # retired earlier and already paused: no write call to repeat every day
         active = live_now and brief.autoplay.activate
-        cents = int(budgets.get(variant_id, 100))
-        meta.set_delivery(pub["adset_id"], pub["ad_id"], cents, active)
+        meta.set_ad_status(pub["ad_id"], active)
         ledger.set_status(variant_id, "meta", "ACTIVE" if active else "PAUSED")
+        cents = int(budgets.get(variant_id, 0))
+        adset_cents[pub["adset_id"]] = adset_cents.get(pub["adset_id"], 0) + cents
+        adset_active[pub["adset_id"]] = adset_active.get(pub["adset_id"], False) or active
+    for adset_id, cents in adset_cents.items():  # an ad set the brief names holds several variants' shares
+        meta.set_adset(adset_id, max(cents, 100), adset_active[adset_id])
     ledger.log_decisions(
         brief.name,
         generation,
@@ -209,7 +270,7 @@ def pull_insights(brief: Brief, ledger: Ledger, meta: MetaAds, producer: EventPr
         return 0
     published = ledger.publications("meta")
     variant_of = dict(zip(published["ad_id"], published["variant_id"]))
-    rows = meta.insights(since, until)
+    rows = meta.insights(since, until, brief.meta.attribution_windows, expected_ads=len(published))
     return producer.send(snapshots_from_insights(rows, variant_of, channel="meta"))
 
 

@@ -202,6 +202,7 @@ def test_a_publish_killed_midway_and_rerun_leaves_exactly_one_of_everything(sand
         variant_dir = tmp_path / "renders" / f"vkill{i}"
         variant_dir.mkdir(parents=True)
         still(variant_dir, colour)
+        (variant_dir / "manifest.json").write_text('{"files": {"jpeg": "still.jpg"}}')
         variants.append({"variant_id": f"vkill{i}", "template": "studio", "colour": colour, "aspect": "1:1",
                          "profile": "preview", "dir": str(variant_dir)})  # fmt: skip
     planned = pd.DataFrame(variants).drop(columns="dir")
@@ -219,6 +220,7 @@ def test_a_publish_killed_midway_and_rerun_leaves_exactly_one_of_everything(sand
         time.sleep(0.02)
     while sum(o["type"] == "creative" for o in sandbox.objects.values()) < 3 and time.monotonic() < deadline:
         time.sleep(0.01)  # the third variant's creative exists; its answer has not arrived yet
+    assert proc.poll() is None, proc.communicate()[0].decode()  # still publishing when killed
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     made = [o["type"] for o in sandbox.objects.values()]

@@ -7,7 +7,9 @@ from pipelines.definitions import defs
 def test_definitions_hold_one_asset_per_stage_and_validate():
     defs.validate_loadable(defs)
     keys = {a.key.to_user_string() for a in LOOP_ASSETS}
-    assert keys == {"plan", "renders", "publications", "allocation", "performance_events", "event_store", "policy"}
+    assert keys == {
+        "plan", "renders", "publications", "review", "allocation", "performance_events", "event_store", "policy",
+    }  # fmt: skip
 
 
 def test_renders_are_partitioned_per_variant_in_the_gpu_pool():
@@ -24,3 +26,4 @@ def test_autoplay_is_off_until_switched_on():
 def test_meta_token_is_an_env_var_reference_not_a_value():
     meta = defs.resources["meta"]
     assert "META_ACCESS_TOKEN" in repr(meta.access_token)
+    assert "SHOPIFY_ACCESS_TOKEN" in repr(defs.resources["shopify"].access_token)

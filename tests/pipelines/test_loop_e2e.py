@@ -139,3 +139,32 @@ def test_the_access_token_is_nowhere_in_run_config_or_mlflow(loop_run):
     client = mlflow.MlflowClient(settings.mlflow_tracking_uri)
     for run in client.search_runs([client.get_experiment_by_name(settings.mlflow_experiment).experiment_id]):
         assert token not in repr(run.data.params) and token not in repr(run.data.tags)
+
+
+def test_both_channels_published_and_were_read_back(loop_run):
+    from connectors.event_store import EventStore
+    from connectors.ledger import Ledger
+
+    settings, result = loop_run
+    back = result.read_back.set_index(["channel", "kind"])
+    orders = back.loc[("shopify", "purchase")]
+    assert orders["count"] > 0 and orders["joined_to_ads"] == orders["count"]  # every order joined to its ad
+    # the pixel's checkout and the order webhook are one purchase: the shop's orders are exactly Meta's purchases
+    assert orders["count"] == back.loc[("meta", "purchases"), "count"]
+    assert back.loc[("shopify", "product_view"), "count"] > back.loc[("shopify", "add_to_cart"), "count"] > 0
+    ledger = Ledger(EventStore(settings.event_store_path))
+    meta, shop = ledger.publications("meta"), ledger.publications("shopify")
+    assert set(shop["variant_id"]) == set(meta["variant_id"]) and (shop["status"] == "READY").all()
+    assert shop["media_id"].str.startswith("gid://shopify/MediaImage/").all()
+
+
+def test_no_token_of_either_channel_is_in_run_config_or_dagster_logs(loop_run):
+    import os
+
+    settings, _ = loop_run
+    tokens = [os.environ["META_ACCESS_TOKEN"], os.environ["SHOPIFY_ACCESS_TOKEN"]]
+    with DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+        for run in instance.get_runs():
+            logs = repr([e.message for e in instance.all_logs(run.run_id)])
+            for token in tokens:
+                assert token not in repr(run.run_config) and token not in logs

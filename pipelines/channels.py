@@ -1,0 +1,96 @@
+"""Which Meta account and Shopify shop a command talks to: configured ones, else the local sandbox.
+
+Configured means the token is in the environment (or the secrets file): META_ACCESS_TOKEN with
+META_GRAPH_URL unset reaches the real Graph API; SHOPIFY_ACCESS_TOKEN reaches https://{shop}. Otherwise
+the sandbox that `autoplay sandbox` runs is found through its marker file, and a command that publishes
+starts a temporary one when none is running, so it works on a machine with no accounts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from connectors.meta import DEFAULT_GRAPH_URL, MetaAds
+from connectors.sandbox.meta_graph import MetaGraphSandbox
+from connectors.sandbox.shopify_admin import ShopifySandbox
+from connectors.shopify import ShopifyAdmin
+from experiments.brief import Brief
+from experiments.market import SimulatedMarket
+from pipelines.resources import MetaResource, ShopifyResource
+from pipelines.settings import Settings
+
+
+class NoChannel(RuntimeError):
+    """Neither a configured account nor a running sandbox; the message says what to set or run."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """A client and where it points: ``where`` is for people (never holds a token)."""
+
+    client: MetaAds | ShopifyAdmin
+    where: str
+
+
+def sandbox_marker(settings: Settings) -> Path:
+    return settings.home / "sandbox.json"
+
+
+def running_sandbox(settings: Settings) -> dict | None:
+    """The addresses and sandbox tokens `autoplay sandbox` wrote, if it is running."""
+    try:
+        return json.loads(sandbox_marker(settings).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+@contextmanager
+def serve_sandboxes(brief: Brief) -> Iterator[dict]:
+    """Meta and Shopify sandboxes for ``brief``'s account and product, with fresh sandbox tokens."""
+    meta_token, shop_token, app_secret = (secrets.token_urlsafe(24), f"shpat_{secrets.token_hex(16)}",
+                                          secrets.token_hex(16))  # fmt: skip
+    account = brief.meta.account_id if brief.meta else "act_1000000000001"
+    campaign = brief.meta.campaign_id if brief.meta else "120000000000001"
+    products = {brief.shopify.product_id: brief.product.message} if brief.shopify else None
+    with ExitStack() as stack:
+        meta = stack.enter_context(MetaGraphSandbox(SimulatedMarket(), meta_token, account, campaign_id=campaign))
+        shop = stack.enter_context(ShopifySandbox(shop_token, app_secret, products=products))
+        yield {"meta_url": meta.url, "meta_token": meta_token, "shop_url": shop.url, "shop_token": shop_token,
+               "app_secret": app_secret, "servers": {"meta": meta, "shop": shop}}  # fmt: skip
+
+
+@contextmanager
+def channel(settings: Settings, brief: Brief, name: str, temporary_ok: bool = True) -> Iterator[Target]:
+    """A client for channel ``name`` (meta or shopify) of ``brief``: configured, running sandbox, or a
+    temporary sandbox (only when ``temporary_ok``)."""
+    token_var = {"meta": "META_ACCESS_TOKEN", "shopify": "SHOPIFY_ACCESS_TOKEN"}[name]
+    if getattr(brief, name) is None:
+        raise NoChannel(f"the brief has no '{name}' section naming the {'ad account' if name == 'meta' else 'shop'}")
+    key = {"meta": "meta", "shopify": "shop"}[name]
+    with ExitStack() as stack:
+        token, url, where = os.environ.get(token_var), None, ""
+        if token:
+            url = settings.meta_graph_url if name == "meta" else settings.shopify_admin_url
+            where = url or (DEFAULT_GRAPH_URL if name == "meta" else f"https://{brief.shopify.shop}")
+        elif (running := running_sandbox(settings)) is not None:
+            token, url = running[f"{key}_token"], running[f"{key}_url"]
+            where = f"the sandbox at {url} (autoplay sandbox)"
+        elif temporary_ok:
+            started = stack.enter_context(serve_sandboxes(brief))
+            token, url = started[f"{key}_token"], started[f"{key}_url"]
+            where = f"a temporary sandbox at {url} (it stops with this command; run `autoplay sandbox` to keep one)"
+        else:
+            raise NoChannel(f"{token_var} is not set and no sandbox is running: set it (or put it in the secrets "
+                            "file), or run `autoplay sandbox` in another terminal")  # fmt: skip
+        if name == "meta":
+            client = MetaResource(access_token=token, graph_url=url or DEFAULT_GRAPH_URL,
+                                  graph_video_url=settings.meta_graph_video_url or "").client(brief)  # fmt: skip
+        else:
+            client = ShopifyResource(access_token=token, admin_url=url or "").client(brief)
+        yield Target(client, where)
