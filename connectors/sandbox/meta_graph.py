@@ -72,6 +72,7 @@ class MetaGraphSandbox(HttpServer):
         self.uploads: dict[str, dict] = {}  # upload session -> {"video_id", "size", "data"}
         self.reports: dict[str, dict] = {}
         self.on_day: list = []  # listeners called with (day, delivered rows with url_tags) as days pass
+        self.last_windows: list[str] = []
         self.review_reads = 1  # reads of an ad before its review completes (a day passing completes it too)
 
     # -- faults tests inject ---------------------------------------------------------------------
@@ -433,6 +434,10 @@ class MetaGraphSandbox(HttpServer):
         since = date.fromisoformat(time_range.get("since", str(self.today - timedelta(days=1))))
         until = date.fromisoformat(time_range.get("until", str(self.today - timedelta(days=1))))
         windows = json.loads(params.get("action_attribution_windows") or '["7d_click", "1d_view"]')
+        unknown = set(windows) - {"1d_click", "7d_click", "28d_click", "1d_view", "7d_view", "28d_view", "1d_ev"}
+        if unknown:
+            raise GraphError(f"(#100) action_attribution_windows: unknown windows {sorted(unknown)}", code=100)
+        self.last_windows = windows
         rows = []
         for (ad_id, day), m in sorted(self.daily.items(), key=lambda kv: (kv[0][1], kv[0][0])):
             if not since <= date.fromisoformat(day) <= until:
@@ -463,7 +468,8 @@ class MetaGraphSandbox(HttpServer):
         """An async insights job: its rows are computed now, its status completes over a few polls."""
         run_id = str(next(self._ids))
         failed = self._take_outcome("report_failed", "")
-        self.reports[run_id] = {"rows": self._insight_rows(request.params), "polls": 0, "failed": failed}
+        rows = self._insight_rows(request.params)
+        self.reports[run_id] = {"rows": rows, "polls": 0, "failed": failed, "windows": self.last_windows}
         return {"report_run_id": run_id}
 
     def _report_status(self, run_id: str) -> dict:

@@ -144,6 +144,7 @@ def test_large_reads_go_through_an_async_report_with_the_attribution_window(sand
     sync = meta.insights(date(2026, 11, 1), date(2026, 11, 3))
     rows = meta.insights(date(2026, 11, 1), date(2026, 11, 3), ("1d_click",), expected_ads=len(pubs))
     assert len(sandbox.reports) == 1 and len(rows) == 6 and rows == sync
+    assert next(iter(sandbox.reports.values()))["windows"] == ["1d_click"]  # the brief's window was asked for
     sandbox.inject("report_failed")
     with pytest.raises(MetaError, match=r"insights report \d+ ended as 'Job Failed'"):
         meta.insights(date(2026, 11, 1), date(2026, 11, 3), expected_ads=2)
