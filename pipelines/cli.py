@@ -267,7 +267,7 @@ def publish(
     from connectors.meta import MetaError
     from connectors.shopify import RenderToAttach, ShopifyError
     from pipelines.channels import NoChannel, channel
-    from pipelines.stages import creative_for
+    from pipelines.stages import alt_text, creative_for
 
     if channel_name not in ("meta", "shopify"):
         _fail(f"--channel {channel_name!r}: choose meta or shopify")
@@ -302,8 +302,7 @@ def publish(
                     table.add_column(col)
                 for n, v in enumerate(variants):
                     creative = creative_for(brief, v)
-                    alt = f"{brief.brand}: {v['template']} scene, {v['colour']}"
-                    render = RenderToAttach(v["variant_id"], creative.image_path, alt)
+                    render = RenderToAttach(v["variant_id"], creative.image_path, alt_text(brief, v))
                     media = target.client.attach(brief.shopify.product_id, render, feature and n == len(variants) - 1)
                     table.add_row(v["variant_id"], media.product_id, media.media_id, media.status, str(media.featured))
     except (NoChannel, MetaError, ShopifyError) as exc:

@@ -133,6 +133,11 @@ def creative_for(brief: Brief, variant: dict) -> CreativeToPublish:
     )
 
 
+def alt_text(brief: Brief, variant: dict) -> str:
+    """What the render shows, for people using screen readers (Shopify's alt text)."""
+    return f"{brief.brand} product in a {variant['template']} scene on a {variant['colour']} backdrop"
+
+
 def _to_publish(brief: Brief, ledger: Ledger, channel: str) -> list[dict]:
     generation = ledger.current_generation(brief.name)
     live = ledger.live(brief.name, generation)
@@ -165,8 +170,7 @@ def publish_shopify(brief: Brief, ledger: Ledger, store: EventStore, shop: Shopi
     for v in _to_publish(brief, ledger, "shopify"):
         ledger.record_intent(v["variant_id"], "shopify")
         creative = creative_for(brief, v)
-        alt = f"{brief.brand} {brief.product.message.split('.')[0]}: {v['template']} scene, {v['colour']}"
-        media = shop.attach(product, RenderToAttach(v["variant_id"], creative.image_path, alt))
+        media = shop.attach(product, RenderToAttach(v["variant_id"], creative.image_path, alt_text(brief, v)))
         ledger.record_publication(v["variant_id"], "shopify", media_id=media.media_id, product_id=product,
                                   status=media.status)  # fmt: skip
         out.append(media.__dict__)

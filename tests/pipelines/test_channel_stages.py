@@ -101,4 +101,4 @@ def test_shopify_publication_attaches_every_live_render_once(world, tmp_path):
         media = shop.products[brief.shopify.product_id]["media"]
     assert len(first) == 4 and again == [] and len(media) == 4
     assert all(m["status"] == "READY" for m in media)
-    assert all("studio scene" in m["alt"] for m in media)
+    assert all(m["alt"].startswith("Aqua Co product in a studio scene on a #") for m in media)
