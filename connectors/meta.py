@@ -11,7 +11,6 @@ import hashlib
 import logging
 import shutil
 import tempfile
-import time
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -26,7 +25,7 @@ from facebook_business.exceptions import FacebookRequestError
 from facebook_business.session import FacebookSession
 
 from connectors.graph_http import BadGraphResponse, GraphTransport, classify, regain_seconds
-from connectors.retry import Backoff
+from connectors.retry import Backoff, wait_until
 from connectors.secrets import register_secret
 from connectors.url_tags import url_tags
 
@@ -353,17 +352,17 @@ class MetaAds:
                 return video["id"]
 
         video_id = self._call(f"video upload for {variant_id}", find_or_upload)
-        deadline = time.monotonic() + self.video_ready_timeout_s
-        while True:
-            state = self._call(
-                f"encoding status of video {video_id}",
-                lambda: dict(AdVideo(video_id, api=self._api).api_get(fields=["status"])),
-            )["status"]
-            if state.get("video_status") == "ready":
-                return video_id
-            if state.get("video_status") == "error" or time.monotonic() > deadline:
-                raise MetaError(f"Meta could not encode the video of {variant_id}: status {state}")
-            self.backoff.sleep(self.video_poll_s)
+        video = AdVideo(video_id, api=self._api)
+        state = wait_until(
+            lambda: self._call(f"encoding status of video {video_id}", video.api_get, fields=["status"])["status"],
+            lambda s: s.get("video_status") in ("ready", "error"),
+            self.video_ready_timeout_s,
+            self.video_poll_s,
+            self.backoff.sleep,
+        )
+        if state.get("video_status") != "ready":
+            raise MetaError(f"Meta could not encode the video of {variant_id}: status {state}")
+        return video_id
 
     def _creative_spec(self, creative: CreativeToPublish, media: dict[str, dict]) -> dict:
         """link_data for a still, video_data for a turntable; with renders in several aspects, an
@@ -410,11 +409,6 @@ class MetaAds:
             AdSet(adset_id, api=self._api).api_update,
             params={"daily_budget": int(daily_budget_cents), "status": "ACTIVE" if active else "PAUSED"},
         )
-
-    def set_delivery(self, adset_id: str, ad_id: str, daily_budget_cents: int, active: bool) -> None:
-        """Apply an allocation to a variant with an ad set of its own: its budget and whether it runs."""
-        self.set_adset(adset_id, daily_budget_cents, active)
-        self.set_ad_status(ad_id, active)
 
     def pause_all(self, brief: str | None = None) -> list[str]:
         """The one switch: pause every ad the loop published (of one brief, or all) and its ad set.
@@ -512,17 +506,19 @@ class MetaAds:
         run = self._call(
             "insights report start", self._account.get_insights, fields=fields, params=params, is_async=True
         )
-        deadline = time.monotonic() + self.report_timeout_s
-        while True:
-            job = self._call(
-                f"insights report {run['id']} status", run.api_get, fields=["async_status", "async_percent_completion"]
+
+        def read() -> dict:
+            job = self._call(f"insights report {run['id']} status", run.api_get,
+                             fields=["async_status", "async_percent_completion"])  # fmt: skip
+            log.info(
+                "insights report %s: %s, %s%%", run["id"], job["async_status"], job.get("async_percent_completion")
             )
-            status = job["async_status"]
-            if status == "Job Completed":
-                break
-            if status in ("Job Failed", "Job Skipped") or time.monotonic() > deadline:
-                raise MetaError(f"Meta insights report {run['id']} ended as {status!r}")
-            log.info("insights report %s: %s, %s%%", run["id"], status, job.get("async_percent_completion"))
-            self.backoff.sleep(self.report_poll_s)
+            return job
+
+        done = ("Job Completed", "Job Failed", "Job Skipped")
+        job = wait_until(read, lambda j: j["async_status"] in done, self.report_timeout_s, self.report_poll_s,
+                         self.backoff.sleep)  # fmt: skip
+        if job["async_status"] != "Job Completed":
+            raise MetaError(f"Meta insights report {run['id']} ended as {job['async_status']!r}")
         cursor = self._call(f"insights report {run['id']} read", run.get_insights, params={"limit": 500})
         return self._rows(f"insights report {run['id']} paging", cursor)

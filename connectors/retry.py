@@ -1,4 +1,5 @@
-"""Waiting between attempts: exponential backoff with full jitter, shared by the platform connectors."""
+"""Waiting, shared by the platform connectors: exponential backoff with full jitter between attempts, and
+polling for work a platform finishes in its own time (video encoding, reports, media processing)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -21,3 +25,16 @@ class Backoff:
 
     def delay(self, attempt: int, at_least: float = 0.0) -> float:
         return at_least + self.rng.uniform(0, min(self.cap_s, self.base_s * 2**attempt))
+
+
+def wait_until(
+    read: Callable[[], T], settled: Callable[[T], bool], timeout_s: float, poll_s: float, sleep: Callable[[float], None]
+) -> T:
+    """``read()`` every ``poll_s`` until ``settled(state)`` or ``timeout_s`` has passed; the last state comes
+    back either way, and the caller says what it means (done, failed, or still running at the deadline)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        state = read()
+        if settled(state) or time.monotonic() > deadline:
+            return state
+        sleep(poll_s)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from pathlib import Path
 import requests
 import shopify
 
-from connectors.retry import Backoff
+from connectors.retry import Backoff, wait_until
 from connectors.secrets import register_secret
 
 log = logging.getLogger("autoplay.shopify")
@@ -280,21 +279,22 @@ class ShopifyAdmin:
             raise ShopifyError(f"Shopify staged upload of {filename} refused: HTTP {response.status_code}")
 
     def _wait_ready(self, product_id: str, media_id: str, variant_id: str) -> dict:
-        deadline = time.monotonic() + self.ready_timeout_s
-        while True:
+        def read() -> dict:
             media = next((m for m in self.product_media(product_id) if m["id"] == media_id), None)
             if media is None:
                 raise ShopifyError(f"Shopify media {media_id} of {variant_id} disappeared from {product_id}")
-            if media["status"] == "READY":
-                return media
-            if media["status"] == "FAILED":
-                reasons = "; ".join(f"{e['code']}: {e['message']}" for e in media.get("mediaErrors") or [])
-                raise ShopifyError(f"Shopify could not process the render of {variant_id}: {reasons or 'FAILED'}")
-            if time.monotonic() > deadline:
-                raise ShopifyError(
-                    f"Shopify media of {variant_id} still {media['status']} after {self.ready_timeout_s:.0f} s"
-                )
-            self.backoff.sleep(self.poll_s)
+            return media
+
+        media = wait_until(read, lambda m: m["status"] in ("READY", "FAILED"), self.ready_timeout_s, self.poll_s,
+                           self.backoff.sleep)  # fmt: skip
+        if media["status"] == "FAILED":
+            reasons = "; ".join(f"{e['code']}: {e['message']}" for e in media.get("mediaErrors") or [])
+            raise ShopifyError(f"Shopify could not process the render of {variant_id}: {reasons or 'FAILED'}")
+        if media["status"] != "READY":
+            raise ShopifyError(
+                f"Shopify media of {variant_id} still {media['status']} after {self.ready_timeout_s:.0f} s"
+            )
+        return media
 
     def feature(self, product_id: str, media_id: str) -> None:
         """Make a media the product's featured image (Shopify features the first media)."""

@@ -50,19 +50,37 @@ def running_sandbox(settings: Settings) -> dict | None:
         return None
 
 
+@dataclass(frozen=True)
+class Sandboxes:
+    """The running sandbox platforms and their (sandbox-only) tokens."""
+
+    meta: MetaGraphSandbox
+    shop: ShopifySandbox
+    meta_token: str
+    shop_token: str
+    app_secret: str
+
+    def addresses(self) -> dict[str, str]:
+        """What other commands need to reach them (the marker file of `autoplay sandbox`)."""
+        return {"meta_url": self.meta.url, "meta_token": self.meta_token, "shop_url": self.shop.url,
+                "shop_token": self.shop_token, "app_secret": self.app_secret}  # fmt: skip
+
+
 @contextmanager
-def serve_sandboxes(brief: Brief) -> Iterator[dict]:
-    """Meta and Shopify sandboxes for ``brief``'s account and product, with fresh sandbox tokens."""
-    meta_token, shop_token, app_secret = (secrets.token_urlsafe(24), f"shpat_{secrets.token_hex(16)}",
-                                          secrets.token_hex(16))  # fmt: skip
+def serve_sandboxes(brief: Brief, market: SimulatedMarket | None = None) -> Iterator[Sandboxes]:
+    """Meta and Shopify sandboxes for ``brief``'s account and product, with fresh sandbox tokens. The shop's
+    orders and pixel events follow the ads' delivery (sent wherever ``shop.webhook_url``/``pixel_url`` say)."""
+    tokens = secrets.token_urlsafe(24), f"shpat_{secrets.token_hex(16)}", secrets.token_hex(16)
     account = brief.meta.account_id if brief.meta else "act_1000000000001"
     campaign = brief.meta.campaign_id if brief.meta else "120000000000001"
     products = {brief.shopify.product_id: brief.product.message} if brief.shopify else None
     with ExitStack() as stack:
-        meta = stack.enter_context(MetaGraphSandbox(SimulatedMarket(), meta_token, account, campaign_id=campaign))
-        shop = stack.enter_context(ShopifySandbox(shop_token, app_secret, products=products))
-        yield {"meta_url": meta.url, "meta_token": meta_token, "shop_url": shop.url, "shop_token": shop_token,
-               "app_secret": app_secret, "servers": {"meta": meta, "shop": shop}}  # fmt: skip
+        meta = stack.enter_context(
+            MetaGraphSandbox(market or SimulatedMarket(), tokens[0], account, campaign_id=campaign)
+        )
+        shop = stack.enter_context(ShopifySandbox(tokens[1], tokens[2], products=products))
+        meta.on_day.append(shop.storefront_day)
+        yield Sandboxes(meta, shop, *tokens)
 
 
 @contextmanager
@@ -82,7 +100,7 @@ def channel(settings: Settings, brief: Brief, name: str, temporary_ok: bool = Tr
             token, url = running[f"{key}_token"], running[f"{key}_url"]
             where = f"the sandbox at {url} (autoplay sandbox)"
         elif temporary_ok:
-            started = stack.enter_context(serve_sandboxes(brief))
+            started = stack.enter_context(serve_sandboxes(brief)).addresses()
             token, url = started[f"{key}_token"], started[f"{key}_url"]
             where = f"a temporary sandbox at {url} (it stops with this command; run `autoplay sandbox` to keep one)"
         else:

@@ -327,10 +327,8 @@ def sandbox() -> None:
     with serve_sandboxes(brief) as running:
         fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # sandbox tokens, for this user only
         with os.fdopen(fd, "w") as f:
-            json.dump({k: v for k, v in running.items() if k != "servers"}, f)
-        console.print(
-            f"Meta Graph API sandbox on {running['meta_url']}; Shopify Admin sandbox on {running['shop_url']}"
-        )
+            json.dump(running.addresses(), f)
+        console.print(f"Meta Graph API sandbox on {running.meta.url}; Shopify Admin sandbox on {running.shop.url}")
         console.print("Ctrl-C stops them")
         try:
             signal.sigwait(stop_signals)

@@ -8,7 +8,6 @@ materializes the assets generation by generation, and always stops what it start
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import threading
 from collections.abc import Iterator
@@ -21,8 +20,6 @@ from dagster import DagsterInstance, materialize
 
 from connectors.kafka_broker import EmbeddedBroker, ensure_topics
 from connectors.kafka_events import EventProducer
-from connectors.sandbox.meta_graph import MetaGraphSandbox
-from connectors.sandbox.shopify_admin import ShopifySandbox
 from connectors.storefront_ingest import IngestEndpoint
 from experiments.brief import Brief, load_brief
 from experiments.market import SimulatedMarket
@@ -40,6 +37,7 @@ from pipelines.assets import (
     review,
     variant_partitions,
 )
+from pipelines.channels import serve_sandboxes
 from pipelines.definitions import build_resources
 from pipelines.settings import REPO, Settings, kafka_client_config
 
@@ -93,28 +91,14 @@ def run_demo(
         if not bootstrap:
             bootstrap = stack.enter_context(EmbeddedBroker(log_path=settings.home / "kafka.log")).bootstrap_servers
         ensure_topics(bootstrap, {settings.events_topic: 4, settings.dead_letter_topic: 1})
-        token = secrets.token_urlsafe(24)
-        sandbox = stack.enter_context(
-            MetaGraphSandbox(
-                market, access_token=token, account_id=brief.meta.account_id, campaign_id=brief.meta.campaign_id
-            )
-        )
-        os.environ["META_ACCESS_TOKEN"] = token
-        shop_token, app_secret = f"shpat_{secrets.token_hex(16)}", secrets.token_hex(16)
-        os.environ["SHOPIFY_ACCESS_TOKEN"] = shop_token
+        platforms = stack.enter_context(serve_sandboxes(brief, market))
+        sandbox, shop = platforms.meta, platforms.shop
+        os.environ["META_ACCESS_TOKEN"] = platforms.meta_token
+        os.environ["SHOPIFY_ACCESS_TOKEN"] = platforms.shop_token
         producer = EventProducer(bootstrap, settings.events_topic, **kafka_client_config())
         stack.callback(producer.close)
-        endpoint = stack.enter_context(IngestEndpoint(producer, app_secret))  # what the shop reports lands here
-        shop = stack.enter_context(
-            ShopifySandbox(
-                shop_token,
-                app_secret,
-                products={brief.shopify.product_id: brief.product.message} if brief.shopify else None,
-                webhook_url=f"{endpoint.url}/webhooks/shopify",
-                pixel_url=f"{endpoint.url}/pixel",
-            )
-        )
-        sandbox.on_day.append(shop.storefront_day)  # orders and pixel events follow the ads' delivery
+        endpoint = stack.enter_context(IngestEndpoint(producer, platforms.app_secret))  # the shop reports here
+        shop.webhook_url, shop.pixel_url = f"{endpoint.url}/webhooks/shopify", f"{endpoint.url}/pixel"
         local = replace(
             settings,
             brief_path=Path(brief_path).resolve(),

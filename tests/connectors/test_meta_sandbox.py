@@ -81,8 +81,9 @@ def test_insights_are_paged_and_numbers_parsed(sandbox, image):
 def test_delivery_follows_budget_and_status(sandbox, image):
     meta = client(sandbox)
     a, b = (meta.publish(creative(image, v, c), 1000, activate=True) for v, c in [("va", "#111111"), ("vb", "#EEEEEE")])
-    meta.set_delivery(a.adset_id, a.ad_id, 20000, True)
-    meta.set_delivery(b.adset_id, b.ad_id, 1000, False)
+    meta.set_adset(a.adset_id, 20000, active=True)
+    meta.set_adset(b.adset_id, 1000, active=False)
+    meta.set_ad_status(b.ad_id, active=False)
     sandbox.advance(1)
     rows = {r["ad_id"]: r for r in meta.insights(date(2026, 11, 1), date(2026, 11, 1))}
     assert rows[a.ad_id]["impressions"] > 1000 and b.ad_id not in rows
