@@ -21,6 +21,7 @@ from pathlib import Path
 from figures import figure
 from PIL import Image
 
+from connectors.ingest_server import IngestConfig, IngestServer
 from connectors.kafka_broker import EmbeddedBroker, ensure_topics
 from connectors.kafka_events import EventProducer
 from connectors.meta import CreativeToPublish, MetaAds
@@ -28,7 +29,6 @@ from connectors.retry import Backoff
 from connectors.sandbox.meta_graph import MetaGraphSandbox
 from connectors.sandbox.shopify_admin import ShopifySandbox
 from connectors.shopify import RenderToAttach, ShopifyAdmin
-from connectors.storefront_ingest import IngestEndpoint
 from experiments.market import SimulatedMarket
 
 
@@ -62,9 +62,11 @@ def main() -> None:
     with EmbeddedBroker(log_path=tmp / "tansu.log") as broker:
         ensure_topics(broker.bootstrap_servers, {"bench": 4})
         producer = EventProducer(broker.bootstrap_servers, "bench")
-        with IngestEndpoint(producer, "bench-secret-123456") as endpoint:
+        origin = "https://bench.myshopify.com"
+        with IngestServer(producer, IngestConfig("bench-secret-123456", frozenset({origin}))) as endpoint:
             shop = ShopifySandbox("x" * 10, "bench-secret-123456", webhook_url=f"{endpoint.url}/webhooks/shopify",
                                   pixel_url=f"{endpoint.url}/pixel")  # fmt: skip
+            shop.origin = origin
             day = datetime(2026, 11, 20, tzinfo=UTC).date().isoformat()
             ads = [{"ad_id": str(i), "url_tags": f"utm_content=v{i}&ad_id={{{{ad.id}}}}", "clicks": 1000,
                     "add_to_cart": 250, "purchases": 0, "purchase_value": 0.0} for i in range(8)]  # fmt: skip

@@ -8,6 +8,7 @@ snapshots upsert on (channel, external id, day, metric), newest ``as_of`` winnin
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -46,6 +47,10 @@ create table if not exists consumer_offsets (
     topic varchar not null, partition integer not null, next_offset bigint not null,
     primary key (topic, partition)
 );
+alter table consumer_offsets add column if not exists last_fingerprint varchar;
+create table if not exists log_resets (
+    topic varchar not null, partition integer not null, stored_offset bigint, noticed_at timestamptz default now()
+);
 """
 
 
@@ -61,8 +66,9 @@ class BatchResult:
 class EventStore:
     """Open per operation, so Dagster steps in other processes can use the same file in turn."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, lock_wait_s: float = 120.0) -> None:
         self.path = Path(path)
+        self.lock_wait_s = lock_wait_s
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._held = threading.local()
         with self.connect() as con:
@@ -82,10 +88,20 @@ class EventStore:
             con.close()
 
     def _open(self) -> duckdb.DuckDBPyConnection:
-        # two threads attaching the same file at the same moment conflict; one at a time, the second
-        # connection shares the database the first one opened
-        with _CONNECT_LOCK:
-            return duckdb.connect(str(self.path))
+        # Two threads attaching the same file at the same moment conflict: one at a time, the second
+        # connection shares the database the first one opened. Another process (a Dagster run, the CLI)
+        # holds the file only for one operation: wait for it, up to ``lock_wait_s``.
+        deadline = time.monotonic() + self.lock_wait_s
+        delay = 0.01
+        while True:
+            try:
+                with _CONNECT_LOCK:
+                    return duckdb.connect(str(self.path))
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.25)
 
     @contextmanager
     def held(self):
@@ -97,6 +113,22 @@ class EventStore:
         finally:
             self._held.con = None
             con.close()
+
+    def record_reset(self, topic: str, partition: int, stored_offset: int) -> None:
+        """A reset or truncated log noticed on a partition (counted in `autoplay events stats`)."""
+        with self.connect() as con:
+            con.execute("insert into log_resets (topic, partition, stored_offset) values (?, ?, ?)",
+                        [topic, partition, stored_offset])  # fmt: skip
+
+    def fingerprints(self, topic: str) -> dict[int, str]:
+        """Per partition, the fingerprint of the last message stored (see ``kafka_events.fingerprint``)."""
+        with self.connect() as con:
+            rows = con.execute(
+                "select partition, last_fingerprint from consumer_offsets where topic = ? and last_fingerprint "
+                "is not null",
+                [topic],
+            ).fetchall()
+        return dict(rows)
 
     def offsets(self, topic: str) -> dict[int, int]:
         with self.connect() as con:
@@ -111,7 +143,7 @@ class EventStore:
         events: list[AdditiveEvent],
         snapshots: list[MetricSnapshot],
         dead: list[dict],
-        next_offsets: dict[int, int],
+        next_offsets: dict[int, int | tuple[int, str]],
     ) -> BatchResult:
         """Store one consumed batch and the offsets after it, atomically.
 
@@ -160,11 +192,13 @@ class EventStore:
                         newest,
                     ],
                 )
-                if next_offsets:
+                if next_offsets:  # offset, or (offset, fingerprint of the message before it)
+                    rows = [(topic, p, *(o if isinstance(o, tuple) else (o, None))) for p, o in next_offsets.items()]
                     con.executemany(
-                        "insert into consumer_offsets values (?, ?, ?) "
-                        "on conflict (topic, partition) do update set next_offset = excluded.next_offset",
-                        [(topic, p, o) for p, o in next_offsets.items()],
+                        "insert into consumer_offsets (topic, partition, next_offset, last_fingerprint) "
+                        "values (?, ?, ?, ?) on conflict (topic, partition) do update set "
+                        "next_offset = excluded.next_offset, last_fingerprint = excluded.last_fingerprint",
+                        rows,
                     )
                 con.execute("commit")
             except BaseException:
@@ -191,8 +225,10 @@ class EventStore:
             reasons = con.execute(
                 "select reason, count(*) from dead_letters where topic = ? group by reason order by reason", [topic]
             ).fetchall()
+            resets = con.execute("select count(*) from log_resets where topic = ?", [topic]).fetchone()[0]
         return {
             "topic": topic,
+            "log_resets": int(resets),
             "messages": int(totals[0]),
             "stored": int(totals[1]),
             "duplicates_dropped": int(totals[2]),
@@ -203,10 +239,34 @@ class EventStore:
             "offsets": self.offsets(topic),
         }
 
-    def variant_daily(self) -> pd.DataFrame:
-        """Per variant and day: impressions, clicks, spend, carts, purchases, value (snapshots pivoted)."""
+    def snapshot_figures(self, keys: list[tuple]) -> dict[tuple, dict[str, float]]:
+        """The stored figures for (channel, external id, day) keys, by metric."""
+        if not keys:
+            return {}
+        frame = pd.DataFrame(keys, columns=["channel", "external_id", "day"])
         with self.connect() as con:
-            return con.execute("""
+            con.register("wanted", frame)
+            rows = con.execute(
+                """select s.channel, s.external_id, s.day, s.metric, s.value from metric_snapshots s
+                   join wanted w on s.channel = w.channel and s.external_id = w.external_id and s.day = w.day"""
+            ).fetchall()
+        out: dict[tuple, dict[str, float]] = {}
+        for channel, external_id, day, metric, value in rows:
+            out.setdefault((channel, external_id, day), {})[metric] = value
+        return out
+
+    def variant_daily(self, ad_ids: list[str] | None = None) -> pd.DataFrame:
+        """Per variant and day: impressions, clicks, spend, carts, purchases, value (snapshots pivoted).
+
+        ``ad_ids`` keeps one brief's ads: two briefs on the same product can share a variant id (the same
+        picture) while their ads, audiences and evidence stay apart."""
+        with self.connect() as con:
+            if ad_ids is not None:
+                con.register("brief_ads", pd.DataFrame({"ad_id": [str(a) for a in ad_ids]}, dtype=str))
+                where = "where external_id in (select ad_id from brief_ads)"
+            else:
+                where = ""
+            return con.execute(f"""
                 select variant_id, day,
                     sum(value) filter (where metric = 'impressions') as impressions,
                     sum(value) filter (where metric = 'clicks') as clicks,
@@ -214,20 +274,25 @@ class EventStore:
                     sum(value) filter (where metric = 'add_to_cart') as add_to_cart,
                     sum(value) filter (where metric = 'purchases') as purchases,
                     sum(value) filter (where metric = 'purchase_value') as purchase_value
-                from metric_snapshots group by variant_id, day order by day, variant_id""").df()
+                from metric_snapshots {where} group by variant_id, day order by day, variant_id""").df()
 
-    def read_back(self, meta_ad_ids: list[str]) -> pd.DataFrame:
-        """What came back per channel and kind: Meta's latest figures, and the additive events (Shopify's
-        pixel and orders), with how many of them are joined to one of ``meta_ad_ids`` through the url_tags."""
+    def read_back(self, meta_ad_ids: list[str], variant_ids: list[str]) -> pd.DataFrame:
+        """What came back for one brief per channel and kind: Meta's latest figures of its ads, and the
+        additive events (Shopify's pixel and orders) joined to one of its ads through the url_tags, or of one
+        of ``variant_ids`` with no ad named (those count, but not as joined)."""
         with self.connect() as con:
             con.register("meta_ads", pd.DataFrame({"ad_id": [str(a) for a in meta_ad_ids]}, dtype=str))
+            con.register("brief_variants", pd.DataFrame({"variant_id": [str(v) for v in variant_ids]}, dtype=str))
             return con.execute("""
                 select channel, type as kind, sum(count)::double as count, sum(value) as value,
                     sum(count) filter (where external_id in (select ad_id from meta_ads))::double as joined_to_ads
-                from events group by channel, type
+                from events
+                where external_id in (select ad_id from meta_ads)
+                    or (coalesce(external_id, '') = '' and variant_id in (select variant_id from brief_variants))
+                group by channel, type
                 union all
                 select channel, metric as kind, sum(value) as count, null as value, sum(value) as joined_to_ads
-                from metric_snapshots group by channel, metric
+                from metric_snapshots where external_id in (select ad_id from meta_ads) group by channel, metric
                 order by channel, kind""").df()
 
     def counts(self) -> dict[str, int]:

@@ -32,10 +32,16 @@ SCHEMAS = (SCHEMA_V1,)
 ADDITIVE_TYPES = ("impression", "click", "product_view", "add_to_cart", "purchase", "video_view")
 METRICS = ("impressions", "clicks", "spend", "add_to_cart", "purchases", "purchase_value")
 FUTURE_TOLERANCE = timedelta(days=1)
+#: Bounds beyond which a figure is a bug or an attack, not a number to learn from.
+MAX_COUNT = 10**9
+MAX_VALUE = 1e10
+EARLIEST_DAY = date(2000, 1, 1)
+#: A message larger than this is dead-lettered without being parsed.
+MAX_MESSAGE_BYTES = 1 << 20
 
 
 class _Event(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
     schema_: Literal["autoplay.event.v1"] = Field(default=SCHEMA_V1, alias="schema")
     variant_id: str = Field(min_length=1, max_length=64)
@@ -49,8 +55,8 @@ class AdditiveEvent(_Event):
     type: Literal["impression", "click", "product_view", "add_to_cart", "purchase", "video_view"]
     event_id: str = Field(min_length=1, max_length=128)
     occurred_at: AwareDatetime
-    count: int = Field(default=1, ge=0)
-    value: float = Field(default=0.0, ge=0)
+    count: int = Field(default=1, ge=0, le=MAX_COUNT)
+    value: float = Field(default=0.0, ge=0, le=MAX_VALUE)
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
 
     @model_validator(mode="after")
@@ -67,7 +73,7 @@ class MetricSnapshot(_Event):
     external_id: str = Field(min_length=1, max_length=128)
     day: date
     metric: Literal["impressions", "clicks", "spend", "add_to_cart", "purchases", "purchase_value"]
-    value: float = Field(ge=0)
+    value: float = Field(ge=0, le=MAX_VALUE)
     as_of: AwareDatetime
 
 
@@ -100,6 +106,11 @@ REASONS = (
     "invalid_field",
     "unknown_variant",
     "future_timestamp",
+    "tombstone",
+    "oversized",
+    "too_deep",
+    "out_of_range",
+    "impossible_value",
 )
 
 
@@ -119,7 +130,7 @@ _Str32 = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
 _Str64 = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 _Str128 = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 _Aware = Annotated[datetime, msgspec.Meta(tz=True)]
-_NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+_NonNegative = Annotated[float, msgspec.Meta(ge=0, le=MAX_VALUE)]
 
 
 class _FastAdditive(msgspec.Struct, forbid_unknown_fields=True, tag_field="type"):
@@ -129,7 +140,7 @@ class _FastAdditive(msgspec.Struct, forbid_unknown_fields=True, tag_field="type"
     occurred_at: _Aware
     schema: Literal["autoplay.event.v1"] = SCHEMA_V1
     external_id: Annotated[str, msgspec.Meta(max_length=128)] | None = None
-    count: Annotated[int, msgspec.Meta(ge=0)] = 1
+    count: Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNT)] = 1
     value: _NonNegative = 0.0
     currency: Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")] | None = None
 
@@ -163,21 +174,34 @@ def is_snapshot(event: object) -> bool:
     return event.type == "metric_snapshot"
 
 
-def parse_event(raw: bytes) -> AdditiveEvent | MetricSnapshot:
-    """Validate one message's bytes; the result has the attributes of ``AdditiveEvent`` or ``MetricSnapshot``."""
+def parse_event(raw: bytes | None) -> AdditiveEvent | MetricSnapshot:
+    """Validate one message's bytes; the result has the attributes of ``AdditiveEvent`` or ``MetricSnapshot``.
+
+    Whatever the bytes are, the answer is an event or a BadEvent with its reason: never another exception
+    (a tombstone, a huge or deeply nested message, numbers out of range, invalid UTF-8)."""
+    if raw is None:
+        raise BadEvent("tombstone", "a message with no value (a tombstone)")
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise BadEvent("oversized", f"{len(raw)} bytes; events are at most {MAX_MESSAGE_BYTES}")
     try:
         return _fast_decoder.decode(raw)
-    except (msgspec.DecodeError, ValueError):
+    except (msgspec.DecodeError, ValueError, RecursionError):
         pass
     try:
         return _adapter.validate_json(raw)
     except ValidationError as exc:
         raise _classify(exc) from None
+    except RecursionError:
+        raise BadEvent("too_deep", "the JSON is nested too deep") from None
+    except Exception as exc:  # the last line of defence: a message never stops ingestion
+        raise BadEvent("invalid_field", f"{type(exc).__name__}: {exc}"[:300]) from None
 
 
 def _classify(exc: ValidationError) -> BadEvent:
     first = exc.errors(include_url=False)[0]
     kind, where = first["type"], ".".join(str(p) for p in first["loc"][1:]) or "event"
+    if kind == "recursion_loop" or "recursion" in first["msg"].lower():
+        return BadEvent("too_deep", f"{where}: {first['msg']}")
     if kind == "json_invalid":
         return BadEvent("malformed_json", first["msg"])
     if kind in ("union_tag_invalid", "union_tag_not_found"):
@@ -194,6 +218,8 @@ def _classify(exc: ValidationError) -> BadEvent:
         return BadEvent("missing_field", f"{where} is required")
     if kind in ("greater_than_equal", "greater_than"):
         return BadEvent("negative_value", f"{where}: {first['msg']}")
+    if kind in ("less_than_equal", "less_than", "finite_number"):
+        return BadEvent("out_of_range", f"{where}: {first['msg']}")
     if kind.endswith(("_type", "_parsing")) or kind in ("timezone_aware", "literal_error", "string_too_long"):
         return BadEvent("mistyped_field", f"{where}: {first['msg']}")
     return BadEvent("invalid_field", f"{where}: {first['msg'].removeprefix('Value error, ')}")
@@ -207,9 +233,14 @@ def check_time(event: AdditiveEvent | MetricSnapshot, now: datetime) -> None:
             raise BadEvent("future_timestamp", f"occurred_at {event.occurred_at.isoformat()} is in the future")
     elif event.as_of > limit or event.day > limit.date():
         raise BadEvent("future_timestamp", f"day {event.day} / as_of {event.as_of.isoformat()} is in the future")
+    elif event.day < EARLIEST_DAY:
+        raise BadEvent("out_of_range", f"day {event.day} is before {EARLIEST_DAY}")
 
 
 def encode(event: AdditiveEvent | MetricSnapshot) -> bytes:
+    """The event's JSON; a model's or a fast-path struct's alike."""
+    if isinstance(event, msgspec.Struct):
+        return msgspec.json.encode(event)
     return event.model_dump_json(by_alias=True).encode()
 
 

@@ -26,9 +26,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: ask Linux to stop the broker when its parent dies, even by SIGKILL."""
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])  # a parent waiting in sigwait blocks these; the broker must not
+def die_with_parent() -> None:
+    """In a child, before exec: ask Linux to stop it when its parent dies, even by SIGKILL, and give it the
+    default signal handling whatever its parent left (a blocked mask, SIGINT ignored)."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])  # a parent waiting in sigwait blocks these; the child must not
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -79,7 +82,7 @@ class EmbeddedBroker:
         ]
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent
+                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent
             )
         deadline = time.monotonic() + timeout
         while True:

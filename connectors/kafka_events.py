@@ -7,6 +7,7 @@ ingestors split a topic's partitions with ``member``/``members``.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import queue
 import threading
@@ -23,25 +24,78 @@ from connectors.events import AdditiveEvent, BadEvent, MetricSnapshot, check_tim
 log = logging.getLogger(__name__)
 
 
+def fingerprint(message) -> str:
+    """What identifies a message in its log besides its offset: to tell a reset log from the one we read."""
+    digest = hashlib.blake2b(digest_size=12)
+    digest.update(message.key or b"")
+    digest.update(b"\x00")
+    digest.update(message.value or b"")
+    digest.update(str(message.timestamp).encode())
+    return digest.hexdigest()
+
+
+#: The dead-letter topic gets at most this much of a message; the whole bytes stay in the table.
+DEAD_LETTER_MAX_BYTES = 256 << 10
+
+
+def impossible_snapshots(snapshots: list, store: EventStore) -> tuple[list, list]:
+    """Split off snapshots that cannot be true for their ad and day: more clicks than impressions, more
+    purchases than clicks. Figures in the same batch are compared first, then those already stored."""
+    figures: dict[tuple, dict[str, float]] = {}
+    for s in snapshots:
+        figures.setdefault((s.channel, s.external_id, s.day), {})[s.metric] = s.value
+    stored = store.snapshot_figures(
+        [k for k, f in figures.items() if not {"impressions", "clicks", "purchases"} <= set(f)]
+    )
+    bad, kept = [], []
+    for s in snapshots:
+        key = (s.channel, s.external_id, s.day)
+        known = {**stored.get(key, {}), **figures[key]}
+        limit = {"clicks": "impressions", "purchases": "clicks"}.get(s.metric)
+        if limit and limit in known and s.value > known[limit]:
+            bad.append((s, f"{s.metric} {s.value:g} > {limit} {known[limit]:g} for ad {s.external_id} on {s.day}"))
+        else:
+            kept.append(s)
+    return kept, bad
+
+
+class ProduceError(RuntimeError):
+    """Kafka did not acknowledge every event within the producer's bound; nothing may be reported as stored."""
+
+
 class EventProducer:
-    def __init__(self, bootstrap_servers: str, topic: str, **client_config) -> None:
+    """Sends events and returns only once every one is acknowledged by all in-sync replicas (``acks=all``),
+    within ``timeout_s``: kafka-python's ``flush`` does not raise for records that failed, so each send's
+    future is checked. With the broker down a send fails after ``timeout_s``, not after minutes."""
+
+    def __init__(self, bootstrap_servers: str, topic: str, timeout_s: float = 10.0, **client_config) -> None:
         self.topic = topic
+        self.timeout_s = timeout_s
+        bound_ms = max(1000, int(timeout_s * 1000))
         self._producer = KafkaProducer(
             bootstrap_servers=bootstrap_servers,
             acks="all",
             linger_ms=5,
             retries=2**31 - 1,
-            delivery_timeout_ms=180_000,
+            request_timeout_ms=max(500, bound_ms // 2),
+            delivery_timeout_ms=bound_ms,
+            max_block_ms=bound_ms,  # a send waiting for metadata of a dead broker gives up too
             **client_config,
         )
 
     def send(self, events: Iterable[AdditiveEvent | MetricSnapshot]) -> int:
-        n = 0
-        for event in events:
-            self._producer.send(self.topic, key=event.variant_id.encode(), value=encode(event))
-            n += 1
-        self._producer.flush()
-        return n
+        deadline = time.monotonic() + self.timeout_s
+        try:
+            futures = [
+                self._producer.send(self.topic, key=event.variant_id.encode(), value=encode(event)) for event in events
+            ]
+            self._producer.flush(timeout=max(0.0, deadline - time.monotonic()))
+            for future in futures:
+                future.get(timeout=max(0.0, deadline - time.monotonic()))
+        except Exception as exc:  # KafkaTimeoutError, KafkaError, or a flush past the deadline
+            raise ProduceError(f"Kafka did not acknowledge the events on {self.topic} within {self.timeout_s:g} s: "
+                               f"{type(exc).__name__}: {exc}") from exc  # fmt: skip
+        return len(futures)
 
     def send_raw(self, key: bytes | None, value: bytes, topic: str | None = None) -> None:
         self._producer.send(topic or self.topic, key=key, value=value)
@@ -179,7 +233,8 @@ class EventIngestor:
         stop: threading.Event | None = None,
         on_batch: Callable[[IngestStats], None] | None = None,
     ) -> IngestStats:
-        """Ingest until idle (``until_idle``), ``max_seconds`` pass, or ``stop`` is set (continuous mode)."""
+        """Ingest up to the log ends seen when it started (``until_idle``; ``idle_s`` without data also ends it
+        where a broker reports no end), until ``max_seconds`` pass, or until ``stop`` is set (continuous mode)."""
         stats = IngestStats()
         started = time.monotonic()
         consumer = self._consumer()
@@ -198,8 +253,9 @@ class EventIngestor:
         return stats
 
     def _loop(self, consumer, dead_producer, writer, stats, until_idle, idle_s, max_seconds, stop, started) -> None:
-        partitions = self._assign(consumer)
+        partitions = self._assign(consumer, stats)
         last_data = time.monotonic()
+        ends: dict[TopicPartition, int] | None = None  # the log ends seen at the start: read up to them, no idling
         while not (stop and stop.is_set()):
             records = consumer.poll(timeout_ms=250, max_records=self.batch_size)
             self._check_reset(consumer, partitions, stats)
@@ -207,7 +263,11 @@ class EventIngestor:
             if messages:
                 writer.put(len(messages), self._validate(messages, dead_producer))
                 last_data = time.monotonic()
-            elif until_idle and time.monotonic() - last_data > idle_s:
+            if until_idle and ends is None and all(consumer.highwater(tp) is not None for tp in partitions):
+                ends = {tp: consumer.highwater(tp) for tp in partitions}
+            if until_idle and ends is not None and all(consumer.position(tp) >= ends[tp] for tp in partitions):
+                break
+            if not messages and until_idle and time.monotonic() - last_data > idle_s:
                 break
             if max_seconds is not None and time.monotonic() - started > max_seconds:
                 break
@@ -233,19 +293,50 @@ class EventIngestor:
         finally:
             consumer.close()
 
-    def _assign(self, consumer: KafkaConsumer) -> list[TopicPartition]:
+    def _assign(self, consumer: KafkaConsumer, stats: IngestStats | None = None) -> list[TopicPartition]:
         ids = consumer.partitions_for_topic(self.topic)
         if not ids:
             raise RuntimeError(f"topic {self.topic!r} does not exist on the broker")
         partitions = [TopicPartition(self.topic, p) for p in sorted(ids) if p % self.members == self.member]
         consumer.assign(partitions)
         stored = self.store.offsets(self.topic)
+        reset = self._changed_logs(consumer, partitions, stored, self.store.fingerprints(self.topic))
         for tp in partitions:
-            if tp.partition in stored:
+            if tp.partition in stored and tp.partition not in reset:
                 consumer.seek(tp, stored[tp.partition])
             else:
                 consumer.seek_to_beginning(tp)
+        for p in sorted(reset):
+            log.warning("%s partition %s: the message before stored offset %s is not the one we stored; the log "
+                        "was reset or truncated. Reading the new log from its start (what is already stored is "
+                        "dropped by id).", self.topic, p, stored[p])  # fmt: skip
+            self.store.record_reset(self.topic, p, stored[p])
+            if stats is not None:
+                stats.log_resets.append(p)
         return partitions
+
+    def _changed_logs(self, consumer, partitions, stored: dict[int, int], fingerprints: dict[int, str]) -> set[int]:
+        """Partitions whose message at (stored offset - 1) is gone or is another message than the one stored
+        last: the broker's log was reset (an embedded broker restarted empty) or truncated, even when the new
+        log has grown past the stored offset (which comparing offsets alone cannot see)."""
+        check = {tp: stored[tp.partition] - 1 for tp in partitions
+                 if stored.get(tp.partition, 0) > 0 and tp.partition in fingerprints}  # fmt: skip
+        if not check:
+            return set()
+        for tp, offset in check.items():
+            consumer.seek(tp, offset)
+        seen: dict[TopicPartition, str | None] = {}
+        deadline = time.monotonic() + 5
+        while len(seen) < len(check) and time.monotonic() < deadline:
+            for tp, records in consumer.poll(timeout_ms=200, max_records=len(check) * 50).items():
+                if tp in check and tp not in seen:
+                    first = records[0]
+                    seen[tp] = fingerprint(first) if first.offset == check[tp] else None
+            for tp in check:  # a log that ends before the stored offset returns nothing: it was reset
+                hw = consumer.highwater(tp)
+                if tp not in seen and hw is not None and hw <= check[tp]:
+                    seen[tp] = None
+        return {tp.partition for tp in check if seen.get(tp) != fingerprints[tp.partition]}
 
     def _check_reset(self, consumer: KafkaConsumer, partitions: list[TopicPartition], stats: IngestStats) -> None:
         """A position past the broker's high watermark means the log was reset (an embedded broker restarted
@@ -262,6 +353,7 @@ class EventIngestor:
                     highwater,
                 )
                 stats.log_resets.append(tp.partition)
+                self.store.record_reset(self.topic, tp.partition, consumer.position(tp))
                 consumer.seek_to_beginning(tp)
 
     def _validate(self, messages, dead_producer) -> tuple:
@@ -270,29 +362,38 @@ class EventIngestor:
         now = datetime.now(UTC)
         self._refreshed = False
         for m in messages:
-            next_offsets[m.partition] = m.offset + 1
+            next_offsets[m.partition] = (m.offset + 1, fingerprint(m))
             try:
                 event = parse_event(m.value)
                 check_time(event, now)
                 self._check_variant(event)
             except BadEvent as bad:
-                dead.append(
-                    {
-                        "topic": m.topic,
-                        "partition": m.partition,
-                        "offset": m.offset,
-                        "reason": bad.reason,
-                        "detail": str(bad)[:500],
-                        "raw": m.value,
-                    }
-                )
-                if dead_producer:
-                    dead_producer.send(
-                        self.dead_letter_topic, key=m.key, value=m.value, headers=[("reason", bad.reason.encode())]
-                    )
+                dead.append(self._dead_letter(m, bad, dead_producer))
                 continue
             (snapshots if is_snapshot(event) else events).append(event)
+        snapshots, impossible = impossible_snapshots(snapshots, self.store)
+        for event, reason in impossible:
+            dead.append({"topic": self.topic, "partition": None, "offset": None, "reason": "impossible_value",
+                         "detail": reason, "raw": encode(event)})  # fmt: skip
         return events, snapshots, dead, next_offsets
+
+    def _dead_letter(self, m, bad: BadEvent, dead_producer) -> dict:
+        """The table row for a bad message; the dead-letter topic gets it too, keyed by where it came from
+        (a redelivery after a crash carries the same key), truncated with a pointer when too big."""
+        if dead_producer:
+            value = m.value or b""
+            if len(value) > DEAD_LETTER_MAX_BYTES:
+                value = value[:DEAD_LETTER_MAX_BYTES]
+            headers = [("reason", bad.reason.encode()), ("source", f"{m.topic}/{m.partition}/{m.offset}".encode()),
+                       ("truncated", b"1" if len(m.value or b"") > DEAD_LETTER_MAX_BYTES else b"0")]  # fmt: skip
+            try:
+                dead_producer.send(self.dead_letter_topic, key=f"{m.topic}/{m.partition}/{m.offset}".encode(),
+                                   value=value, headers=headers)  # fmt: skip
+            except Exception as exc:  # the table has it; a dead-letter topic that refuses never stops ingestion
+                log.warning("dead letter %s/%s/%s not sent to %s: %s", m.topic, m.partition, m.offset,
+                            self.dead_letter_topic, exc)  # fmt: skip
+        return {"topic": m.topic, "partition": m.partition, "offset": m.offset, "reason": bad.reason,
+                "detail": str(bad)[:500], "raw": m.value}  # fmt: skip
 
     def _check_variant(self, event: AdditiveEvent | MetricSnapshot) -> None:
         if self._variants is None or event.variant_id in self._variants:

@@ -48,6 +48,10 @@ class MetaError(RuntimeError):
     """A Marketing API call failed; the message names the request and Meta's error, never the token."""
 
 
+class BudgetRefused(MetaError):
+    """A budget outside (0, the brief's daily cap]: refused before any request, whichever path asked for it."""
+
+
 class MetaThrottled(MetaError):
     """Meta throttles the account for longer than we are willing to wait; ``wait_s`` says how long."""
 
@@ -179,8 +183,10 @@ class MetaAds:
         async_rows: int = 2000,
         report_poll_s: float = 5.0,
         report_timeout_s: float = 900.0,
+        max_daily_budget_cents: int | None = None,
     ) -> None:
         register_secret(access_token)
+        self.max_daily_budget_cents = max_daily_budget_cents
         session = FacebookSession(access_token=access_token, timeout=timeout)
         session.GRAPH = graph_url.rstrip("/")
         transport = GraphTransport(timeout, video_url=graph_video_url or _video_url_for(graph_url))
@@ -260,6 +266,7 @@ class MetaAds:
         The ad goes into the ad set the brief names for its placements (``ad_sets``: ``feed``/``vertical``)
         or, when it names none, into an ad set of its own, which lets the loop steer its budget.
         """
+        self.check_budget(daily_budget_cents, f"ad set of {creative.variant_id}")
         status = "ACTIVE" if activate else "PAUSED"
         media = {asset.label: self._upload(creative.variant_id, asset) for asset in creative.assets}
         first = media[creative.assets[0].label]
@@ -402,8 +409,19 @@ class MetaAds:
         status = "ACTIVE" if active else "PAUSED"
         self._call(f"status update of ad {ad_id}", Ad(ad_id, api=self._api).api_update, params={"status": status})
 
+    def check_budget(self, cents: int, what: str) -> None:
+        """Every budget this client sends is a whole number of cents above 0 and within the brief's daily cap."""
+        if not isinstance(cents, int) or isinstance(cents, bool) or cents <= 0:
+            raise BudgetRefused(f"daily budget of {what}: {cents!r} cents is not a positive whole number of cents")
+        if self.max_daily_budget_cents is not None and cents > self.max_daily_budget_cents:
+            raise BudgetRefused(
+                f"daily budget of {what}: {cents / 100:.2f} is above the brief's daily cap of "
+                f"{self.max_daily_budget_cents / 100:.2f}"
+            )
+
     def set_adset(self, adset_id: str, daily_budget_cents: int, active: bool) -> None:
         """An ad set's daily budget and whether it runs."""
+        self.check_budget(int(daily_budget_cents), f"ad set {adset_id}")
         self._call(
             f"budget update of ad set {adset_id}",
             AdSet(adset_id, api=self._api).api_update,
@@ -462,12 +480,13 @@ class MetaAds:
         since: date,
         until: date,
         attribution_windows: list[str] | tuple[str, ...] = ("7d_click", "1d_view"),
-        expected_ads: int = 0,
+        ad_ids: list[str] | None = None,
     ) -> list[dict]:
         """Ad-level daily insights, all pages, with Meta's string numbers turned into numbers.
 
-        Counted under the brief's attribution windows. When the answer may be large (``expected_ads`` x
-        days above ``async_rows``) it is read through an async report job, as Meta asks for big reads.
+        Counted under the brief's attribution windows. ``ad_ids`` limits the read to these ads (one brief's;
+        the account may hold other briefs'). When the answer may be large (ads x days above ``async_rows``)
+        it is read through an async report job, as Meta asks for big reads.
         """
         params = {
             "level": "ad",
@@ -476,6 +495,9 @@ class MetaAds:
             "time_range": {"since": since.isoformat(), "until": until.isoformat()},
             "action_attribution_windows": list(attribution_windows),
         }
+        if ad_ids is not None:
+            params["filtering"] = [{"field": "ad.id", "operator": "IN", "value": list(ad_ids)}]
+        expected_ads = len(ad_ids or ())
         fields = ["ad_id", "ad_name", "adset_id", "impressions", "clicks", "spend", "actions", "action_values"]
         if expected_ads * ((until - since).days + 1) > self.async_rows:
             raw = self._report_rows(fields, params)

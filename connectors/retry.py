@@ -28,13 +28,21 @@ class Backoff:
 
 
 def wait_until(
-    read: Callable[[], T], settled: Callable[[T], bool], timeout_s: float, poll_s: float, sleep: Callable[[float], None]
+    read: Callable[[], T],
+    settled: Callable[[T], bool],
+    timeout_s: float,
+    poll_s: float,
+    sleep: Callable[[float], None],
+    max_poll_s: float | None = None,
 ) -> T:
-    """``read()`` every ``poll_s`` until ``settled(state)`` or ``timeout_s`` has passed; the last state comes
-    back either way, and the caller says what it means (done, failed, or still running at the deadline)."""
+    """``read()`` until ``settled(state)`` or ``timeout_s`` has passed, first after ``poll_s``, then twice as
+    long each time up to ``max_poll_s`` (quick work is seen quickly, slow work is not polled hard); the last
+    state comes back either way, and the caller says what it means (done, failed, or still running)."""
     deadline = time.monotonic() + timeout_s
+    delay = poll_s
     while True:
         state = read()
         if settled(state) or time.monotonic() > deadline:
             return state
-        sleep(poll_s)
+        sleep(delay)
+        delay = min(delay * 2, max_poll_s if max_poll_s is not None else poll_s)

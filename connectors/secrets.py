@@ -8,6 +8,7 @@ are created, whichever library logs them.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 
 _secrets: set[str] = set()
@@ -33,11 +34,20 @@ def register_secret(value: str | None) -> None:
             _installed = True
 
 
+_URI_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/@:\s]*):(?P<password>[^/@\s]+)@")
+
+
+def redact_uri(text: str) -> str:
+    """``scheme://user:password@host`` -> ``scheme://user:***@host``, wherever it appears in ``text``."""
+    return _URI_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+
+
 def redact(text: str) -> str:
+    """Every registered secret, and the password of every URI, replaced by ***."""
     for secret in _secrets:
         if secret in text:
             text = text.replace(secret, "***")
-    return text
+    return redact_uri(text)
 
 
 def redact_record(record: logging.LogRecord) -> logging.LogRecord:

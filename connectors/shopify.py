@@ -121,7 +121,8 @@ class ShopifyAdmin:
         timeout: float = 30.0,
         backoff: Backoff | None = None,
         ready_timeout_s: float = 120.0,
-        poll_s: float = 1.0,
+        poll_s: float = 0.05,
+        max_poll_s: float = 2.0,
     ) -> None:
         register_secret(access_token)
         self.shop = shop
@@ -129,7 +130,7 @@ class ShopifyAdmin:
         self.timeout = timeout
         self.backoff = backoff or Backoff()
         self.ready_timeout_s = ready_timeout_s
-        self.poll_s = poll_s
+        self.poll_s, self.max_poll_s = poll_s, max_poll_s
 
     def __repr__(self) -> str:
         return f"ShopifyAdmin(shop={self.shop!r})"
@@ -286,7 +287,7 @@ class ShopifyAdmin:
             return media
 
         media = wait_until(read, lambda m: m["status"] in ("READY", "FAILED"), self.ready_timeout_s, self.poll_s,
-                           self.backoff.sleep)  # fmt: skip
+                           self.backoff.sleep, self.max_poll_s)  # fmt: skip
         if media["status"] == "FAILED":
             reasons = "; ".join(f"{e['code']}: {e['message']}" for e in media.get("mediaErrors") or [])
             raise ShopifyError(f"Shopify could not process the render of {variant_id}: {reasons or 'FAILED'}")

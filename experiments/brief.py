@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
+import pycountry
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -19,17 +21,42 @@ class BriefError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+#: The largest daily budget a brief may name, in its currency: beyond it is a typo, not a plan.
+MAX_DAILY_BUDGET = 1_000_000.0
+#: Numbers in a brief are numbers: "600" and true are refused, not coerced.
+STRICT = {"strict": True}
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML with duplicate keys refused: the second ``daily_budget:`` must not silently win."""
+
+
+def _mapping_without_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
 
 
 class Product(_Strict):
     model: Path
-    url: str = Field(pattern=r"^https?://")
+    url: str = Field(pattern=r"^https?://", max_length=2000)
     message: str = Field(min_length=1, max_length=500)
     orientation: Literal[ORIENTATIONS] = Field(  # type: ignore[valid-type]
         default="auto", description="which model axis is up; auto stands products lying on their side"
     )
-    colourway: dict[str, HexColour] = Field(default_factory=dict, description="material slot -> #RRGGBB")
+    colourway: dict[str, HexColour] = Field(default_factory=dict, max_length=32, description="material slot -> #RRGGBB")
 
 
 ATTRIBUTION_WINDOWS = ("1d_click", "7d_click", "28d_click", "1d_view", "7d_view", "1d_ev")
@@ -47,7 +74,7 @@ class MetaSettings(_Strict):
     attribution_windows: list[Literal[ATTRIBUTION_WINDOWS]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: ["7d_click", "1d_view"], min_length=1, description="how Meta counts conversions"
     )
-    countries: list[str] = Field(default_factory=lambda: ["US"], min_length=1)
+    countries: list[str] = Field(default_factory=lambda: ["US"], min_length=1, max_length=250)
 
     @field_validator("ad_sets")
     @classmethod
@@ -65,39 +92,67 @@ class ShopifySettings(_Strict):
 
 
 class Autoplay(_Strict):
-    live_variants: int = Field(default=6, ge=2, le=20)
-    keep_per_generation: int = Field(default=3, ge=1)
-    days_per_generation: int = Field(default=2, ge=1, le=30)
-    activate: bool = False
-    exploration_floor: float = Field(default=0.04, ge=0.0, le=0.2)
-    min_impressions: int = Field(default=1000, ge=0)
-    max_budget_step: float = Field(default=0.2, gt=0, le=0.2, description="largest budget change a day")
-    half_life_days: float | None = Field(default=5.0, gt=0, description="evidence weight halves this often")
-    conversion_delay_days: float = Field(default=2.0, gt=0, description="mean days from click to purchase")
+    live_variants: int = Field(default=6, ge=2, le=20, **STRICT)
+    keep_per_generation: int = Field(default=3, ge=1, **STRICT)
+    days_per_generation: int = Field(default=2, ge=1, le=30, **STRICT)
+    activate: bool = Field(default=False, **STRICT)
+    exploration_floor: float = Field(default=0.04, ge=0.0, le=0.2, **STRICT)
+    min_impressions: int = Field(default=1000, ge=0, le=10**9, **STRICT)
+    max_budget_step: float = Field(default=0.2, gt=0, le=0.2, description="largest budget change a day", **STRICT)
+    half_life_days: float | None = Field(
+        default=5.0, gt=0, le=365, description="evidence weight halves this often", **STRICT
+    )
+    conversion_delay_days: float = Field(
+        default=2.0, gt=0, le=90, description="mean days from click to purchase", **STRICT
+    )
     palette_max_delta_e: float = Field(
-        default=0.0, ge=0, le=20, description="new colours within this CIEDE2000 distance; 0: the palette only"
+        default=0.0,
+        ge=0,
+        le=20,
+        description="new colours within this CIEDE2000 distance; 0: the palette only",
+        **STRICT,
     )
     approved_templates: list[str] | None = Field(
-        default=None, description="when set, the approval gate: only these template families go live"
+        default=None, max_length=64, description="when set, the approval gate: only these template families go live"
     )
 
 
 class Brief(_Strict):
-    brand: str = Field(min_length=1)
+    brand: str = Field(min_length=1, max_length=100)
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,40}$", description="slug used in ad names")
     product: Product
-    palette: list[str] = Field(min_length=1)
-    templates: list[str] = Field(min_length=1)
-    aspects: list[str] = Field(min_length=1)
+    palette: list[str] = Field(min_length=1, max_length=64)
+    templates: list[str] = Field(min_length=1, max_length=64)
+    aspects: list[str] = Field(min_length=1, max_length=8)
     podium_colour: HexColour | None = Field(default=None, description="podium colour; default: a shade of the backdrop")
     accent_colour: HexColour | None = Field(default=None, description="gradient end and rim-light tint")
     goal: Literal["ctr", "conversion_rate", "roas", "cost_per_purchase"] = "ctr"
-    daily_budget: float = Field(gt=0, description="hard cap over all live variants, in account currency")
+    daily_budget: float = Field(
+        gt=0, le=MAX_DAILY_BUDGET, description="hard cap over all live variants, in account currency", **STRICT
+    )
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
-    channels: list[Literal["meta", "shopify"]] = Field(min_length=1)
+    channels: list[Literal["meta", "shopify"]] = Field(min_length=1, max_length=2)
     meta: MetaSettings | None = None
     shopify: ShopifySettings | None = None
     autoplay: Autoplay = Autoplay()
+
+    @property
+    def storefront_origins(self) -> set[str]:
+        """Where the brand's storefront pixel may post from: the shop's domain and the product page's site."""
+        from urllib.parse import urlsplit
+
+        url = urlsplit(self.product.url)
+        origins = {f"{url.scheme}://{url.netloc}"}
+        if self.shopify is not None:
+            origins.add(f"https://{self.shopify.shop}")
+        return origins
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, v: str) -> str:
+        if pycountry.currencies.get(alpha_3=v) is None:
+            raise ValueError(f"{v!r} is not an ISO 4217 currency code")
+        return v
 
     @field_validator("palette")
     @classmethod
@@ -141,13 +196,22 @@ class Brief(_Strict):
         return self
 
 
+def asset_roots(brief_path: Path) -> list[Path]:
+    """Where a brief's product model may live: beside the brief, or under ``AUTOPLAY_ASSET_ROOTS`` (paths
+    separated by ':'), never anywhere else on the machine (``../../etc/passwd`` is refused)."""
+    extra = [Path(p).resolve() for p in os.environ.get("AUTOPLAY_ASSET_ROOTS", "").split(os.pathsep) if p]
+    return [brief_path.resolve().parent, *extra]
+
+
 def load_brief(path: str | Path) -> Brief:
     """Load and validate a brief; the product model path is resolved against the brief's folder."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except FileNotFoundError:
         raise BriefError(f"{path}: no such brief file") from None
+    except UnicodeDecodeError:
+        raise BriefError(f"{path}: not a text file (UTF-8)") from None
     except yaml.YAMLError as exc:
         raise BriefError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
@@ -160,7 +224,15 @@ def load_brief(path: str | Path) -> Brief:
             where = ".".join(str(p) for p in err["loc"]) or "brief"
             problems.append(f"field '{where}': {err['msg'].removeprefix('Value error, ')}")
         raise BriefError(f"{path}: " + "; ".join(problems)) from None
-    model = brief.product.model if brief.product.model.is_absolute() else (path.parent / brief.product.model)
+    model = (
+        brief.product.model if brief.product.model.is_absolute() else (path.parent / brief.product.model)
+    ).resolve()
+    roots = asset_roots(path)
+    if not any(model.is_relative_to(root) for root in roots):
+        raise BriefError(
+            f"{path}: field 'product.model': {brief.product.model} is outside the brief's folder "
+            f"(and AUTOPLAY_ASSET_ROOTS); put the model beside the brief"
+        )
     if not model.is_file():
         raise BriefError(f"{path}: field 'product.model': no model file at {model}")
     return brief.model_copy(update={"product": brief.product.model_copy(update={"model": model.resolve()})})

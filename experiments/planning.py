@@ -235,6 +235,49 @@ def budgets_in_cents(
     return pd.Series(cents.astype(int), index=shares.index, name="daily_budget_cents")
 
 
+@dataclass(frozen=True)
+class AdSetting:
+    ad_id: str
+    active: bool
+    budget_cents: int
+
+
+@dataclass(frozen=True)
+class AdSetSetting:
+    active: bool
+    budget_cents: int
+
+
+@dataclass(frozen=True)
+class AdSetPlan:
+    """What to write to the platform today: each ad's status, each ad set's budget and status."""
+
+    ads: dict[str, AdSetting]
+    adsets: dict[str, AdSetSetting]
+
+
+def adset_plan(publications: pd.DataFrame, budgets: pd.Series, activate: bool, minimum_cents: int) -> AdSetPlan:
+    """Roll per-variant budgets up to the ad sets that hold them (an ad set the brief names holds several).
+
+    ``publications`` is indexed by variant id with ``ad_id``, ``adset_id`` and ``status``. A variant not in
+    ``budgets`` is no longer live: paused, once (one already PAUSED or DISAPPROVED is left alone). An ad set
+    never goes under the platform minimum; it is active when any of its ads is.
+    """
+    ads: dict[str, AdSetting] = {}
+    cents: dict[str, int] = {}
+    active: dict[str, bool] = {}
+    for variant_id, pub in publications.iterrows():
+        live_now = variant_id in budgets.index
+        if not live_now and pub["status"] in ("PAUSED", "DISAPPROVED"):
+            continue
+        on = live_now and activate
+        ads[variant_id] = AdSetting(pub["ad_id"], on, int(budgets.get(variant_id, 0)))
+        cents[pub["adset_id"]] = cents.get(pub["adset_id"], 0) + int(budgets.get(variant_id, 0))
+        active[pub["adset_id"]] = active.get(pub["adset_id"], False) or on
+    adsets = {a: AdSetSetting(active[a], max(c, minimum_cents)) for a, c in cents.items()}
+    return AdSetPlan(ads, adsets)
+
+
 def leaderboard(
     brief: Brief,
     variants: pd.DataFrame,

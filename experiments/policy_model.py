@@ -51,6 +51,17 @@ class PolicyModel(mlflow.pyfunc.PythonModel):
         raise ValueError(f"unknown action {action!r}; use 'allocate' or 'propose'")
 
 
+#: What the policy needs where it is loaded (the packages it imports travel as code paths).
+MODEL_PACKAGES = ("mlflow", "numpy", "pandas", "scipy", "scikit-learn", "pydantic", "pyyaml", "matplotlib")
+
+
+def model_requirements() -> list[str]:
+    """Pinned to the versions it was trained with, from the registry; never this repo as a package."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in MODEL_PACKAGES]
+
+
 def log_policy_model(model: PolicyModel, registered_name: str) -> str:
     """Log the policy in the active run, register a new version, point ``challenger`` at it; returns the version.
 
@@ -72,6 +83,7 @@ def log_policy_model(model: PolicyModel, registered_name: str) -> str:
                 code_paths=[str(ROOT / "experiments"), str(ROOT / "rendering")],
                 signature=signature,
                 registered_model_name=registered_name,
+                pip_requirements=model_requirements(),  # given, not inferred: inference costs seconds a model
             )
     finally:
         quiet.setLevel(level)

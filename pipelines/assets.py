@@ -1,5 +1,13 @@
-"""One asset per stage of the loop. Each one only wires resources into a function of ``stages``."""
+"""One asset per stage of the loop. Each one only wires resources into a function of ``stages``.
 
+Every asset of the loop but the event store is partitioned by brief (the catalog's briefs are the partitions
+of ``briefs``); renders are partitioned by variant. The loop closes outside the asset graph: ``renders``
+follow ``plan`` and ``publications`` publish what is rendered, in the order the sensor in
+``pipelines.definitions`` requests their runs (a graph of assets cannot hold a cycle).
+"""
+
+import base64
+import io
 import warnings
 from pathlib import Path
 
@@ -8,6 +16,7 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
+    AssetObservation,
     BackfillPolicy,
     BetaWarning,
     DynamicPartitionsDefinition,
@@ -26,6 +35,7 @@ from pipelines.resources import (
     ShopifyResource,
 )
 
+brief_partitions = DynamicPartitionsDefinition(name="briefs")
 variant_partitions = DynamicPartitionsDefinition(name="variants")
 
 # Single-run backfills (one run renders a range of variants) are "beta" in Dagster 1.13; we rely on them.
@@ -33,6 +43,9 @@ warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", categor
 
 #: Dagster's run tags for a run over a range of partitions (what a single-run backfill sets).
 PARTITION_RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
+#: Our run tags: which brief, which step of the cadence, which generation and day.
+BRIEF_TAG, STEP_TAG, GENERATION_TAG, DAY_TAG = "autoplay/brief", "autoplay/step", "autoplay/generation", "autoplay/day"
+OWNERS = ["team:autoplay"]
 
 
 def partition_range_tags(first: str, last: str) -> dict[str, str]:
@@ -40,13 +53,53 @@ def partition_range_tags(first: str, last: str) -> dict[str, str]:
     return dict(zip(PARTITION_RANGE_TAGS, (first, last)))
 
 
-@asset(group_name="loop", description="The next generation: variants kept, new combinations to render.")
-def plan(context: AssetExecutionContext, loop: LoopResource) -> MaterializeResult:
-    brief = loop.brief()
-    result = stages.plan(brief, loop.ledger(), loop.store(), loop.render_profile, loop.seed)
-    if result.new_variant_ids:
-        context.instance.add_dynamic_partitions(variant_partitions.name, result.new_variant_ids)
-    context.log.info(f"generation {result.generation}: {len(result.live)} live, {len(result.new_variant_ids)} new")
+def actor(context: AssetExecutionContext) -> str:
+    """Who acts, for the audit log: the sensor or schedule that requested the run (or a person), and the run."""
+    tags = context.run.tags
+    who = tags.get("dagster/sensor_name") or tags.get("dagster/schedule_name") or "manual"
+    return f"dagster:{who}:{context.run_id}"
+
+
+def thumbnail_markdown(png: Path, width: int = 480) -> str:
+    """A picture that shows in the Dagster UI's metadata (a small JPEG inline), then where the file is."""
+    from PIL import Image
+
+    with Image.open(png) as im:
+        im = im.convert("RGB")
+        im.thumbnail((width, width))
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", quality=80)
+    data = base64.b64encode(buf.getvalue()).decode()
+    return f"![{png.name}](data:image/jpeg;base64,{data})\n\n`{png}`"
+
+
+@asset(
+    group_name="loop",
+    partitions_def=brief_partitions,
+    deps=["policy"],
+    kinds={"python", "duckdb"},
+    owners=OWNERS,
+    code_version="2",
+    description="The brief's next generation: variants kept, new combinations to render, with their decisions.",
+)
+def plan(context: AssetExecutionContext, loop: LoopResource, clock: ClockResource) -> MaterializeResult:
+    name = context.partition_key
+    brief = loop.brief(name)
+    result = stages.plan(
+        brief,
+        loop.ledger(),
+        loop.store(),
+        loop.render_profile,
+        clock.today(),
+        actor(context),
+        brief_path=Path(loop.brief_path(name)),
+        seed=loop.seed,
+    )
+    ids = result.live["variant_id"].tolist()
+    context.instance.add_dynamic_partitions(variant_partitions.name, ids)
+    context.log.info(
+        f"{name}: generation {result.generation}: {len(result.live)} live, {len(result.new_variant_ids)} new"
+    )
     return MaterializeResult(
         metadata={
             "generation": result.generation,
@@ -62,18 +115,33 @@ def plan(context: AssetExecutionContext, loop: LoopResource) -> MaterializeResul
     backfill_policy=BackfillPolicy.single_run(),
     pool="gpu",
     deps=[plan],
+    kinds={"blender"},
+    owners=OWNERS,
+    code_version="2",
     description="Stills per variant, rendered by Blender worker processes (pool 'gpu'); a run over a range of "
     "variants imports the product once per worker.",
 )
 def renders(context: AssetExecutionContext, loop: LoopResource) -> MaterializeResult:
     keys = context.partition_keys
     context.log.info(f"rendering {len(keys)} variants")
+    done = []
+
+    def reported(r: dict) -> None:
+        done.append(r["variant_id"])
+        context.log_event(
+            AssetObservation(
+                asset_key=context.asset_key,
+                partition=r["variant_id"],
+                metadata={"status": r["status"], "done": len(done), "of": len(keys), "error": r.get("error") or ""},
+            )
+        )
+
     results = stages.render(
-        loop.brief(),
         loop.ledger(),
         keys,
         Path(loop.home) / "renders",
-        on_result=lambda r: context.log.info(f"{r['variant_id']}: {r['status']} {r.get('error', '')}"),
+        actor(context),
+        on_result=reported,
         max_jobs_per_worker=loop.render_max_jobs,
     )
     manifests = [r["manifest"] for r in results]
@@ -90,21 +158,26 @@ def renders(context: AssetExecutionContext, loop: LoopResource) -> MaterializeRe
 
 @asset(
     group_name="loop",
-    deps=[renders],
+    partitions_def=brief_partitions,
+    kinds={"python"},
+    owners=OWNERS,
+    code_version="2",
     description="Rendered live variants published on the brief's channels: Meta ads (stills or turntables, "
-    "placements by aspect) and Shopify product media (the leading variant featured).",
+    "placements by aspect, created PAUSED) and Shopify product media (the leading variant featured). "
+    "Nothing rendered yet, or a paused brief, publishes nothing.",
 )
 def publications(
     context: AssetExecutionContext, loop: LoopResource, meta: MetaResource, shopify: ShopifyResource
 ) -> MaterializeResult:
-    brief = loop.brief()
+    brief = loop.brief(context.partition_key)
     metadata = {}
+    who = actor(context)
     if "meta" in brief.channels:
-        published = stages.publish(brief, loop.ledger(), meta.client(brief))
+        published = stages.publish(brief, loop.ledger(), meta.client(brief), who)
         context.log.info(f"published {len(published)} new Meta ads")
         metadata |= {"meta_published": len(published), "ads": MetadataValue.json(published)}
     if "shopify" in brief.channels:
-        media = stages.publish_shopify(brief, loop.ledger(), loop.store(), shopify.client(brief), loop.seed)
+        media = stages.publish_shopify(brief, loop.ledger(), loop.store(), shopify.client(brief), who, loop.seed)
         context.log.info(f"attached {sum('media_id' in m for m in media)} renders to {brief.shopify.product_id}")
         metadata |= {"shopify": MetadataValue.json(media)}
     return MaterializeResult(metadata=metadata)
@@ -112,48 +185,24 @@ def publications(
 
 @asset(
     group_name="loop",
+    partitions_def=brief_partitions,
     deps=[publications],
-    description="Meta's review of the live ads: a disapproved ad is paused and its variant retired, with the reason.",
-)
-def review(context: AssetExecutionContext, loop: LoopResource, meta: MetaResource) -> MaterializeResult:
-    brief = loop.brief()
-    reviews = stages.review(brief, loop.ledger(), meta.client(brief))
-    for r in reviews:
-        if r.disapproved:
-            context.log.warning(f"variant {r.variant_id} retired: Meta disapproved ad {r.ad_id}: {r.reason}")
-    counts = {}
-    for r in reviews:
-        counts[r.effective_status] = counts.get(r.effective_status, 0) + 1
-    return MaterializeResult(metadata={"effective_status": MetadataValue.json(counts)})
-
-
-@asset(
-    group_name="loop",
-    deps=[review],
-    description="Traffic split over live variants by P(best), applied as ad set budgets within the cap.",
-)
-def allocation(
-    context: AssetExecutionContext, loop: LoopResource, meta: MetaResource, clock: ClockResource
-) -> MaterializeResult:
-    brief = loop.brief()
-    shares = stages.allocate(brief, loop.ledger(), loop.store(), meta.client(brief), clock.today(), loop.seed)
-    return MaterializeResult(metadata={"shares": MetadataValue.json({k: round(v, 4) for k, v in shares.items()})})
-
-
-@asset(
-    group_name="loop",
-    deps=[allocation],
-    description="Daily ad insights read back and produced to Kafka as metric snapshots.",
+    kinds={"python", "kafka"},
+    owners=OWNERS,
+    code_version="2",
+    description="The brief's daily ad insights up to yesterday, produced to Kafka as metric snapshots.",
 )
 def performance_events(
     context: AssetExecutionContext, loop: LoopResource, meta: MetaResource, kafka: KafkaResource, clock: ClockResource
 ) -> MaterializeResult:
-    brief = loop.brief()
-    producer = kafka.producer()
-    try:
-        sent = stages.pull_insights(brief, loop.ledger(), meta.client(brief), producer, clock.today())
-    finally:
-        producer.close()
+    brief = loop.brief(context.partition_key)
+    sent = 0
+    if "meta" in brief.channels:
+        producer = kafka.producer()
+        try:
+            sent = stages.pull_insights(brief, loop.ledger(), meta.client(brief), producer, clock.today())
+        finally:
+            producer.close()
     context.log.info(f"produced {sent} metric snapshots to {kafka.topic}")
     return MaterializeResult(metadata={"produced": sent, "topic": kafka.topic})
 
@@ -161,7 +210,11 @@ def performance_events(
 @asset(
     group_name="loop",
     deps=[performance_events],
-    description="Kafka events in the DuckDB event store, offsets stored with the data.",
+    kinds={"kafka", "duckdb"},
+    owners=OWNERS,
+    code_version="2",
+    description="Kafka events (every brief's) in the DuckDB event store, offsets stored with the data; reads up "
+    "to the end offsets seen when it started.",
     check_specs=[
         AssetCheckSpec(
             "dead_letter_share",
@@ -201,9 +254,63 @@ def event_store(context: AssetExecutionContext, loop: LoopResource, kafka: Kafka
 
 @asset(
     group_name="loop",
+    partitions_def=brief_partitions,
     deps=[event_store],
-    description="Policies fitted on the store; an MLflow run with leaderboard, plots, sheet and the pyfunc model "
-    "registered as the challenger.",
+    kinds={"python"},
+    owners=OWNERS,
+    code_version="2",
+    description="Meta's review of the brief's live ads: a disapproved ad is paused and its variant retired, "
+    "with the reason.",
+)
+def review(context: AssetExecutionContext, loop: LoopResource, meta: MetaResource) -> MaterializeResult:
+    brief = loop.brief(context.partition_key)
+    reviews = stages.review(brief, loop.ledger(), meta.client(brief), actor(context)) if brief.meta else []
+    for r in reviews:
+        if r.disapproved:
+            context.log.warning(f"variant {r.variant_id} retired: Meta disapproved ad {r.ad_id}: {r.reason}")
+    counts = {}
+    for r in reviews:
+        counts[r.effective_status] = counts.get(r.effective_status, 0) + 1
+    return MaterializeResult(metadata={"effective_status": MetadataValue.json(counts)})
+
+
+@asset(
+    group_name="loop",
+    partitions_def=brief_partitions,
+    deps=[review],
+    kinds={"python"},
+    owners=OWNERS,
+    code_version="2",
+    description="The day's traffic split over live variants by P(best), applied as ad set budgets within the cap; "
+    "a paused brief keeps every ad PAUSED.",
+)
+def allocation(
+    context: AssetExecutionContext, loop: LoopResource, meta: MetaResource, clock: ClockResource
+) -> MaterializeResult:
+    brief = loop.brief(context.partition_key)
+    today = clock.today()
+    final = context.run.tags.get(STEP_TAG) == "close"
+    shares = stages.allocate(
+        brief, loop.ledger(), loop.store(), meta.client(brief), today, actor(context), loop.seed, final=final
+    )
+    return MaterializeResult(
+        metadata={
+            "day": today.isoformat(),
+            "paused": loop.ledger().is_paused(brief.name),
+            "shares": MetadataValue.json({k: round(v, 4) for k, v in shares.items()}),
+        }
+    )
+
+
+@asset(
+    group_name="loop",
+    partitions_def=brief_partitions,
+    deps=[event_store],
+    kinds={"mlflow", "scikitlearn"},
+    owners=OWNERS,
+    code_version="2",
+    description="The brief's policies fitted on the store; an MLflow run with leaderboard, plots, sheet and the "
+    "pyfunc model registered as the challenger.",
     check_specs=[
         AssetCheckSpec(
             "challenger_beats_champion",
@@ -214,16 +321,12 @@ def event_store(context: AssetExecutionContext, loop: LoopResource, kafka: Kafka
     ],
 )
 def policy(context: AssetExecutionContext, loop: LoopResource, mlflow: MlflowResource) -> MaterializeResult:
-    brief = loop.brief()
+    brief = loop.brief(context.partition_key)
+    who = actor(context)
     out = stages.train(
-        brief,
-        loop.ledger(),
-        loop.store(),
-        mlflow.target(),
-        Path(loop.home) / "contact_sheets",
-        loop.seed,
+        brief, loop.ledger(), loop.store(), mlflow.target(), Path(loop.home) / "contact_sheets", who, loop.seed
     )
-    decision = stages.promote(brief, loop.ledger(), loop.store(), mlflow.target())
+    decision = stages.promote(brief, loop.ledger(), loop.store(), mlflow.target(), who)
     context.log.info(decision["verdict"])
     estimates = {k: decision[k].as_dict() for k in ("challenger", "champion") if decision[k] is not None}
     return MaterializeResult(
@@ -240,12 +343,20 @@ def policy(context: AssetExecutionContext, loop: LoopResource, mlflow: MlflowRes
             )
         ],
         metadata={
-            "mlflow_run_id": out["run_id"],
+            "mlflow_run": MetadataValue.url(mlflow.run_url(out["run_id"])),
             "generation": out["generation"],
-            "contact_sheet": MetadataValue.path(str(out["sheet"])),
+            "contact_sheet": MetadataValue.md(thumbnail_markdown(Path(out["sheet"]))),
             "leaderboard": MetadataValue.md(out["board"].head(10).to_markdown(index=False, floatfmt=".4f")),
         },
     )
 
 
-LOOP_ASSETS = [plan, renders, publications, review, allocation, performance_events, event_store, policy]
+LOOP_ASSETS = [plan, renders, publications, performance_events, event_store, review, allocation, policy]
+
+#: What each step of the cadence materialises, in the order of the asset graph.
+STEP_ASSETS = {
+    "open_first": [plan],
+    "open": [performance_events, event_store, policy, plan],
+    "day": [publications, performance_events, event_store, review, allocation],
+    "close": [performance_events, event_store, review, allocation, policy],
+}

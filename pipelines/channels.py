@@ -60,6 +60,15 @@ class Sandboxes:
     shop_token: str
     app_secret: str
 
+    def admit(self, brief: Brief) -> None:
+        """Open the brief's ad account and product in the sandboxes (a brief added while they run)."""
+        with self.meta.lock:
+            if brief.meta and "act_" + brief.meta.account_id.removeprefix("act_") not in self.meta.accounts:
+                self.meta.add_account(brief.meta.account_id, brief.meta.campaign_id)
+        with self.shop.lock:
+            if brief.shopify and brief.shopify.product_id not in self.shop.products:
+                self.shop.add_product(brief.shopify.product_id, brief.product.message)
+
     def addresses(self) -> dict[str, str]:
         """What other commands need to reach them (the marker file of `autoplay sandbox`)."""
         return {"meta_url": self.meta.url, "meta_token": self.meta_token, "shop_url": self.shop.url,
@@ -67,16 +76,22 @@ class Sandboxes:
 
 
 @contextmanager
-def serve_sandboxes(brief: Brief, market: SimulatedMarket | None = None) -> Iterator[Sandboxes]:
-    """Meta and Shopify sandboxes for ``brief``'s account and product, with fresh sandbox tokens. The shop's
-    orders and pixel events follow the ads' delivery (sent wherever ``shop.webhook_url``/``pixel_url`` say)."""
+def serve_sandboxes(briefs: Brief | list[Brief], market: SimulatedMarket | None = None) -> Iterator[Sandboxes]:
+    """Meta and Shopify sandboxes for the briefs' ad accounts and products, with fresh sandbox tokens. The
+    shop's orders and pixel events follow the ads' delivery (sent wherever ``shop.webhook_url``/``pixel_url``
+    say)."""
+    briefs = [briefs] if isinstance(briefs, Brief) else list(briefs)
     tokens = secrets.token_urlsafe(24), f"shpat_{secrets.token_hex(16)}", secrets.token_hex(16)
-    account = brief.meta.account_id if brief.meta else "act_1000000000001"
-    campaign = brief.meta.campaign_id if brief.meta else "120000000000001"
-    products = {brief.shopify.product_id: brief.product.message} if brief.shopify else None
+    accounts = {b.meta.account_id: b.meta.campaign_id for b in briefs if b.meta} or {
+        "act_1000000000001": "120000000000001"
+    }
+    (account, campaign), *more = accounts.items()
+    products = {b.shopify.product_id: b.product.message for b in briefs if b.shopify} or None
     with ExitStack() as stack:
         meta = stack.enter_context(
-            MetaGraphSandbox(market or SimulatedMarket(), tokens[0], account, campaign_id=campaign)
+            MetaGraphSandbox(
+                market or SimulatedMarket(), tokens[0], account, campaign_id=campaign, more_accounts=dict(more)
+            )
         )
         shop = stack.enter_context(ShopifySandbox(tokens[1], tokens[2], products=products))
         meta.on_day.append(shop.storefront_day)

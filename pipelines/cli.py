@@ -5,108 +5,31 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import sys
+import math
+import os
+import socket
 import time
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pipelines.settings import REPO, load_settings
+from pipelines import cli_loop
+from pipelines.cli_common import console, err
+from pipelines.cli_common import fail as _fail
+from pipelines.settings import load_settings
 
 app = typer.Typer(
     help="autoplay: render product variants, publish them, learn what wins.",
     no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
+    # rich's traceback never returns on the cyclic exception chains Dagster raises: plain tracebacks
+    pretty_exceptions_enable=False,
 )
-console = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, soft_wrap=True)  # error lines name paths: never wrapped
+cli_loop.register(app)
 
 
-def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(2)
-
-
-@app.command()
-def demo(
-    brief: Path = typer.Option(REPO / "examples" / "waterbottle" / "brief.yaml", help="brief YAML file"),
-    generations: int = typer.Option(3, min=1, max=20),
-    profile: str = typer.Option("preview", help="render profile: thumbnail, preview or production"),
-    seed: int = typer.Option(0, help="seed of the simulated market and the policy"),
-) -> None:
-    """Run generations of the loop against the sandbox on the embedded defaults, through Dagster."""
-    from dagster import DagsterExecutionInterruptedError
-
-    from experiments.brief import BriefError, load_brief
-    from experiments.market import SimulatedMarket
-    from pipelines.demo import run_demo
-
-    logging.getLogger("kafka").setLevel(logging.ERROR)
-    try:
-        parsed = load_brief(brief)
-    except BriefError as exc:
-        _fail(str(exc))
-    settings = load_settings()
-    started = time.perf_counter()
-    columns = [
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    ]
-    with Progress(*columns, console=console) as progress:
-        loop = progress.add_task("generations", total=generations)
-        step = progress.add_task("starting broker and sandbox", total=None)
-        renders = progress.add_task("renders", total=0, visible=False)
-
-        class Bars:
-            def stage(self, generation: int, name: str) -> None:
-                progress.update(step, description=f"generation {generation}: {name}")
-                if name == "plan" and generation:
-                    progress.advance(loop)
-
-            def renders_planned(self, generation: int, n: int) -> None:
-                progress.reset(renders, total=n, visible=True, description=f"generation {generation}: renders")
-
-            def render_done(self, variant_id: str) -> None:
-                progress.advance(renders)
-
-        try:
-            result = run_demo(settings, brief, generations, profile, SimulatedMarket(seed=seed), Bars(), seed)
-        except (KeyboardInterrupt, DagsterExecutionInterruptedError):
-            _fail("interrupted; the broker and sandbox were stopped")
-        progress.update(loop, completed=generations)
-        progress.update(step, description="done", total=1, completed=1)
-
-    _print_leaderboard(result.leaderboard, parsed.goal)
-    shares = Table(title="Traffic share of the best live variant (true rates known to the sandbox)")
-    for col in ("generation", "best live variant", "true CTR", "impressions", "traffic share"):
-        shares.add_column(col, justify="right")
-    for r in result.best_share.itertuples():
-        shares.add_row(str(r.generation), r.variant_id, f"{r.true_rate:.3%}", f"{r.impressions:,.0f}", f"{r.share:.1%}")
-    console.print(shares)
-    read_back = Table(title="Read back through both channels (Meta insights; Shopify pixel and order webhooks)")
-    for col in ("channel", "kind", "count", "value", "joined to Meta ads"):
-        read_back.add_column(col, justify="right" if col not in ("channel", "kind") else "left")
-    for r in result.read_back.itertuples():
-        value = f"{r.value:,.2f}" if r.value == r.value and r.value else "-"
-        joined = f"{r.joined_to_ads:,.0f}" if r.channel != "meta" and r.joined_to_ads == r.joined_to_ads else "-"
-        read_back.add_row(r.channel, r.kind, f"{r.count:,.0f}", value, joined)
-    console.print(read_back)
-    console.print(f"events stored: {result.event_counts}")
-    console.print(f"renders:         {result.renders_dir}")
-    for sheet in result.sheets:
-        console.print(f"contact sheet:   {sheet}")
-    console.print(f"Dagster home:    {result.dagster_home}")
-    console.print(f"MLflow store:    {result.mlflow_uri}")
-    console.print(f"finished in {time.perf_counter() - started:.0f} s")
-
-
-def _print_leaderboard(board, goal: str) -> None:
+def print_leaderboard(board, goal: str) -> None:
     table = Table(title=f"Leaderboard ({goal})")
     for col in (
         "variant",
@@ -221,34 +144,23 @@ def render(
         raise typer.Exit(1)
 
 
-def _brief_or_fail(brief_path: Path | None):
+def _brief_or_fail(brief: str | None):
+    """``--brief``: a brief file, or the name of a brief in the catalog (AUTOPLAY_BRIEFS); without it, the
+    catalog's only brief."""
     from experiments.brief import BriefError, load_brief
+    from experiments.catalog import load_catalog
 
     try:
-        return load_brief(brief_path or load_settings().brief_path)
+        if brief and Path(brief).is_file():
+            return load_brief(brief)
+        catalog = load_catalog(load_settings().briefs_dir)
+        if brief:
+            return catalog.brief(brief)
+        if len(catalog.briefs) != 1:
+            _fail(f"--brief: name one of the catalog's briefs ({', '.join(catalog.names) or 'none'}) or a brief file")
+        return catalog.briefs[catalog.names[0]]
     except BriefError as exc:
         _fail(str(exc))
-
-
-@app.command("pause-all")
-def pause_all(
-    brief_path: Path = typer.Option(None, "--brief", help="brief naming the ad account (default: AUTOPLAY_BRIEF)"),
-    every_brief: bool = typer.Option(False, "--every-brief", help="pause the loop's ads of every brief"),
-) -> None:
-    """The one switch: pause every ad (and its ad set) the loop has published in the brief's ad account.
-
-    Talks to the configured account (META_ACCESS_TOKEN, META_GRAPH_URL) or the running `autoplay sandbox`."""
-    from connectors.meta import MetaError
-    from pipelines.channels import NoChannel, channel
-
-    brief = _brief_or_fail(brief_path)
-    try:
-        with channel(load_settings(), brief, "meta", temporary_ok=False) as target:
-            paused = target.client.pause_all(None if every_brief else brief.name)
-    except (NoChannel, MetaError) as exc:
-        _fail(str(exc))
-    scope = "every brief" if every_brief else f"brief {brief.name}"
-    console.print(f"paused {len(paused)} ads and their ad sets ({scope}, account {target.client.account_id})")
 
 
 @app.command()
@@ -258,12 +170,14 @@ def publish(
     activate: bool = typer.Option(False, "--activate", help="Meta: start the ad ACTIVE instead of PAUSED"),
     feature: bool = typer.Option(False, "--feature", help="Shopify: make the (last) render the featured image"),
     daily_budget: float = typer.Option(None, help="Meta: the ad set's daily budget (default: the brief's cap / live)"),
-    brief_path: Path = typer.Option(None, "--brief", help="brief naming the account/shop (default: AUTOPLAY_BRIEF)"),
+    brief_path: str = typer.Option(None, "--brief", help="brief file or name in the catalog (default: the only one)"),
 ) -> None:
     """Publish rendered variants: Meta ads (stills or turntables, placed by aspect) or Shopify product media.
 
     Reaches the configured account/shop, else the running `autoplay sandbox`, else a temporary sandbox.
     Publishing again reuses what exists: nothing is ever created twice."""
+    from connectors.event_store import EventStore
+    from connectors.ledger import LeaseBusy, Ledger
     from connectors.meta import MetaError
     from connectors.shopify import RenderToAttach, ShopifyError
     from pipelines.channels import NoChannel, channel
@@ -283,17 +197,24 @@ def publish(
             _fail(f"{folder}: no manifest.json; pass a folder written by `autoplay render`")
         except (KeyError, TypeError, json.JSONDecodeError) as exc:
             _fail(f"{folder / 'manifest.json'}: not a render manifest ({type(exc).__name__}: {exc})")
-    budget = daily_budget or brief.daily_budget / brief.autoplay.live_variants
+    budget = brief.daily_budget / brief.autoplay.live_variants if daily_budget is None else daily_budget
+    if not math.isfinite(budget) or budget <= 0 or budget > brief.daily_budget:
+        _fail(f"--daily-budget {daily_budget}: must be above 0 and at most the brief's daily cap of "
+              f"{brief.daily_budget:g} {brief.currency}")  # fmt: skip
     table = Table(title=f"published to {channel_name}")
+    settings = load_settings()
+    ledger = Ledger(EventStore(settings.event_store_path))
+    owner = f"cli:{socket.gethostname()}:{os.getpid()}"
     try:
-        with channel(load_settings(), brief, channel_name) as target:
+        with channel(settings, brief, channel_name) as target:
             console.print(f"{channel_name}: {target.where}")
             if channel_name == "meta":
                 for col in ("variant", "aspect", "media", "ad", "ad set", "creative", "status"):
                     table.add_column(col)
                 for v in variants:
                     creative = creative_for(brief, v)
-                    pub = target.client.publish(creative, int(round(budget * 100)), activate=activate)
+                    with ledger.lease(brief.name, v["variant_id"], "meta", owner):  # concurrent publishes: one
+                        pub = target.client.publish(creative, int(round(budget * 100)), activate=activate)
                     media = f"video {pub.video_id}" if pub.video_id else f"image {pub.image_hash[:10]}"
                     table.add_row(v["variant_id"], v["aspect"], media, pub.ad_id, pub.adset_id, pub.creative_id,
                                   pub.status)  # fmt: skip
@@ -305,7 +226,7 @@ def publish(
                     render = RenderToAttach(v["variant_id"], creative.image_path, alt_text(brief, v))
                     media = target.client.attach(brief.shopify.product_id, render, feature and n == len(variants) - 1)
                     table.add_row(v["variant_id"], media.product_id, media.media_id, media.status, str(media.featured))
-    except (NoChannel, MetaError, ShopifyError) as exc:
+    except (NoChannel, MetaError, ShopifyError, LeaseBusy) as exc:
         _fail(str(exc))
     console.print(table)
 
@@ -346,23 +267,28 @@ def ingest_endpoint(
     import os
     import signal
 
+    from connectors.ingest_server import IngestConfig, serve_forever
     from connectors.kafka_events import EventProducer
-    from connectors.storefront_ingest import IngestEndpoint
+    from experiments.catalog import load_catalog
     from pipelines.settings import kafka_client_config
 
     settings = load_settings()
     secret = os.environ.get("SHOPIFY_API_SECRET")
     if not secret:
         _fail("SHOPIFY_API_SECRET is not set: the endpoint verifies every webhook's HMAC with the app's secret")
+    catalog = load_catalog(settings.briefs_dir)
+    origins = frozenset().union(*(b.storefront_origins for b in catalog.briefs.values()))
     producer = EventProducer(_bootstrap(settings), settings.events_topic, **kafka_client_config())
-    stop_signals = {signal.SIGINT, signal.SIGTERM}
-    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
-    with IngestEndpoint(producer, secret, host=host or settings.ingest_host, port=port or settings.ingest_port) as ep:
-        console.print(f"ingest endpoint on {ep.url}: POST /webhooks/shopify, POST /pixel; Ctrl-C stops it")
-        try:
-            signal.sigwait(stop_signals)
-        finally:
-            producer.close()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # uvicorn handles both; undo what a parent may have left
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    host, port = host or settings.ingest_host, port or settings.ingest_port
+    console.print(f"ingest endpoint on http://{host}:{port}: POST /webhooks/shopify, POST /pixel "
+                  f"(origins {', '.join(sorted(origins)) or 'none'}); Ctrl-C stops it")  # fmt: skip
+    try:
+        serve_forever(producer, IngestConfig(secret, origins), host, port)
+    finally:
+        producer.close()
 
 
 def _slot_colour(item: str) -> tuple[str, str]:
@@ -482,8 +408,10 @@ def broker() -> None:
 @app.command()
 def config() -> None:
     """Show the settings in force (no secrets)."""
+    from connectors.secrets import redact
+
     settings = load_settings()
-    console.print_json(json.dumps({k: str(v) for k, v in settings.__dict__.items()}))
+    console.print_json(json.dumps({k: redact(str(v)) for k, v in settings.__dict__.items()}))
 
 
 if __name__ == "__main__":

@@ -1,27 +1,55 @@
-"""The Dagster ``Definitions`` of autoplay: assets, resources, the autoplay schedule and render sensor.
+"""The Dagster ``Definitions`` of autoplay: assets, jobs, resources, and the automation that turns the loop.
+
+``autoplay_sensor`` is autoplay mode: on every tick of the Dagster daemon it reads the catalog of briefs
+(``AUTOPLAY_BRIEFS``), adds a partition for a new brief, asks ``experiments.cadence`` what each brief's next
+step is for the clock's date, and requests that step as a run with a run key per (brief, generation or day),
+so a repeated tick never does a step twice. A brief with a run in flight waits for it; a failed step stays
+failed (its run key is used) until someone re-executes it from the Dagster UI. A brief whose file is removed
+gets its ads paused and its partition dropped.
 
 Resources come from ``pipelines.settings`` (the environment). With no KAFKA_BOOTSTRAP_SERVERS or
-META_GRAPH_URL set, they point at the embedded broker and sandbox that ``autoplay demo`` starts.
+META_GRAPH_URL set, they point at the embedded broker and sandbox that ``autoplay up`` starts.
 """
 
 import time
+from pathlib import Path
 
 from dagster import (
     AssetSelection,
-    DefaultScheduleStatus,
+    DagsterRunStatus,
     DefaultSensorStatus,
     Definitions,
     EnvVar,
+    OpExecutionContext,
     RunRequest,
-    ScheduleDefinition,
+    RunsFilter,
     SensorEvaluationContext,
     SensorResult,
     define_asset_job,
+    in_process_executor,
+    job,
+    op,
     sensor,
 )
 
+from connectors.ledger import Action
 from connectors.meta import DEFAULT_GRAPH_URL
-from pipelines.assets import LOOP_ASSETS, event_store, partition_range_tags, renders, variant_partitions
+from experiments import cadence
+from experiments.brief import Brief
+from pipelines import stages
+from pipelines.assets import (
+    BRIEF_TAG,
+    DAY_TAG,
+    GENERATION_TAG,
+    LOOP_ASSETS,
+    STEP_ASSETS,
+    STEP_TAG,
+    brief_partitions,
+    event_store,
+    partition_range_tags,
+    renders,
+    variant_partitions,
+)
 from pipelines.resources import (
     ClockResource,
     KafkaResource,
@@ -35,38 +63,142 @@ from pipelines.settings import Settings, load_settings
 loop_job = define_asset_job(
     "autoplay_loop",
     selection=AssetSelection.all() - AssetSelection.assets(renders),
-    description="Plan, publish what is rendered, allocate, read back, ingest and train.",
+    partitions_def=brief_partitions,
+    description="One brief's step of the loop: open a generation (read back, train, plan), or a day (publish, "
+    "read back, ingest, review, allocate). The sensor chooses which assets a run materialises.",
 )
-ingest_job = define_asset_job("ingest_events", selection=AssetSelection.assets(event_store))
 render_job = define_asset_job(
     "render_variants", selection=AssetSelection.assets(renders), partitions_def=variant_partitions
 )
+ingest_job = define_asset_job("ingest_events", selection=AssetSelection.assets(event_store))
 
-autoplay_schedule = ScheduleDefinition(
-    name="autoplay",
-    job=loop_job,
-    cron_schedule="0 6 * * *",
-    default_status=DefaultScheduleStatus.STOPPED,
-    description="Autoplay: one turn of the loop a day. Stopping it is the pause switch for the loop.",
+IN_FLIGHT = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+    DagsterRunStatus.CANCELING,
+]
+
+
+def in_flight(instance, brief: str) -> bool:
+    """Whether a run of this brief is queued or running: one step at a time per brief."""
+    return bool(instance.get_run_records(RunsFilter(tags={BRIEF_TAG: brief}, statuses=IN_FLIGHT), limit=1))
+
+
+def step_tags(step: cadence.Step) -> dict[str, str]:
+    return {
+        BRIEF_TAG: step.brief,
+        STEP_TAG: step.kind,
+        GENERATION_TAG: str(step.generation),
+        DAY_TAG: step.day.isoformat(),
+    }
+
+
+def run_request(instance, step: cadence.Step) -> RunRequest:
+    """The run that carries out ``step``: assets of the loop for one brief, or renders over a variant range."""
+    tags = step_tags(step)
+    if step.kind == "render":
+        keys = instance.get_dynamic_partitions(variant_partitions.name)
+        span = sorted(keys.index(v) for v in step.variant_ids if v in keys)
+        # one run over the range: each worker imports the product once; rendered ones inside are cache hits
+        return RunRequest(
+            run_key=step.run_key,
+            job_name=render_job.name,
+            tags=tags | partition_range_tags(keys[span[0]], keys[span[-1]]),
+        )
+    assets = STEP_ASSETS["open_first" if step.kind == "open" and step.generation == 0 else step.kind]
+    return RunRequest(
+        run_key=step.run_key,
+        job_name=loop_job.name,
+        partition_key=step.brief,
+        asset_selection=[a.key for a in assets],
+        tags=tags,
+    )
+
+
+def withdrawn_briefs(instance, loop: LoopResource, catalog) -> list[str]:
+    """Briefs with a partition whose file is gone (a brief whose file is there but invalid is not withdrawn)."""
+    ledger = loop.ledger()
+    paths = dict(zip(ledger.briefs()["brief"], ledger.briefs()["path"]))
+    return [
+        name
+        for name in instance.get_dynamic_partitions(brief_partitions.name)
+        if name not in catalog.briefs and not (paths.get(name) and Path(paths[name]).exists())
+    ]
+
+
+@sensor(
+    jobs=[loop_job, render_job],
+    minimum_interval_seconds=1,  # the daemon ticks at most every few seconds anyway
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Autoplay: turns the loop for every brief of the catalog, one step per brief at a time.",
 )
+def autoplay_sensor(context: SensorEvaluationContext, loop: LoopResource, clock: ClockResource) -> SensorResult:
+    instance = context.instance
+    catalog = loop.catalog()
+    for error in catalog.errors.values():
+        context.log.warning(f"brief left out: {error}")
+    known = set(instance.get_dynamic_partitions(brief_partitions.name))
+    partition_requests = []
+    new = [n for n in catalog.names if n not in known]
+    if new:
+        partition_requests.append(brief_partitions.build_add_request(new))
+    gone = withdrawn_briefs(instance, loop, catalog)
+    done_withdrawing = [n for n in gone if _withdrawn(instance, n)]
+    if done_withdrawing:
+        partition_requests.append(brief_partitions.build_delete_request(done_withdrawing))
+    requests = [
+        RunRequest(
+            run_key=f"{n}:withdraw",
+            job_name=withdraw_job.name,
+            tags={BRIEF_TAG: n, STEP_TAG: "withdraw"},
+            run_config={"ops": {"withdraw_brief": {"config": {"brief": n}}}},
+        )
+        for n in gone
+        if n not in done_withdrawing
+    ]
+    today = clock.today()
+    ledger = loop.ledger()
+    for name in catalog.names:
+        if in_flight(instance, name):
+            continue
+        brief = catalog.briefs[name]
+        progress = stages.progress(ledger, name)
+        step = cadence.next_step(name, progress, today, brief.autoplay.days_per_generation, loop.max_generations)
+        if step is not None:
+            requests.append(run_request(instance, step))
+    return SensorResult(run_requests=requests, dynamic_partitions_requests=partition_requests)
 
 
-@sensor(job=render_job, default_status=DefaultSensorStatus.STOPPED, minimum_interval_seconds=60)
-def render_sensor(context: SensorEvaluationContext) -> SensorResult:
-    """Requests one render run over the planned variants not rendered yet (from the first to the last of
-    them; rendered ones in between are cache hits), so a worker imports the product once for all."""
-    keys = context.instance.get_dynamic_partitions(variant_partitions.name)
-    done = context.instance.get_materialized_partitions(renders.key)
-    todo = [i for i, k in enumerate(keys) if k not in done]
-    if not todo:
-        return SensorResult(run_requests=[])
-    first, last = keys[todo[0]], keys[todo[-1]]
-    return SensorResult(run_requests=[RunRequest(run_key=f"{first}..{last}", tags=partition_range_tags(first, last))])
+def _withdrawn(instance, brief: str) -> bool:
+    records = instance.get_run_records(
+        RunsFilter(tags={BRIEF_TAG: brief, STEP_TAG: "withdraw"}, statuses=[DagsterRunStatus.SUCCESS]), limit=1
+    )
+    return bool(records)
+
+
+@op(config_schema={"brief": str}, description="Pause every ad of a brief whose file was removed from the catalog.")
+def withdraw_brief(context: OpExecutionContext, loop: LoopResource, meta: MetaResource) -> None:
+    name = context.op_config["brief"]
+    ledger = loop.ledger()
+    spec = ledger.brief_spec(name)
+    who = f"dagster:{context.run.tags.get('dagster/sensor_name', 'manual')}:{context.run_id}"
+    ledger.set_paused(name, True, who, "brief file removed from the catalog")
+    if spec is None or not spec.get("meta"):
+        return
+    ads = meta.client(Brief.model_validate(spec)).pause_all(name)
+    ledger.log_action(Action(name, "pause", who, f"brief withdrawn: {len(ads)} ads paused", {"ads": ads}))
+
+
+@job(name="withdraw", description="Pause a removed brief's ads.")
+def withdraw_job() -> None:
+    withdraw_brief()
 
 
 @sensor(job=ingest_job, default_status=DefaultSensorStatus.STOPPED, minimum_interval_seconds=30)
 def ingest_sensor(context: SensorEvaluationContext, loop: LoopResource, kafka: KafkaResource) -> SensorResult:
-    """Ingests when consumer lag passes a threshold, or when the interval has passed since the last run."""
+    """Ingests between the loop's days, when consumer lag passes a threshold or the interval has passed."""
     settings = load_settings()
     lag = sum(kafka.ingestor(loop.store()).lag().values())
     last = float(context.cursor or 0)
@@ -80,16 +212,16 @@ def ingest_sensor(context: SensorEvaluationContext, loop: LoopResource, kafka: K
     return SensorResult(skip_reason=f"lag {lag} under {settings.ingest_lag_threshold} and interval not passed")
 
 
-def build_resources(settings: Settings, sandbox_url: str = "", seed: int = 0, shop_url: str = "") -> dict:
-    """Resources for these settings; ``sandbox_url`` points Meta and the clock at a running sandbox,
-    ``shop_url`` Shopify at a sandbox shop. Tokens are EnvVars: run config shows their names only."""
+def build_resources(settings: Settings) -> dict:
+    """Resources for these settings. Tokens are EnvVars: run config shows their names only."""
     return {
         "loop": LoopResource(
-            brief_path=str(settings.brief_path),
+            briefs_dir=str(settings.briefs_dir),
             home=str(settings.home),
             render_profile=settings.render_profile,
             render_max_jobs=settings.render_max_jobs,
-            seed=seed,
+            seed=settings.seed,
+            max_generations=settings.max_generations,
         ),
         "kafka": KafkaResource(
             bootstrap_servers=settings.kafka_bootstrap_servers or "127.0.0.1:9092",
@@ -98,14 +230,14 @@ def build_resources(settings: Settings, sandbox_url: str = "", seed: int = 0, sh
         ),
         "meta": MetaResource(
             access_token=EnvVar("META_ACCESS_TOKEN"),
-            graph_url=settings.meta_graph_url or sandbox_url or DEFAULT_GRAPH_URL,
+            graph_url=settings.meta_graph_url or DEFAULT_GRAPH_URL,
             graph_video_url=settings.meta_graph_video_url or "",
         ),
         "shopify": ShopifyResource(
             access_token=EnvVar("SHOPIFY_ACCESS_TOKEN"),
-            admin_url=settings.shopify_admin_url or shop_url,
+            admin_url=settings.shopify_admin_url or "",
         ),
-        "clock": ClockResource(sandbox_url=sandbox_url),
+        "clock": ClockResource(sandbox_url=settings.sandbox_clock_url or ""),
         "mlflow": MlflowResource(
             tracking_uri=settings.mlflow_tracking_uri,
             experiment=settings.mlflow_experiment,
@@ -116,8 +248,9 @@ def build_resources(settings: Settings, sandbox_url: str = "", seed: int = 0, sh
 
 defs = Definitions(
     assets=LOOP_ASSETS,
-    jobs=[loop_job, render_job, ingest_job],
-    schedules=[autoplay_schedule],
-    sensors=[render_sensor, ingest_sensor],
+    # steps of a run share its process: a step is seconds of work, a process start would cost as much
+    executor=in_process_executor,
+    jobs=[loop_job, render_job, ingest_job, withdraw_job],
+    sensors=[autoplay_sensor, ingest_sensor],
     resources=build_resources(load_settings()),
 )

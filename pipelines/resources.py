@@ -16,22 +16,30 @@ from connectors.kafka_events import EventIngestor, EventProducer
 from connectors.ledger import Ledger
 from connectors.meta import DEFAULT_GRAPH_URL, MetaAds
 from connectors.shopify import ShopifyAdmin
-from experiments.brief import Brief, load_brief
+from experiments.brief import Brief
+from experiments.catalog import Catalog, load_catalog
 from experiments.tracking import TrackingTarget
 from pipelines.settings import kafka_client_config
 
 
 class LoopResource(ConfigurableResource):
-    """The brief and the local state of the loop (event store, ledger, renders)."""
+    """The catalog of briefs and the local state of the loop (event store, ledger, renders)."""
 
-    brief_path: str
+    briefs_dir: str
     home: str
     render_profile: str = "preview"
     render_max_jobs: int = 50
     seed: int = 0
+    max_generations: int | None = None
 
-    def brief(self) -> Brief:
-        return load_brief(self.brief_path)
+    def catalog(self) -> Catalog:
+        return load_catalog(self.briefs_dir)
+
+    def brief(self, name: str) -> Brief:
+        return self.catalog().brief(name)
+
+    def brief_path(self, name: str) -> str:
+        return str(self.catalog().paths.get(name, ""))
 
     def store(self) -> EventStore:
         return EventStore(f"{self.home}/events.duckdb")
@@ -63,7 +71,7 @@ class MetaResource(ConfigurableResource):
 
     def client(self, brief: Brief) -> MetaAds:
         if brief.meta is None:
-            raise ValueError("the brief has no 'meta' section")
+            raise ValueError(f"brief {brief.name}: no 'meta' section")
         return MetaAds(
             self.access_token,
             brief.meta.account_id,
@@ -74,6 +82,7 @@ class MetaResource(ConfigurableResource):
             graph_video_url=self.graph_video_url or None,
             ad_sets=dict(brief.meta.ad_sets),
             countries=brief.meta.countries,
+            max_daily_budget_cents=int(round(brief.daily_budget * 100)),  # the cap holds on every path
         )
 
 
@@ -106,6 +115,15 @@ class MlflowResource(ConfigurableResource):
     tracking_uri: str
     experiment: str = "autoplay"
     artifact_location: str | None = None
+    ui_url: str = "http://127.0.0.1:5000"
+
+    def run_url(self, run_id: str) -> str:
+        """Where a data scientist opens the run (the MLflow UI over this tracking store)."""
+        import mlflow
+
+        self.target().activate()
+        experiment_id = mlflow.get_run(run_id).info.experiment_id
+        return f"{self.ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
     def target(self) -> TrackingTarget:
         return TrackingTarget(self.tracking_uri, self.experiment, self.artifact_location)

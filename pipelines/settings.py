@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 @dataclass(frozen=True)
 class Settings:
     home: Path
-    brief_path: Path
+    briefs_dir: Path
     dagster_home: Path
     kafka_bootstrap_servers: str | None
     events_topic: str
@@ -32,10 +32,17 @@ class Settings:
     render_max_jobs: int
     ingest_lag_threshold: int
     ingest_interval_s: float
+    sandbox_clock_url: str | None
+    max_generations: int | None
+    seed: int
 
     @property
     def event_store_path(self) -> Path:
         return self.home / "events.duckdb"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.home / "autoplay.lock"
 
     @property
     def renders_dir(self) -> Path:
@@ -100,7 +107,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     tracking_uri = env.get("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
     return Settings(
         home=home,
-        brief_path=Path(env.get("AUTOPLAY_BRIEF", REPO / "examples" / "waterbottle" / "brief.yaml")).resolve(),
+        briefs_dir=Path(env.get("AUTOPLAY_BRIEFS", REPO / "examples")).resolve(),
         dagster_home=Path(env.get("DAGSTER_HOME", REPO / "dagster_home")).resolve(),
         kafka_bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
         events_topic=env.get("AUTOPLAY_EVENTS_TOPIC", "autoplay.events"),
@@ -117,6 +124,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         render_max_jobs=int(env.get("AUTOPLAY_RENDER_MAX_JOBS", "50")),
         ingest_lag_threshold=int(env.get("AUTOPLAY_INGEST_LAG_THRESHOLD", "10000")),
         ingest_interval_s=float(env.get("AUTOPLAY_INGEST_INTERVAL_S", "300")),
+        sandbox_clock_url=env.get("AUTOPLAY_SANDBOX_CLOCK_URL") or None,
+        max_generations=int(env["AUTOPLAY_MAX_GENERATIONS"]) if env.get("AUTOPLAY_MAX_GENERATIONS") else None,
+        seed=int(env.get("AUTOPLAY_SEED", "0")),
     )
 
 

@@ -18,11 +18,12 @@ import pandas as pd
 from connectors.event_store import EventStore
 from connectors.events import snapshots_from_insights
 from connectors.kafka_events import EventIngestor, EventProducer, IngestStats
-from connectors.ledger import Ledger
+from connectors.ledger import Action, Ledger
 from connectors.meta import AdReview, CreativeToPublish, MetaAds
 from connectors.shopify import RenderToAttach, ShopifyAdmin
 from experiments import evaluation, planning
 from experiments.brief import Brief
+from experiments.cadence import BriefProgress
 from experiments.policy_model import PolicyModel
 from experiments.tracking import TrackingTarget, log_training
 from rendering.batch import render_batch
@@ -30,9 +31,11 @@ from rendering.contact_sheet import contact_sheet
 from rendering.spec import RenderJob
 
 INSIGHTS_LOOKBACK_DAYS = 28  # Meta restates numbers for weeks: re-read them, snapshots upsert
+MIN_BUDGET_CENTS = 100  # the platform's minimum daily budget of an ad set; new ads start there, PAUSED
 
 
 def render_job(brief: Brief, factors: dict, profile: str) -> RenderJob:
+    """The render job of a variant: its factors on the brief's product, colours and orientation."""
     return RenderJob(
         model_path=str(brief.product.model),
         template=factors["template"],
@@ -53,22 +56,32 @@ class PlanResult:
     new_variant_ids: list[str]
 
 
-def plan(brief: Brief, ledger: Ledger, store: EventStore, profile: str, seed: int = 0) -> PlanResult:
+def plan(
+    brief: Brief,
+    ledger: Ledger,
+    store: EventStore,
+    profile: str,
+    today: date,
+    actor: str,
+    brief_path: Path | None = None,
+    seed: int = 0,
+) -> PlanResult:
     """Choose the next generation's live variants and record them, with their decisions, in the ledger."""
+    ledger.record_brief(brief.name, brief.brand, str(brief_path or ""), brief.model_dump(mode="json"))
     current = ledger.current_generation(brief.name)
     generation = 0 if current is None else current + 1
     rng = np.random.default_rng([seed, generation])
     known = ledger.variants(brief.name)
     live = ledger.live(brief.name, current) if current is not None else known.iloc[0:0]
     live = live[(live["render_status"] == "rendered") & live["retired_reason"].isna()] if len(live) else live
-    history = planning.evidence(brief, known, store.variant_daily()) if len(known) else None
+    history = planning.evidence(brief, known, brief_daily(ledger, store, brief)) if len(known) else None
     tried = {planning.factor_key(r) for r in known.to_dict("records")}
     decisions = planning.plan_generation(brief, live, history, tried, rng)
 
     rows, logged = [], []
     for d in decisions:
         job = render_job(brief, d.factors, profile)
-        rows.append({"variant_id": job.variant_id, **d.factors, "profile": profile})
+        rows.append({"variant_id": job.variant_id, **d.factors, "profile": profile, "spec": job.model_dump_json()})
         logged.append(
             {
                 "kind": d.kind,
@@ -79,27 +92,67 @@ def plan(brief: Brief, ledger: Ledger, store: EventStore, profile: str, seed: in
             }
         )
     planned = pd.DataFrame(rows)
-    ledger.start_generation(brief.name, generation, planned, logged)
+    ledger.start_generation(brief.name, generation, planned, logged, opened_on=today)
     new_ids = [r["variant_id"] for r, d in zip(rows, decisions) if d.kind in ("explore", "succeed")]
-    return PlanResult(generation, planned, new_ids)
+    kinds = pd.Series([d.kind for d in decisions]).value_counts().to_dict()
+    ledger.log_action(
+        Action(
+            brief.name,
+            "plan",
+            actor,
+            f"generation {generation} opened on {today}",
+            {"generation": generation, "decisions": kinds, "variants": planned["variant_id"].tolist()},
+        )
+    )
+    return PlanResult(generation, planned.drop(columns=["spec"]), new_ids)
+
+
+def pending_renders(ledger: Ledger, brief: str) -> list[str]:
+    """Live variants of the current generation that have no render yet: new ones and kept ones alike."""
+    generation = ledger.current_generation(brief)
+    if generation is None:
+        return []
+    live = ledger.live(brief, generation)
+    return live.loc[live["render_status"] == "planned", "variant_id"].tolist()
+
+
+def progress(ledger: Ledger, brief: str) -> BriefProgress:
+    """Where a brief's loop stands, for the cadence."""
+    generation = ledger.current_generation(brief)
+    if generation is None:
+        return BriefProgress()
+    days = ledger.days(brief)
+    served = days[(days["generation"] == generation) & ~days["paused"].astype(bool)]
+    gens = ledger.generations(brief).set_index("generation")
+    return BriefProgress(
+        generation=int(generation),
+        days_in_generation=len(served),
+        last_day=pd.Timestamp(days["day"].max()).date() if len(days) else None,
+        renders_pending=tuple(pending_renders(ledger, brief)),
+        closed=bool(pd.notna(gens.loc[generation, "policy_run_id"])),
+    )
 
 
 def render(
-    brief: Brief,
     ledger: Ledger,
     variant_ids: list[str],
     out_root: Path,
+    actor: str,
     on_result=None,
     max_jobs_per_worker: int = 50,
 ) -> list[dict]:
     """Render planned variants in worker processes (the product imported once per worker) and record each
-    outcome in the ledger. A failed variant does not stop the others; the error names every failure."""
+    outcome in the ledger. A failed variant does not stop the others; the error names every failure.
+
+    Each variant renders from the job recorded when it was planned, so the picture is the one planned."""
     jobs = []
     for variant_id in variant_ids:
-        v = ledger.variant(variant_id)
-        job = render_job(brief, v, v["profile"])
+        job = RenderJob.model_validate_json(ledger.render_spec(variant_id))
         if job.variant_id != variant_id:
-            raise ValueError(f"variant {variant_id}: its inputs changed since it was planned (now {job.variant_id})")
+            raise ValueError(
+                f"variant {variant_id}: what its picture depends on changed since it was planned (product file, "
+                f"template recipe or profile; it would now be {job.variant_id}); the next plan replaces it"
+            )
         jobs.append(job)
     results = render_batch(jobs, out_root, on_result=on_result, max_jobs_per_worker=max_jobs_per_worker)
     failed = []
@@ -109,6 +162,16 @@ def render(
             failed.append(f"{variant_id}: {result['error']}")
         else:
             ledger.set_render(variant_id, "rendered", result["dir"])
+    for brief in sorted(set(ledger.briefs_of(variant_ids))):
+        ledger.log_action(
+            Action(
+                brief,
+                "render",
+                actor,
+                f"{len(jobs) - len(failed)} rendered, {len(failed)} failed",
+                {r["variant_id"]: r["status"] for r in results},
+            )
+        )
     if failed:
         raise RuntimeError(
             f"{len(failed)} of {len(jobs)} renders failed; the others are recorded. " + "; ".join(failed)
@@ -140,43 +203,73 @@ def alt_text(brief: Brief, variant: dict) -> str:
 
 def _to_publish(brief: Brief, ledger: Ledger, channel: str) -> list[dict]:
     generation = ledger.current_generation(brief.name)
+    if generation is None:
+        return []
     live = ledger.live(brief.name, generation)
-    done = set(ledger.publications(channel)["variant_id"])
+    done = set(ledger.publications(brief.name, channel)["variant_id"])
     ready = live[(live["render_status"] == "rendered") & live["retired_reason"].isna() & ~live["variant_id"].isin(done)]
     return ready.to_dict("records")
 
 
-def publish(brief: Brief, ledger: Ledger, meta: MetaAds) -> list[dict]:
-    """Publish every rendered live variant not yet on Meta; an intent is recorded before creating."""
+def publish(brief: Brief, ledger: Ledger, meta: MetaAds, actor: str) -> list[dict]:
+    """Publish every rendered live variant not yet on Meta; an intent is recorded before creating.
+
+    Nothing rendered yet is a normal day; a paused brief publishes nothing."""
+    if ledger.is_paused(brief.name):
+        return []
     out = []
     for v in _to_publish(brief, ledger, "meta"):
-        ledger.record_intent(v["variant_id"], "meta")
+        ledger.record_intent(brief.name, v["variant_id"], "meta")
         # created paused at the platform minimum; `allocate` sets the real budget and status
-        pub = meta.publish(creative_for(brief, v), daily_budget_cents=100, activate=False)
+        with ledger.lease(brief.name, v["variant_id"], "meta", actor):
+            pub = meta.publish(creative_for(brief, v), daily_budget_cents=MIN_BUDGET_CENTS, activate=False)
         ids = {k: getattr(pub, k) for k in ("ad_id", "adset_id", "creative_id", "image_hash", "video_id", "status")}
-        ledger.record_publication(v["variant_id"], "meta", **ids)
+        ledger.record_publication(brief.name, v["variant_id"], "meta", **ids, daily_budget_cents=MIN_BUDGET_CENTS)
+        ledger.log_action(
+            Action(
+                brief.name,
+                "publish",
+                actor,
+                f"Meta ad {pub.ad_id} created PAUSED",
+                {"variant_id": v["variant_id"], "channel": "meta", **ids},
+            )
+        )
         out.append(pub.__dict__)
     return out
 
 
-def publish_shopify(brief: Brief, ledger: Ledger, store: EventStore, shop: ShopifyAdmin, seed: int = 0) -> list[dict]:
+def publish_shopify(
+    brief: Brief, ledger: Ledger, store: EventStore, shop: ShopifyAdmin, actor: str, seed: int = 0
+) -> list[dict]:
     """Attach every rendered live variant's still to the brief's product; feature the leading variant.
 
     The leader is the live variant with the highest posterior of the brief's goal; before any evidence the
     product keeps its own featured image.
     """
+    if ledger.is_paused(brief.name):
+        return []
     product = brief.shopify.product_id
     out = []
     for v in _to_publish(brief, ledger, "shopify"):
-        ledger.record_intent(v["variant_id"], "shopify")
+        ledger.record_intent(brief.name, v["variant_id"], "shopify")
         creative = creative_for(brief, v)
         media = shop.attach(product, RenderToAttach(v["variant_id"], creative.image_path, alt_text(brief, v)))
-        ledger.record_publication(v["variant_id"], "shopify", media_id=media.media_id, product_id=product,
-                                  status=media.status)  # fmt: skip
+        ledger.record_publication(
+            brief.name, v["variant_id"], "shopify", media_id=media.media_id, product_id=product, status=media.status
+        )
+        ledger.log_action(
+            Action(
+                brief.name,
+                "publish",
+                actor,
+                f"Shopify media {media.media_id} on {product}",
+                {"variant_id": v["variant_id"], "channel": "shopify"},
+            )
+        )
         out.append(media.__dict__)
     if brief.shopify.feature_best and ledger.current_generation(brief.name):
         board, _ = current_leaderboard(brief, ledger, store, seed)
-        attached = ledger.publications("shopify").set_index("variant_id")
+        attached = ledger.publications(brief.name, "shopify").set_index("variant_id")
         leaders = [v for v in board["variant_id"] if v in attached.index]
         if leaders:
             shop.feature(product, attached.loc[leaders[0], "media_id"])
@@ -184,11 +277,13 @@ def publish_shopify(brief: Brief, ledger: Ledger, store: EventStore, shop: Shopi
     return out
 
 
-def review(brief: Brief, ledger: Ledger, meta: MetaAds) -> list[AdReview]:
+def review(brief: Brief, ledger: Ledger, meta: MetaAds, actor: str) -> list[AdReview]:
     """Ask Meta where each live ad stands; a disapproved ad is paused and its variant retired, with the reason."""
     generation = ledger.current_generation(brief.name)
+    if generation is None:
+        return []
     live = ledger.live(brief.name, generation)
-    pubs = ledger.publications("meta")
+    pubs = ledger.publications(brief.name, "meta")
     pubs = pubs[pubs["variant_id"].isin(live["variant_id"]) & (pubs["status"] != "DISAPPROVED")]
     if pubs.empty:
         return []
@@ -198,41 +293,94 @@ def review(brief: Brief, ledger: Ledger, meta: MetaAds) -> list[AdReview]:
         if r.disapproved:
             variant = variant_of[r.ad_id]
             meta.set_ad_status(r.ad_id, active=False)  # it cannot deliver; paused, it never will if reinstated
-            ledger.set_status(variant, "meta", "DISAPPROVED")
-            ledger.retire(variant, f"Meta disapproved ad {r.ad_id}: {r.reason}")
-            ledger.log_decisions(brief.name, generation, [{"kind": "retire", "variant_id": variant, "propensity": 0.0,
-                                 "policy_version": "meta-review", "factors": {"reason": r.reason}}])  # fmt: skip
+            ledger.set_status(brief.name, variant, "meta", "DISAPPROVED")
+            ledger.retire(brief.name, variant, f"Meta disapproved ad {r.ad_id}: {r.reason}")
+            ledger.log_action(
+                Action(
+                    brief.name, "retire", actor, f"Meta disapproved ad {r.ad_id}: {r.reason}", {"variant_id": variant}
+                )
+            )
+            ledger.log_decisions(
+                brief.name,
+                generation,
+                [
+                    {
+                        "kind": "retire",
+                        "variant_id": variant,
+                        "propensity": 0.0,
+                        "policy_version": "meta-review",
+                        "factors": {"reason": r.reason},
+                    }
+                ],
+            )
+        else:
+            ledger.set_status(brief.name, variant_of[r.ad_id], "meta", r.effective_status)
     return reviews
 
 
-def allocate(brief: Brief, ledger: Ledger, store: EventStore, meta: MetaAds, today: date, seed: int = 0) -> pd.Series:
+def allocate(
+    brief: Brief,
+    ledger: Ledger,
+    store: EventStore,
+    meta: MetaAds,
+    today: date,
+    actor: str,
+    seed: int = 0,
+    final: bool = False,
+) -> pd.Series:
     """Split today's budget over the live variants by P(best); pause everything else we published.
 
     Runs every day: the allocation follows the evidence daily, while creatives change per generation.
+    A paused brief keeps every one of its ads and ad sets PAUSED and raises no budget; a day with nothing
+    published yet allocates nothing. Either way the day is recorded as served (a paused one is not counted
+    towards the generation). ``final`` (the close of a bounded run) pauses every ad: the campaign is over.
     """
     generation = ledger.current_generation(brief.name)
+    if generation is None:
+        return pd.Series(dtype=float)
+    pubs = ledger.publications(brief.name, "meta").set_index("variant_id")
+    if final:  # the last generation of a bounded run is served: its ads stop spending
+        for variant_id, pub in pubs.iterrows():
+            if pub["status"] not in ("PAUSED", "DISAPPROVED"):
+                meta.set_ad_status(pub["ad_id"], False)
+                ledger.set_status(brief.name, variant_id, "meta", "PAUSED")
+        ledger.log_action(Action(brief.name, "allocate", actor, "last generation served: every ad PAUSED",
+                                 {"day": today.isoformat(), "ads_paused": len(pubs)}))  # fmt: skip
+        return pd.Series(dtype=float)
+    paused = ledger.is_paused(brief.name)
+    if paused:
+        for variant_id, pub in pubs.iterrows():
+            if pub["status"] not in ("PAUSED", "DISAPPROVED"):
+                meta.set_ad_status(pub["ad_id"], False)
+                ledger.set_status(brief.name, variant_id, "meta", "PAUSED")
+        for adset_id, cents in pubs.groupby("adset_id")["daily_budget_cents"].max().items():
+            meta.set_adset(adset_id, int(cents if cents == cents else MIN_BUDGET_CENTS), False)
+        ledger.record_day(brief.name, generation, today, paused=True)
+        ledger.log_action(
+            Action(
+                brief.name,
+                "allocate",
+                actor,
+                "brief paused: every ad kept PAUSED",
+                {"day": today.isoformat(), "ads_paused": len(pubs)},
+            )
+        )
+        return pd.Series(dtype=float)
     live = ledger.live(brief.name, generation)
-    pubs = ledger.publications("meta").set_index("variant_id")
     live = live[live["variant_id"].isin(pubs.index) & live["retired_reason"].isna()]
     if live.empty:
-        raise RuntimeError(f"generation {generation} has no published variant to allocate traffic to")
-    events = planning.evidence(brief, live, store.variant_daily())
+        ledger.record_day(brief.name, generation, today)
+        ledger.log_action(Action(brief.name, "allocate", actor, "nothing published yet", {"day": today.isoformat()}))
+        return pd.Series(dtype=float)
+    events = planning.evidence(brief, live, brief_daily(ledger, store, brief))
     shares = planning.allocate(brief, events, np.random.default_rng([seed, generation, today.toordinal()]))
     budgets = planning.budgets_in_cents(brief, shares, previous_budgets(ledger, brief))
-    adset_cents: dict[str, int] = {}
-    adset_active: dict[str, bool] = {}
-    for variant_id, pub in pubs.iterrows():
-        live_now = variant_id in budgets.index
-        if not live_now and pub["status"] in ("PAUSED", "DISAPPROVED"):
-            continue  # retired earlier and already paused: no write call to repeat every day
-        active = live_now and brief.autoplay.activate
-        meta.set_ad_status(pub["ad_id"], active)
-        ledger.set_status(variant_id, "meta", "ACTIVE" if active else "PAUSED")
-        cents = int(budgets.get(variant_id, 0))
-        adset_cents[pub["adset_id"]] = adset_cents.get(pub["adset_id"], 0) + cents
-        adset_active[pub["adset_id"]] = adset_active.get(pub["adset_id"], False) or active
-    for adset_id, cents in adset_cents.items():  # an ad set the brief names holds several variants' shares
-        meta.set_adset(adset_id, max(cents, 100), adset_active[adset_id])
+    plan = planning.adset_plan(pubs, budgets, brief.autoplay.activate, MIN_BUDGET_CENTS)
+    for variant_id, ad in plan.ads.items():
+        meta.set_ad_status(ad.ad_id, ad.active)
+        ledger.set_status(brief.name, variant_id, "meta", "ACTIVE" if ad.active else "PAUSED", ad.budget_cents)
+    for adset_id, adset in plan.adsets.items():  # an ad set the brief names holds several variants' shares
+        meta.set_adset(adset_id, adset.budget_cents, adset.active)
     ledger.log_decisions(
         brief.name,
         generation,
@@ -247,7 +395,21 @@ def allocate(brief: Brief, ledger: Ledger, store: EventStore, meta: MetaAds, tod
             for vid, s in shares.items()
         ],
     )
-    ledger.extend_window(brief.name, generation, today)
+    ledger.record_day(brief.name, generation, today)
+    ledger.log_action(
+        Action(
+            brief.name,
+            "allocate",
+            actor,
+            f"{len(shares)} live variants by P(best)",
+            {
+                "day": today.isoformat(),
+                "budgets_cents": {k: int(v) for k, v in budgets.items()},
+                "total_cents": int(budgets.sum()),
+                "cap_cents": int(round(brief.daily_budget * 100)),
+            },
+        )
+    )
     return shares
 
 
@@ -264,27 +426,33 @@ def previous_budgets(ledger: Ledger, brief: Brief) -> pd.Series:
 
 
 def pull_insights(brief: Brief, ledger: Ledger, meta: MetaAds, producer: EventProducer, today: date) -> int:
-    """Read back daily ad insights up to yesterday and produce them to Kafka as metric snapshots."""
+    """Read back this brief's daily ad insights up to yesterday and produce them to Kafka as metric snapshots."""
     gens = ledger.generations(brief.name).dropna(subset=["since"])
-    if gens.empty:
+    published = ledger.publications(brief.name, "meta")
+    if gens.empty or published.empty:
         return 0
     since = max(pd.Timestamp(gens["since"].min()).date(), today - timedelta(days=INSIGHTS_LOOKBACK_DAYS))
     until = today - timedelta(days=1)
     if until < since:
         return 0
-    published = ledger.publications("meta")
     variant_of = dict(zip(published["ad_id"], published["variant_id"]))
-    rows = meta.insights(since, until, brief.meta.attribution_windows, expected_ads=len(published))
+    rows = meta.insights(since, until, brief.meta.attribution_windows, ad_ids=list(variant_of))
     return producer.send(snapshots_from_insights(rows, variant_of, channel="meta"))
 
 
+def brief_daily(ledger: Ledger, store: EventStore, brief: Brief) -> pd.DataFrame:
+    """The brief's own evidence per variant and day: from its ads only, never another brief's."""
+    return store.variant_daily(ledger.publications(brief.name, "meta")["ad_id"].tolist())
+
+
 def ingest(ingestor: EventIngestor) -> IngestStats:
+    """Read the topic up to the end offsets it has now (no idle wait), into the store."""
     return ingestor.run(until_idle=True)
 
 
 def traffic_by_generation(ledger: Ledger, store: EventStore, brief: Brief) -> pd.DataFrame:
     """Impressions per generation and live variant, over each generation's window of days."""
-    daily = store.variant_daily()
+    daily = brief_daily(ledger, store, brief)
     gens = ledger.generations(brief.name).dropna(subset=["since"])
     live = ledger.live_history(brief.name)
     rows = []
@@ -300,7 +468,13 @@ def traffic_by_generation(ledger: Ledger, store: EventStore, brief: Brief) -> pd
 
 
 def train(
-    brief: Brief, ledger: Ledger, store: EventStore, tracking: TrackingTarget, sheets_dir: Path, seed: int = 0
+    brief: Brief,
+    ledger: Ledger,
+    store: EventStore,
+    tracking: TrackingTarget,
+    sheets_dir: Path,
+    actor: str,
+    seed: int = 0,
 ) -> dict:
     """Fit the policy on everything stored, log it to MLflow with leaderboard and contact sheet."""
     generation = ledger.current_generation(brief.name)
@@ -357,6 +531,15 @@ def train(
         registered_name=registered_model_name(brief),
     )
     ledger.set_policy_run(brief.name, generation, run_id)
+    ledger.log_action(
+        Action(
+            brief.name,
+            "train",
+            actor,
+            f"generation {generation} trained (MLflow run {run_id})",
+            {"generation": generation, "run_id": run_id},
+        )
+    )
     return {"run_id": run_id, "board": board, "sheet": sheet, "generation": generation}
 
 
@@ -368,7 +551,7 @@ def fit_policy_model(brief: Brief, ledger: Ledger, store: EventStore, seed: int 
     """Both policies fitted on everything stored: per-variant allocation and the factorised proposer."""
     variants = ledger.variants(brief.name)
     variants = variants[variants["render_status"] == "rendered"].reset_index(drop=True)
-    events = planning.evidence(brief, variants, store.variant_daily())
+    events = planning.evidence(brief, variants, brief_daily(ledger, store, brief))
     rng = np.random.default_rng([seed, 3])
     arms = planning.totals(events, variants)
     return PolicyModel(
@@ -387,7 +570,7 @@ def logged_allocations(brief: Brief, ledger: Ledger, store: EventStore) -> pd.Da
     alloc["day"] = [json.loads(f)["day"] for f in alloc["factors"]]
     alloc = alloc.drop_duplicates(["variant_id", "day"], keep="last")
     num, den = planning.GOAL_COLUMNS[brief.goal]
-    daily = store.variant_daily()
+    daily = brief_daily(ledger, store, brief)
     daily = daily.assign(day=pd.to_datetime(daily["day"]).dt.strftime("%Y-%m-%d"))
     out = alloc[["variant_id", "day", "propensity"]].merge(
         daily[["variant_id", "day", num, den]], on=["variant_id", "day"], how="inner"
@@ -408,7 +591,7 @@ def offline_estimate(model, log: pd.DataFrame) -> evaluation.Estimate:
     return evaluation.snips(rewards, np.repeat(log["propensity"], trials), np.repeat(log["target"], trials))
 
 
-def promote(brief: Brief, ledger: Ledger, store: EventStore, tracking: TrackingTarget) -> dict:
+def promote(brief: Brief, ledger: Ledger, store: EventStore, tracking: TrackingTarget, actor: str) -> dict:
     """Make the challenger champion when its offline estimate beats the champion's; record the decision.
 
     The decision goes to the model version's tags, the training run's metrics and the ledger's decisions.
@@ -458,6 +641,15 @@ def promote(brief: Brief, ledger: Ledger, store: EventStore, tracking: TrackingT
             }
         ],
     )
+    ledger.log_action(
+        Action(
+            brief.name,
+            "promote" if promoted else "keep_champion",
+            actor,
+            verdict,
+            {"model": name, "challenger_version": challenger.version},
+        )
+    )
     return {
         "promoted": promoted,
         "verdict": verdict,
@@ -478,7 +670,7 @@ def current_leaderboard(
     traffic = traffic_by_generation(ledger, store, brief)
     latest = traffic[traffic["generation"] == generation].set_index("variant_id")["share"]
     board = planning.leaderboard(
-        brief, variants, store.variant_daily(), latest, np.random.default_rng([seed, generation, 2])
+        brief, variants, brief_daily(ledger, store, brief), latest, np.random.default_rng([seed, generation, 2])
     )
     return board, traffic
 

@@ -33,6 +33,9 @@ def file_sha256(path: str | Path) -> str:
 #: A brand colour field: any ``#RRGGBB`` spelling in, upper-case ``#RRGGBB`` out, a clear error otherwise.
 HexColour = Annotated[str, AfterValidator(normalise_hex)]
 
+#: Template fields that describe the picture to people and do not change it: never part of a variant id.
+PROSE_FIELDS = {"description"}
+
 ORIENTATIONS = ("auto", "as_is", "+x", "-x", "+y", "-y", "+z", "-z")
 
 
@@ -97,12 +100,14 @@ class RenderJob(BaseModel):
         return max(2, round(self.seconds * self.fps)) if self.kind == "turntable" else 1
 
     def canonical_spec(self) -> dict:
-        """What identifies the variant: product content, template recipe, colours, camera, aspect, profile."""
+        """What identifies the variant: what changes the picture (product content, the template's recipe,
+        colours, camera, aspect, kind, profile version), and nothing else: a reworded description keeps
+        every id."""
         template = get_template(self.template)
         profile = get_profile(self.profile)
         spec = {
             "product_sha256": file_sha256(self.model_path),
-            "template": template.model_dump(),
+            "template": template.model_dump(exclude=PROSE_FIELDS),
             "colour": self.colour,
             "camera": template.camera,
             "aspect": self.aspect,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ from connectors.kafka_broker import EmbeddedBroker
 REPO = Path(__file__).resolve().parent.parent
 WATERBOTTLE = REPO / "examples" / "waterbottle" / "WaterBottle.glb"
 EXAMPLE_BRIEF = REPO / "examples" / "waterbottle" / "brief.yaml"
+# briefs written by the tests name the shipped model, outside their own folder: allow it (and nothing else)
+os.environ["AUTOPLAY_ASSET_ROOTS"] = str(REPO / "examples")
 
 
 @pytest.fixture(scope="session")

@@ -41,6 +41,10 @@ class GraphError(Exception):
         self.status = status
 
 
+def _act(account_id: str) -> str:
+    return account_id if account_id.startswith("act_") else f"act_{account_id}"
+
+
 class MetaGraphSandbox(HttpServer):
     """In-memory ad account(s) with a clock; ``market`` decides what each active ad delivers per day."""
 
@@ -52,16 +56,23 @@ class MetaGraphSandbox(HttpServer):
         campaign_id: str = "120000000000001",
         start_day: date = date(2026, 11, 1),
         page_size: int = 25,
+        more_accounts: dict[str, str] | None = None,
         **kw,
     ) -> None:
         super().__init__(**kw)
         self.market = market
         self.access_token = access_token
-        self.account = account_id if account_id.startswith("act_") else f"act_{account_id}"
+        self.account = _act(account_id)
         self.campaign_id = campaign_id
         self.today = start_day
         self.page_size = page_size
-        self.objects: dict[str, dict] = {campaign_id: {"id": campaign_id, "type": "campaign", "name": "sandbox"}}
+        #: ad account -> its campaign; a catalog's briefs may sit in several accounts of one business
+        self.accounts = {self.account: campaign_id} | {_act(a): c for a, c in (more_accounts or {}).items()}
+        self._current_account = self.account
+        self.objects: dict[str, dict] = {
+            c: {"id": c, "type": "campaign", "name": "sandbox", "account_id": a[4:]} for a, c in self.accounts.items()
+        }
+        self.requests: list[dict] = []  # every Graph request (method, path, params without the token), in order
         self.images: dict[str, dict] = {}
         self.daily: dict[tuple[str, str], dict] = {}  # (ad_id, day) -> delivered metrics
         self._ids = itertools.count(120000000000100)
@@ -74,6 +85,17 @@ class MetaGraphSandbox(HttpServer):
         self.on_day: list = []  # listeners called with (day, delivered rows with url_tags) as days pass
         self.last_windows: list[str] = []
         self.review_reads = 1  # reads of an ad before its review completes (a day passing completes it too)
+
+    def add_account(self, account_id: str, campaign_id: str) -> None:
+        """Another ad account of the business, with its campaign."""
+        account = _act(account_id)
+        self.accounts[account] = campaign_id
+        self.objects[campaign_id] = {
+            "id": campaign_id,
+            "type": "campaign",
+            "name": "sandbox",
+            "account_id": account[4:],
+        }
 
     # -- faults tests inject ---------------------------------------------------------------------
     def inject(self, kind: str, times: int = 1, match: str = "", method: str = "", regain_minutes: int = 0) -> None:
@@ -147,6 +169,10 @@ class MetaGraphSandbox(HttpServer):
             with self.lock:
                 if request.path.startswith("/sandbox/"):
                     return 200, {}, self._control(request)
+                self.requests.append(
+                    {"method": request.method, "path": request.path,
+                     "params": {k: v for k, v in request.params.items() if k != "access_token"}}
+                )  # fmt: skip
                 match = _PATH.match(request.path)
                 if not match:
                     raise GraphError(f"Unknown path components: {request.path}", code=2500)
@@ -169,8 +195,9 @@ class MetaGraphSandbox(HttpServer):
 
     def _graph(self, request: Request, path: str) -> object:
         parts = path.strip("/").split("/")
-        if parts[0] == self.account and len(parts) == 2:
+        if parts[0] in self.accounts and len(parts) == 2:
             edge = parts[1]
+            self._current_account = parts[0]
             if request.method == "POST":
                 return {
                     "adimages": self._create_image,
@@ -211,7 +238,7 @@ class MetaGraphSandbox(HttpServer):
     # -- creates -------------------------------------------------------------------------------
     def _new(self, kind: str, fields: dict) -> dict:
         obj_id = str(next(self._ids))
-        obj = {"id": obj_id, "type": kind, "account_id": self.account[4:], **fields}
+        obj = {"id": obj_id, "type": kind, "account_id": self._current_account[4:], **fields}
         self.objects[obj_id] = obj
         return obj
 
@@ -412,7 +439,8 @@ class MetaGraphSandbox(HttpServer):
         return page
 
     def _list(self, request: Request, kind: str) -> dict:
-        rows = [o for o in self.objects.values() if o["type"] == kind]
+        account = self._current_account[4:]
+        rows = [o for o in self.objects.values() if o["type"] == kind and o.get("account_id") == account]
         for rule in json.loads(request.params.get("filtering") or "[]"):
             field, op, value = rule["field"], rule["operator"], rule["value"]
             if op == "EQUAL":
@@ -438,18 +466,26 @@ class MetaGraphSandbox(HttpServer):
         if unknown:
             raise GraphError(f"(#100) action_attribution_windows: unknown windows {sorted(unknown)}", code=100)
         self.last_windows = windows
+        wanted = None
+        for rule in json.loads(params.get("filtering") or "[]"):
+            if rule.get("field") != "ad.id" or rule.get("operator") != "IN":
+                raise GraphError("(#100) the sandbox filters insights on ad.id IN only", code=100)
+            wanted = {str(v) for v in rule["value"]}
+        account = self._current_account[4:]
         rows = []
         for (ad_id, day), m in sorted(self.daily.items(), key=lambda kv: (kv[0][1], kv[0][0])):
             if not since <= date.fromisoformat(day) <= until:
                 continue
             ad = self.objects[ad_id]
+            if ad.get("account_id") != account or (wanted is not None and ad_id not in wanted):
+                continue
 
             def action(kind: str, value: str) -> dict:  # per-window figures; clicks carry them all here
                 return {"action_type": kind, "value": value, **{w: value if "click" in w else "0" for w in windows}}
 
             rows.append(
                 {
-                    "account_id": self.account[4:],
+                    "account_id": account,
                     "ad_id": ad_id,
                     "ad_name": ad["name"],
                     "adset_id": ad["adset_id"],

@@ -59,7 +59,7 @@ class ShopifySandbox(HttpServer):
         self.pixel_url = pixel_url
         self.products: dict[str, dict] = {}
         for gid, title in (products or {"gid://shopify/Product/8000000000001": "Water bottle"}).items():
-            self.products[gid] = {"id": gid, "title": title, "media": []}
+            self.add_product(gid, title)
         self.staged: dict[str, dict] = {}  # token -> {"filename", "bytes"}
         self.faults: list[dict] = []
         self.available = BUCKET_SIZE
@@ -68,7 +68,11 @@ class ShopifySandbox(HttpServer):
         self._orders = itertools.count(5500000000001)
         self.slow_response_s = 3.0
         self.sent = {"webhooks": 0, "pixel_events": 0}
+        self.origin = "https://sandbox-shop.myshopify.com"  # where the storefront's pixel posts from
         self._seed = seed
+
+    def add_product(self, gid: str, title: str) -> None:
+        self.products[gid] = {"id": gid, "title": title, "media": []}
 
     # -- faults -----------------------------------------------------------------------------------
     def inject(self, kind: str, times: int = 1, match: str = "") -> None:
@@ -278,7 +282,7 @@ class ShopifySandbox(HttpServer):
                 pixel.append(self._pixel("checkout_completed", at, variant, landing, checkout, value))
                 self._send_order(order_id, checkout, at, landing, value)
         for start in range(0, len(pixel), 500):
-            self._post(self.pixel_url, pixel[start : start + 500], {})
+            self._post(self.pixel_url, pixel[start : start + 500], {"Origin": self.origin})
             self.sent["pixel_events"] += len(pixel[start : start + 500])
 
     @staticmethod
@@ -289,6 +293,7 @@ class ShopifySandbox(HttpServer):
             "timestamp": at.isoformat(),
             "variant_id": variant,
             "landing_url": landing,
+            "client_id": f"visitor-{uuid.uuid4().hex[:12]}",  # one visitor per landing: a session each
         }
         if name == "checkout_completed":
             event |= {"checkout_token": checkout, "value": value, "currency": "USD"}
@@ -315,6 +320,7 @@ class ShopifySandbox(HttpServer):
             "X-Shopify-Topic": topic,
             "X-Shopify-Hmac-Sha256": base64.b64encode(digest).decode(),
             "X-Shopify-Event-Id": event_id or str(uuid.uuid4()),
+            "X-Shopify-Triggered-At": datetime.now(UTC).isoformat(),
             "X-Shopify-Webhook-Id": str(uuid.uuid4()),
             "X-Shopify-Shop-Domain": "sandbox-shop.myshopify.com",
             "X-Shopify-API-Version": "2025-01",

@@ -210,7 +210,8 @@ def test_a_30_second_network_cut_while_producing_and_consuming_heals_by_itself(t
             stop = threading.Event()
             consumer = threading.Thread(target=ingestor.run, kwargs={"until_idle": False, "stop": stop})
             consumer.start()
-            producer = EventProducer(broker.bootstrap_servers, "events")
+            # a producer that may buffer through the 30 s outage (the ingest endpoint's answers within 10 s)
+            producer = EventProducer(broker.bootstrap_servers, "events", timeout_s=120)
             n, cut_at, restore_at = 9000, 3000, 6000
             for i in range(n):
                 producer.send_raw(b"k", _bytes(valid_event(i)))
@@ -234,3 +235,22 @@ def test_a_30_second_network_cut_while_producing_and_consuming_heals_by_itself(t
             assert sum(store.offsets("events").values()) == n
     finally:
         host.stop()
+
+
+def test_a_reset_log_that_grew_past_the_stored_offset_is_noticed_and_nothing_is_skipped(tmp_path, caplog):
+    """100 stored, the broker restarted empty, 150 new events: all 150 are read (offsets alone miss it)."""
+    store = new_store(tmp_path / "events.duckdb")
+    with EmbeddedBroker(log_path=tmp_path / "a.log") as first:
+        port = first.port
+        ensure_topics(first.bootstrap_servers, {"events": 1})
+        produce(first.bootstrap_servers, "events", [_bytes(valid_event(i)) for i in range(100)])
+        EventIngestor(first.bootstrap_servers, "events", store).run()
+    with EmbeddedBroker(port=port, log_path=tmp_path / "b.log") as second:
+        ensure_topics(second.bootstrap_servers, {"events": 1})
+        produce(second.bootstrap_servers, "events", [_bytes(valid_event(i)) for i in range(100, 250)])
+        stats = EventIngestor(second.bootstrap_servers, "events", store).run()
+        assert stats.log_resets == [0] and "the log was reset" in caplog.text
+        assert stored(store) == expected(250)  # 0 events skipped
+        again = EventIngestor(second.bootstrap_servers, "events", store).run()
+        assert again.log_resets == [] and again.messages == 0  # the same log is recognised as the same
+        assert store.stats("events")["log_resets"] == 1

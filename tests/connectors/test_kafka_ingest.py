@@ -78,3 +78,35 @@ def test_parse_event_gives_a_reason_and_the_field():
     with pytest.raises(BadEvent) as err:
         parse_event(b'{"schema": "autoplay.event.v1", "type": "click", "variant_id": "v", "channel": "c"}')
     assert err.value.reason == "missing_field" and "event_id" in str(err.value)
+
+
+def test_poison_never_halts_ingestion_and_each_dead_letter_says_why(broker, topic, tmp_path):
+    """Tombstones, out-of-range integers and floats, deep nesting, oversized and non-UTF-8 messages, and
+    figures that cannot be true: each becomes a dead letter with its reason; the rest of the batch is stored."""
+    store = EventStore(tmp_path / "events.duckdb")
+    producer = EventProducer(broker.bootstrap_servers, topic, max_request_size=4 << 20)  # a hostile producer
+    good = click(1).model_dump_json(by_alias=True)
+    poison = {
+        "tombstone": None,
+        "huge_count": good.replace('"count":1', '"count":18446744073709551616').encode(),
+        "inf_value": good.replace('"value":0.0', '"value":1e999').encode(),
+        "deep": b"[" * 5000 + b"]" * 5000,
+        "oversized": b'{"x": "' + b"y" * (3 << 19) + b'"}',  # 1.5 MB
+        "not_utf8": b"\xff\xfe\x00garbage",
+        "before_2000": snapshot(3, "impressions", 10, day=date(1600, 1, 1)).model_dump_json(by_alias=True).encode(),
+    }
+    producer.send([click(0)])
+    for value in poison.values():
+        producer.send_raw(b"v1", value)
+    producer.send([click(2), snapshot(4, "impressions", 100), snapshot(4, "clicks", 250)])  # clicks > impressions
+    producer.close()
+    stats = ingest(broker, topic, store)
+    assert stats.stored == 2 and stats.dead_letters == len(poison) + 1
+    assert stats.dead_by_reason == {"tombstone": 1, "out_of_range": 3, "too_deep": 1, "oversized": 1,
+                                    "malformed_json": 1, "impossible_value": 1}  # fmt: skip
+    assert ingest(broker, topic, store).messages == 0  # a rerun does not stumble on the same messages
+    daily = store.variant_daily()
+    assert (daily["clicks"].fillna(0) <= daily["impressions"].fillna(0)).all()
+    with store.connect() as con:
+        (detail,) = con.execute("select detail from dead_letters where reason = 'impossible_value'").fetchone()
+    assert "clicks 250 > impressions 100" in detail

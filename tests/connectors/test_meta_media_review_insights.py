@@ -142,12 +142,12 @@ def test_large_reads_go_through_an_async_report_with_the_attribution_window(sand
     pubs = [meta.publish(creative(still(tmp_path, c), f"v{i}"), 5000, True) for i, c in enumerate(["#111", "#EEE"])]
     sandbox.advance(3)
     sync = meta.insights(date(2026, 11, 1), date(2026, 11, 3))
-    rows = meta.insights(date(2026, 11, 1), date(2026, 11, 3), ("1d_click",), expected_ads=len(pubs))
+    rows = meta.insights(date(2026, 11, 1), date(2026, 11, 3), ("1d_click",), ad_ids=[p.ad_id for p in pubs])
     assert len(sandbox.reports) == 1 and len(rows) == 6 and rows == sync
     assert next(iter(sandbox.reports.values()))["windows"] == ["1d_click"]  # the brief's window was asked for
     sandbox.inject("report_failed")
     with pytest.raises(MetaError, match=r"insights report \d+ ended as 'Job Failed'"):
-        meta.insights(date(2026, 11, 1), date(2026, 11, 3), expected_ads=2)
+        meta.insights(date(2026, 11, 1), date(2026, 11, 3), ad_ids=[p.ad_id for p in pubs])
 
 
 def test_restated_insights_replace_what_the_store_holds(sandbox, tmp_path, broker):
@@ -184,7 +184,7 @@ from pipelines import stages
 home, brief_path, url, token = sys.argv[1:5]
 brief = load_brief(brief_path)
 meta = MetaAds(token, brief.meta.account_id, brief.meta.page_id, brief.meta.campaign_id, graph_url=url)
-stages.publish(brief, Ledger(EventStore(home + "/events.duckdb")), meta)
+stages.publish(brief, Ledger(EventStore(home + "/events.duckdb")), meta, "test")
 print("published")
 """
 
@@ -234,5 +234,5 @@ def test_a_publish_killed_midway_and_rerun_leaves_exactly_one_of_everything(sand
     for v in variants:
         assert names.count(f"autoplay|{brief.name}|{v['variant_id']}") == 3  # one creative, ad set and ad
     assert len(sandbox.images) == 4
-    published = Ledger(EventStore(Path(tmp_path) / "events.duckdb")).publications("meta")
+    published = Ledger(EventStore(Path(tmp_path) / "events.duckdb")).publications(brief.name, "meta")
     assert sorted(published["variant_id"]) == [v["variant_id"] for v in variants]

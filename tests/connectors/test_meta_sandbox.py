@@ -217,6 +217,7 @@ def test_pause_all_command_pauses_the_briefs_ads_against_a_configured_sandbox(sa
     meta = MetaAds(TOKEN, "act_42", page_id="7", campaign_id=sandbox.campaign_id, graph_url=sandbox.url)
     published = meta.publish(CreativeToPublish("v1", "waterbottle-launch", image, "https://x.example", "m"), 900, True)
     path = brief_file(**{"meta.account_id": "act_42"})
+    monkeypatch.setenv("AUTOPLAY_HOME", str(path.parent / "home"))
     monkeypatch.setenv("META_GRAPH_URL", sandbox.url)
     monkeypatch.setenv("META_ACCESS_TOKEN", TOKEN)
     result = CliRunner().invoke(app, ["pause-all", "--brief", str(path)])

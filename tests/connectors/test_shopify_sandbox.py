@@ -6,17 +6,19 @@ import json
 import logging
 import urllib.request
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from PIL import Image
 
 from connectors.event_store import EventStore
+from connectors.ingest_server import IngestConfig, IngestServer
 from connectors.kafka_broker import ensure_topics
 from connectors.kafka_events import EventIngestor, EventProducer
 from connectors.retry import Backoff
 from connectors.sandbox.shopify_admin import ShopifySandbox
 from connectors.shopify import RenderToAttach, ShopifyAdmin, ShopifyError
-from connectors.storefront_ingest import IngestEndpoint, verify_hmac
+from connectors.storefront_ingest import verify_hmac
 
 TOKEN = "shpat_sandbox_secret_7f3a9c"
 APP_SECRET = "shopify-app-secret-0d9e1b"
@@ -122,17 +124,21 @@ def topic(broker):
     return name
 
 
+ORIGIN = "https://aqua-co.myshopify.com"
+
+
 @pytest.fixture
 def endpoint(broker, topic):
     producer = EventProducer(broker.bootstrap_servers, topic)
-    with IngestEndpoint(producer, APP_SECRET) as ep:
+    with IngestServer(producer, IngestConfig(APP_SECRET, frozenset({ORIGIN}))) as ep:
         yield ep
     producer.close()
 
 
 def post(url, body, headers=None):
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    request = urllib.request.Request(url, data, {"Content-Type": "application/json", **(headers or {})})
+    headers = {"Content-Type": "application/json", "Origin": ORIGIN, **(headers or {})}
+    request = urllib.request.Request(url, data, {k: v for k, v in headers.items() if v is not None})
     try:
         with urllib.request.urlopen(request, timeout=10) as resp:
             return resp.status, json.load(resp)
@@ -170,17 +176,19 @@ def test_webhooks_are_verified_deduplicated_and_joined_to_the_ad(endpoint, broke
         b"{not json",
         {"X-Shopify-Hmac-Sha256": base64.b64encode(
             __import__("hmac").new(APP_SECRET.encode(), b"{not json", "sha256").digest()).decode(),
-         "X-Shopify-Event-Id": "evt-4", "X-Shopify-Topic": "orders/create"},
+         "X-Shopify-Event-Id": "evt-4", "X-Shopify-Topic": "orders/create",
+         "X-Shopify-Triggered-At": datetime.now(UTC).isoformat()},
     )  # fmt: skip
     assert status == 400 and "evt-4" in body["error"]
-    assert endpoint.counts | {} == {
-        "webhooks": 2, "duplicates": 1, "unsigned": 1, "unattributed": 1, "pixel_events": 0,
-    }  # fmt: skip
+    counts = endpoint.counts
+    assert (counts["webhooks"], counts["duplicates"], counts["unsigned"], counts["unattributed"]) == (2, 1, 1, 1)
     stats, rows = stored_events(broker, topic, tmp_path)
     assert rows == [("purchase", "v0a1b2c3d4e5f6a7", "120000000000102", 42.5, "USD")]
 
 
-def test_pixel_events_become_additive_events_and_a_purchase_counts_once(endpoint, broker, topic, tmp_path):
+def test_pixel_events_are_stored_apart_and_a_forged_checkout_never_shadows_the_signed_order(
+    endpoint, broker, topic, tmp_path
+):
     landing = "/products/water-bottle?utm_content=v0a1b2c3d4e5f6a7&ad_id=120000000000102"
     base = {"timestamp": "2026-11-20T18:00:00Z", "variant_id": "v0a1b2c3d4e5f6a7", "landing_url": landing}
     batch = [
@@ -204,10 +212,61 @@ def test_pixel_events_become_additive_events_and_a_purchase_counts_once(endpoint
     status, body = post(f"{endpoint.url}/pixel", {"id": "p6", "name": "product_viewed"})
     assert status == 400 and "field 'timestamp' is missing" in body["error"]
     shop = ShopifySandbox(TOKEN, APP_SECRET, webhook_url=f"{endpoint.url}/webhooks/shopify")
-    assert shop.send_webhook("orders/create", ORDER) == 200  # the same checkout as the pixel's purchase
+    assert shop.send_webhook("orders/create", ORDER) == 200  # the same checkout as the pixel's (forgeable) claim
     stats, rows = stored_events(broker, topic, tmp_path)
-    assert [r[0] for r in rows] == ["add_to_cart", "product_view", "purchase"]
-    assert stats.duplicates == 1  # the webhook's purchase had the pixel's event id
+    assert stats.duplicates == 0  # the pixel's claim did not take the signed order's place
+    with EventStore(tmp_path / "events.duckdb").connect() as con:
+        by_channel = con.execute("select channel, type, sum(value) from events group by all order by all").fetchall()
+    assert by_channel == [("pixel", "add_to_cart", 0.0), ("pixel", "product_view", 0.0), ("pixel", "purchase", 42.5),
+                          ("shopify", "purchase", 42.5)]  # fmt: skip
+
+
+def signed(body: bytes, **headers) -> dict:
+    digest = __import__("hmac").new(APP_SECRET.encode(), body, "sha256").digest()
+    return {"X-Shopify-Hmac-Sha256": base64.b64encode(digest).decode(), "X-Shopify-Topic": "orders/create",
+            "X-Shopify-Event-Id": f"evt-{uuid.uuid4()}", "X-Shopify-Triggered-At": datetime.now(UTC).isoformat(),
+            **headers}  # fmt: skip
+
+
+def test_hostile_requests_get_a_clear_4xx_never_a_500(endpoint):
+    url = endpoint.url
+    huge = b'{"a": "' + b"x" * (2 << 20) + b'"}'
+    assert post(f"{url}/webhooks/shopify", huge, signed(huge))[0] == 413  # refused before it is all read
+    deep = b"[" * 5000 + b"]" * 5000
+    assert post(f"{url}/webhooks/shopify", deep, signed(deep))[0] == 400
+    for body in (b"[]", b'"a string"', b"\xff\xfe", b"null"):
+        status, answer = post(f"{url}/webhooks/shopify", body, signed(body))
+        assert status == 400 and answer["error"], body
+    stale = json.dumps(ORDER).encode()
+    old = (datetime.now(UTC) - timedelta(days=2)).isoformat()
+    assert post(f"{url}/webhooks/shopify", stale, signed(stale, **{"X-Shopify-Triggered-At": old}))[0] == 401
+    assert post(f"{url}/webhooks/shopify", stale, signed(stale, **{"X-Shopify-Triggered-At": None}))[0] == 400
+    assert post(f"{url}/pixel", deep)[0] == 400
+    assert post(f"{url}/pixel", b"\xff\xfe")[0] == 400
+    assert post(f"{url}/pixel", [{"id": str(i)} for i in range(501)])[0] == 413
+    assert post(f"{url}/pixel", b"{}", {"Content-Type": "text/plain"})[0] == 415  # no preflight: refused
+    assert post(f"{url}/pixel", b"{}", {"Origin": "https://evil.example"})[0] == 403
+    assert post(f"{url}/pixel", b"{}", {"Origin": None})[0] == 403
+    raw = urllib.request.Request(f"{url}/pixel", b"{}", {"Content-Type": "application/json", "Origin": ORIGIN,
+                                                         "Content-Length": "abc"})  # fmt: skip
+    try:
+        urllib.request.urlopen(raw, timeout=10)
+        status = 200
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    assert status == 400
+
+
+def test_pixel_events_are_rate_limited_per_session(endpoint):
+    landing = "/products/water-bottle?utm_content=v0a1b2c3d4e5f6a7&ad_id=120000000000102"
+    event = {"timestamp": "2026-11-20T18:00:00Z", "variant_id": "v0a1b2c3d4e5f6a7", "landing_url": landing,
+             "name": "product_viewed", "client_id": "one-visitor"}  # fmt: skip
+    accepted = 0
+    for start in range(0, 600, 100):
+        status, body = post(f"{endpoint.url}/pixel", [{**event, "id": f"p{start + i}"} for i in range(100)])
+        accepted += body.get("accepted", 0)
+    assert 200 <= accepted < 260  # one visitor's burst of 200 (and a few refilled), not 600
+    assert endpoint.counts["rate_limited"] >= 340
 
 
 def test_verify_hmac_is_over_the_raw_body():
@@ -215,3 +274,37 @@ def test_verify_hmac_is_over_the_raw_body():
     good = base64.b64encode(__import__("hmac").new(b"k" * 16, body, "sha256").digest()).decode()
     assert verify_hmac("k" * 16, body, good)
     assert not verify_hmac("k" * 16, body + b" ", good) and not verify_hmac("k" * 16, body, None)
+
+
+def test_with_the_broker_down_an_event_is_refused_503_within_the_bound_and_nothing_else_waits(tmp_path):
+    import threading
+    import time
+
+    from connectors.kafka_broker import EmbeddedBroker
+
+    with EmbeddedBroker(log_path=tmp_path / "tansu.log") as down:
+        ensure_topics(down.bootstrap_servers, {"down": 1})
+        producer = EventProducer(down.bootstrap_servers, "down", timeout_s=3.0)
+        server = IngestServer(producer, IngestConfig(APP_SECRET, frozenset({ORIGIN}))).start()
+        body = json.dumps(ORDER).encode()
+        assert post(f"{server.url}/webhooks/shopify", body, signed(body))[0] == 200  # acknowledged: stored
+    # the broker is gone now
+    answers = {}
+
+    def send() -> None:
+        started = time.monotonic()
+        answers["status"] = post(f"{server.url}/webhooks/shopify", body, signed(body))[0]
+        answers["took"] = time.monotonic() - started
+
+    thread = threading.Thread(target=send)
+    thread.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    with urllib.request.urlopen(f"{server.url}/health", timeout=5) as resp:  # an unrelated request
+        assert resp.status == 200
+    health_s = time.monotonic() - started
+    thread.join(timeout=30)
+    server.stop()
+    assert answers["status"] == 503 and answers["took"] < 8  # never a 2xx for what Kafka does not have
+    assert health_s < 1.0
+    assert server.counts["unavailable"] == 1

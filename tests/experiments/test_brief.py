@@ -40,3 +40,34 @@ def test_brief_that_is_not_yaml_mapping(tmp_path):
     path.write_text("- just\n- a list\n")
     with pytest.raises(BriefError, match="mapping"):
         load_brief(path)
+
+
+@pytest.mark.parametrize(
+    "override, problem",
+    [
+        ({"daily_budget": float("inf")}, "daily_budget"),
+        ({"daily_budget": 1e308}, "daily_budget"),
+        ({"daily_budget": "600"}, "daily_budget"),
+        ({"daily_budget": True}, "daily_budget"),
+        ({"daily_budget": -5}, "daily_budget"),
+        ({"currency": "XYZ"}, "ISO 4217"),
+        ({"autoplay.live_variants": "6"}, "autoplay.live_variants"),
+        ({"autoplay.exploration_floor": float("nan")}, "autoplay.exploration_floor"),
+        ({"brand": "x" * 1000}, "brand"),
+        ({"palette": ["#111111"] * 100}, "palette"),
+        ({"product.model": "../../../../etc/passwd"}, "outside the brief's folder"),
+        ({"product.model": "/etc/passwd"}, "outside the brief's folder"),
+    ],
+)
+def test_hostile_briefs_are_refused_naming_the_field(brief_file, override, problem):
+    with pytest.raises(BriefError) as err:
+        load_brief(brief_file(**override))
+    assert problem in str(err.value)
+
+
+def test_a_duplicated_key_is_an_error_not_a_silent_winner(tmp_path):
+    text = EXAMPLE_BRIEF.read_text().replace("daily_budget: 600.0", "daily_budget: 600.0\ndaily_budget: 60000.0")
+    (tmp_path / "brief.yaml").write_text(text)
+    (tmp_path / "WaterBottle.glb").write_bytes((EXAMPLE_BRIEF.parent / "WaterBottle.glb").read_bytes())
+    with pytest.raises(BriefError, match="'daily_budget' appears twice"):
+        load_brief(tmp_path / "brief.yaml")

@@ -2,6 +2,7 @@
 the ad sets a brief names, and Shopify publication featuring the leader."""
 
 import json
+from datetime import date, timedelta
 
 import pandas as pd
 import pytest
@@ -19,6 +20,8 @@ from experiments.market import SimulatedMarket
 from pipelines import stages
 
 TOKEN = "stage-test-token-3f9a7c"
+ACTOR = "test"
+DAY = date(2026, 11, 1)
 COLOURS = ["#E8D5C4", "#1F6FEB", "#2E7D32", "#F4C430"]
 
 
@@ -38,7 +41,7 @@ def world(tmp_path, brief_file):
             (folder / "manifest.json").write_text(json.dumps({"files": {"jpeg": "still.jpg"}}))
             rows.append({"variant_id": f"vst{i}", "template": "studio", "colour": colour,
                          "aspect": "9:16" if i % 2 else "1:1", "profile": "preview"})  # fmt: skip
-        ledger.start_generation(brief.name, 0, pd.DataFrame(rows), [])
+        ledger.start_generation(brief.name, 0, pd.DataFrame(rows), [], opened_on=DAY)
         for r in rows:
             ledger.set_render(r["variant_id"], "rendered", str(tmp_path / "renders" / r["variant_id"]))
         return brief, ledger
@@ -57,19 +60,19 @@ def test_a_disapproved_ad_is_paused_and_its_variant_retired_and_never_allocated(
     brief, ledger = make()
     sandbox.inject("disapprove", match="|vst2")
     meta = meta_client(brief, sandbox)
-    stages.publish(brief, ledger, meta)
-    assert {r.effective_status for r in stages.review(brief, ledger, meta)} == {"PENDING_REVIEW"}
-    reviews = {r.variant_id: r for r in stages.review(brief, ledger, meta)}
+    stages.publish(brief, ledger, meta, ACTOR)
+    assert {r.effective_status for r in stages.review(brief, ledger, meta, ACTOR)} == {"PENDING_REVIEW"}
+    reviews = {r.variant_id: r for r in stages.review(brief, ledger, meta, ACTOR)}
     assert reviews["vst2"].disapproved and not reviews["vst1"].disapproved
-    retired = ledger.variant("vst2")["retired_reason"]
+    retired = ledger.variant(brief.name, "vst2")["retired_reason"]
     assert retired.startswith("Meta disapproved ad") and "before-and-after" in retired
     decisions = ledger.decisions(brief.name)
     assert decisions[decisions["kind"] == "retire"]["variant_id"].tolist() == ["vst2"]
-    shares = stages.allocate(brief, ledger, ledger.store, meta, pd.Timestamp("2026-11-01").date())
+    shares = stages.allocate(brief, ledger, ledger.store, meta, DAY, ACTOR)
     assert "vst2" not in shares.index and len(shares) == 3
-    ad = sandbox.objects[ledger.publications("meta").set_index("variant_id").loc["vst2", "ad_id"]]
+    ad = sandbox.objects[ledger.publications(brief.name, "meta").set_index("variant_id").loc["vst2", "ad_id"]]
     assert ad["status"] == "PAUSED" and ad["effective_status"] == "DISAPPROVED"
-    assert stages.review(brief, ledger, meta) and ledger.variant("vst2")["retired_reason"] == retired
+    assert stages.review(brief, ledger, meta, ACTOR) and ledger.variant(brief.name, "vst2")["retired_reason"] == retired
 
 
 def test_allocation_sets_the_named_ad_sets_budgets_to_the_sum_of_their_variants(world):
@@ -80,10 +83,10 @@ def test_allocation_sets_the_named_ad_sets_budgets_to_the_sum_of_their_variants(
                                       "status": "PAUSED"})  # fmt: skip
     brief, ledger = make(**{"meta.ad_sets": {"feed": feed["id"], "vertical": vertical["id"]}})
     meta = meta_client(brief, sandbox)
-    published = stages.publish(brief, ledger, meta)
+    published = stages.publish(brief, ledger, meta, ACTOR)
     assert {p["adset_id"] for p in published} == {feed["id"], vertical["id"]}
     assert sum(o["type"] == "adset" for o in sandbox.objects.values()) == 2  # no ad set of their own
-    stages.allocate(brief, ledger, ledger.store, meta, pd.Timestamp("2026-11-01").date())
+    stages.allocate(brief, ledger, ledger.store, meta, DAY, ACTOR)
     decisions = ledger.decisions(brief.name)
     cents = {r.variant_id: json.loads(r.factors)["daily_budget_cents"] for r in decisions.itertuples()}
     assert int(feed["daily_budget"]) == cents["vst0"] + cents["vst2"]
@@ -96,9 +99,56 @@ def test_shopify_publication_attaches_every_live_render_once(world, tmp_path):
     brief, ledger = make()
     with ShopifySandbox("shpat_stage_token_1234", "secret-1234567890") as shop:
         admin = ShopifyAdmin(brief.shopify.shop, "shpat_stage_token_1234", shop.url, poll_s=0.0)
-        first = stages.publish_shopify(brief, ledger, ledger.store, admin)
-        again = stages.publish_shopify(brief, ledger, ledger.store, admin)
+        first = stages.publish_shopify(brief, ledger, ledger.store, admin, ACTOR)
+        again = stages.publish_shopify(brief, ledger, ledger.store, admin, ACTOR)
         media = shop.products[brief.shopify.product_id]["media"]
     assert len(first) == 4 and again == [] and len(media) == 4
     assert all(m["status"] == "READY" for m in media)
     assert all(m["alt"].startswith("Aqua Co product in a studio scene on a #") for m in media)
+
+
+def test_a_paused_brief_keeps_every_ad_paused_day_after_day_and_resume_restores_it(world):
+    make, sandbox = world
+    brief, ledger = make()
+    meta = meta_client(brief, sandbox)
+    stages.publish(brief, ledger, meta, ACTOR)
+    stages.allocate(brief, ledger, ledger.store, meta, DAY, ACTOR)
+    ads = ledger.publications(brief.name, "meta")
+    assert {sandbox.objects[a]["status"] for a in ads["ad_id"]} == {"ACTIVE"}  # the brief activates
+    budgets = {a: int(sandbox.objects[a]["daily_budget"]) for a in ads["adset_id"]}
+    ledger.set_paused(brief.name, True, "cli:test", "stock-out")
+    for day in (1, 2):
+        assert stages.allocate(brief, ledger, ledger.store, meta, DAY + timedelta(days=day), ACTOR).empty
+        assert stages.publish(brief, ledger, meta, ACTOR) == []
+        assert {sandbox.objects[a]["status"] for a in ads["ad_id"]} == {"PAUSED"}
+        assert {sandbox.objects[a]["status"] for a in ads["adset_id"]} == {"PAUSED"}
+        assert all(int(sandbox.objects[a]["daily_budget"]) <= budgets[a] for a in ads["adset_id"])
+    days = ledger.days(brief.name)
+    assert days["paused"].tolist() == [False, True, True]  # paused days do not count towards the generation
+    ledger.set_paused(brief.name, False, "cli:test", "back in stock")
+    stages.allocate(brief, ledger, ledger.store, meta, DAY + timedelta(days=3), ACTOR)
+    assert {sandbox.objects[a]["status"] for a in ads["ad_id"]} == {"ACTIVE"}
+    actions = ledger.actions(brief.name)
+    assert [a for a in actions["action"] if a in ("pause", "resume")] == ["pause", "resume"]
+    assert actions.set_index("action").loc["pause", "reason"] == "stock-out"
+
+
+def test_two_briefs_in_one_ledger_never_touch_each_others_ads(world, tmp_path):
+    make, sandbox = world
+    first, ledger = make()
+    second_brief = first.model_copy(update={"name": "second-brief"})
+    rows = ledger.live(first.name, 0)[["variant_id", "template", "colour", "aspect", "profile"]]
+    ledger.start_generation(second_brief.name, 0, rows, [], opened_on=DAY)  # the same pictures, another brief
+    for vid in rows["variant_id"]:
+        ledger.set_render(vid, "rendered", str(tmp_path / "renders" / vid))
+    meta = meta_client(first, sandbox)
+    stages.publish(first, ledger, meta, ACTOR)
+    stages.publish(second_brief, ledger, meta, ACTOR)
+    mine, theirs = ledger.publications(first.name, "meta"), ledger.publications(second_brief.name, "meta")
+    assert len(mine) == len(theirs) == 4 and not set(mine["ad_id"]) & set(theirs["ad_id"])
+    ledger.set_paused(second_brief.name, True, "cli:test")
+    sandbox.requests.clear()
+    stages.allocate(first, ledger, ledger.store, meta, DAY, ACTOR)
+    touched = {r["path"].rstrip("/").split("/")[-1] for r in sandbox.requests}
+    assert touched & set(mine["ad_id"]) and not touched & (set(theirs["ad_id"]) | set(theirs["adset_id"]))
+    assert {sandbox.objects[a]["status"] for a in theirs["ad_id"]} == {"PAUSED"}

@@ -113,3 +113,42 @@ def test_secrets_come_from_the_secrets_file_and_the_environment_wins(tmp_path, m
     monkeypatch.setenv("AUTOPLAY_SECRETS_FILE", str(tmp_path / "missing.env"))
     with pytest.raises(SecretsFileError):
         load_settings()
+
+
+def test_four_concurrent_publishes_of_the_same_variants_create_exactly_one_of_each(configured, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    brief, meta, _ = configured
+    dirs = [str(variant_dir(tmp_path, "vcc1")), str(variant_dir(tmp_path, "vcc2", "9:16", "#2E7D32"))]
+    meta.latency_s = 0.2  # answers come late, so the publishes overlap
+    autoplay = str(Path(sys.executable).parent / "autoplay")
+    procs = [
+        subprocess.Popen([autoplay, "publish", *dirs, "--channel", "meta", "--brief", str(brief)],
+                         env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(4)
+    ]  # fmt: skip
+    outputs = [p.communicate(timeout=240)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    kinds = [o["type"] for o in meta.objects.values()]
+    assert (kinds.count("ad"), kinds.count("adset"), kinds.count("creative")) == (2, 2, 2)
+
+
+def test_a_daily_budget_above_the_cap_or_below_zero_is_refused_before_any_request(configured, tmp_path):
+    brief, meta, _ = configured
+    folder = str(variant_dir(tmp_path, "vcap"))
+    for budget in ("250000", "-5", "0", "nan", "inf"):
+        args = ["publish", folder, "--channel", "meta", "--activate", "--daily-budget", budget, "--brief", str(brief)]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2 and "daily cap of 600" in result.output, (budget, result.output)
+    assert [o for o in meta.objects.values() if o["type"] in ("ad", "adset")] == []
+
+
+def test_config_never_prints_the_password_inside_a_uri(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "postgresql://mlflow:hunter2-Secret@db.internal:5432/mlflow")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka.internal:9093")
+    result = CliRunner().invoke(app, ["config"])
+    assert result.exit_code == 0, result.output
+    assert "hunter2-Secret" not in result.output and "mlflow:***@db.internal" in result.output

@@ -1,7 +1,11 @@
-from dagster import DefaultScheduleStatus, DefaultSensorStatus, DynamicPartitionsDefinition
+from datetime import date
 
-from pipelines.assets import LOOP_ASSETS, renders
-from pipelines.definitions import defs
+from dagster import DagsterInstance, DefaultSensorStatus, DynamicPartitionsDefinition, build_sensor_context
+
+from pipelines.assets import LOOP_ASSETS, brief_partitions, renders
+from pipelines.definitions import autoplay_sensor, defs
+from pipelines.resources import ClockResource, LoopResource
+from tests.conftest import WATERBOTTLE
 
 
 def test_definitions_hold_one_asset_per_stage_and_validate():
@@ -18,9 +22,34 @@ def test_renders_are_partitioned_per_variant_in_the_gpu_pool():
     assert renders.op.pool == "gpu"
 
 
-def test_autoplay_is_off_until_switched_on():
-    assert defs.get_schedule_def("autoplay").default_status == DefaultScheduleStatus.STOPPED
-    assert defs.get_sensor_def("render_sensor").default_status == DefaultSensorStatus.STOPPED
+def test_autoplay_runs_in_the_daemon_and_every_loop_asset_but_the_store_is_per_brief():
+    assert defs.get_sensor_def("autoplay_sensor").default_status == DefaultSensorStatus.RUNNING
+    per_brief = {a.key.to_user_string() for a in LOOP_ASSETS if a.partitions_def is brief_partitions}
+    assert per_brief == {"plan", "publications", "review", "allocation", "performance_events", "policy"}
+
+
+def test_the_sensor_adds_a_new_brief_and_opens_its_first_generation_once(tmp_path, brief_file):
+    import shutil
+
+    catalog = tmp_path / "briefs"
+    (catalog / "one").mkdir(parents=True)
+    shutil.copy(brief_file(), catalog / "one" / "brief.yaml")
+    shutil.copy(WATERBOTTLE, catalog / "one" / "WaterBottle.glb")
+    loop = LoopResource(briefs_dir=str(catalog), home=str(tmp_path / "home"))
+    with DagsterInstance.ephemeral() as instance:
+        context = build_sensor_context(instance=instance, resources={"loop": loop, "clock": FixedClock()})
+        result = autoplay_sensor(context)
+        (add,) = result.dynamic_partitions_requests
+        assert add.partition_keys == ["waterbottle-launch"]
+        (request,) = result.run_requests
+        assert request.run_key == "waterbottle-launch:g0:open" and request.partition_key == "waterbottle-launch"
+        assert [k.to_user_string() for k in request.asset_selection] == ["plan"]
+        assert request.tags["autoplay/brief"] == "waterbottle-launch"
+
+
+class FixedClock(ClockResource):
+    def today(self) -> date:
+        return date(2026, 11, 1)
 
 
 def test_meta_token_is_an_env_var_reference_not_a_value():

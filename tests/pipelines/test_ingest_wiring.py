@@ -34,7 +34,7 @@ def setup(broker, tmp_path, messages: list[bytes]):
     for raw in messages:
         producer.send_raw(b"v1", raw)
     producer.close()
-    loop = LoopResource(brief_path=str(EXAMPLE_BRIEF), home=str(tmp_path))
+    loop = LoopResource(briefs_dir=str(EXAMPLE_BRIEF.parent.parent), home=str(tmp_path))
     kafka = KafkaResource(bootstrap_servers=broker.bootstrap_servers, topic=topic, dead_letter_topic=f"{topic}.dead")
     return loop, kafka
 

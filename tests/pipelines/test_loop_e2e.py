@@ -1,8 +1,10 @@
-"""Two generations of the whole loop: real broker, Dagster, MLflow, the SDK against the sandbox.
+"""Three generations of two briefs through Dagster's daemon: real broker, Dagster, MLflow, the SDKs against the
+sandboxes.
 
 Renders are thumbnails; the market is easy (one clearly best variant), so learning must show.
 """
 
+import json
 from pathlib import Path
 
 import mlflow
@@ -11,10 +13,12 @@ import yaml
 from dagster import DagsterInstance
 
 from experiments.market import SimulatedMarket
-from pipelines.assets import LOOP_ASSETS, renders
+from pipelines.assets import LOOP_ASSETS, policy, renders
 from pipelines.demo import run_demo
 from pipelines.settings import load_settings
 from tests.conftest import EXAMPLE_BRIEF, WATERBOTTLE
+
+pytestmark = pytest.mark.slow
 
 EASY_BRIEF = {
     "templates": ["studio", "podium"],
@@ -23,7 +27,7 @@ EASY_BRIEF = {
     "autoplay": {
         "live_variants": 4,
         "keep_per_generation": 3,
-        "days_per_generation": 3,
+        "days_per_generation": 2,
         "activate": True,
         "exploration_floor": 0.03,
         "min_impressions": 1000,
@@ -31,88 +35,215 @@ EASY_BRIEF = {
 }
 # one clearly best variant (podium on #1F6FEB), two middling, one poor
 EASY_MARKET = {"effect_scale": 0.0, "boosts": {("template", "podium"): 0.6, ("colour", "#1F6FEB"): 0.6}}
+GENERATIONS = 3
+OTHER = "second-product"  # a second brief in another ad account, on another Shopify product
+PAUSED_ON, RESUMED_ON = "2026-11-03", "2026-11-05"
+
+
+class PausingReporter:
+    """Pauses the second brief for two days, as a marketer would from the CLI, and records what the
+    sandbox's ads of each brief looked like on each day and the budgets of each account."""
+
+    def __init__(self, settings):
+        self.settings, self.running, self.days = settings, None, {}
+
+    def started(self, running):
+        self.running = running
+
+    def run_changed(self, *args): ...
+
+    def renders(self, *args): ...
+
+    def day(self, today):
+        from connectors.event_store import EventStore
+        from connectors.ledger import Ledger
+
+        ledger = Ledger(EventStore(self.settings.event_store_path))
+        meta = self.running.sandboxes.meta
+        with meta.lock:
+            ads = [o for o in meta.objects.values() if o["type"] == "ad"]
+            adsets = {o["id"]: o for o in meta.objects.values() if o["type"] == "adset"}
+            self.days[today] = {
+                "other_ads": {a["status"] for a in ads if f"|{OTHER}|" in a["name"]},
+                "spend_cents": {
+                    acct: sum(int(s["daily_budget"]) for s in adsets.values()
+                              if s["account_id"] == acct and s["status"] == "ACTIVE")
+                    for acct in {s["account_id"] for s in adsets.values()}
+                },
+            }  # fmt: skip
+        if today == PAUSED_ON:
+            ledger.set_paused(OTHER, True, "cli:test", "a marketer pauses it")
+        if today == RESUMED_ON:
+            ledger.set_paused(OTHER, False, "cli:test", "a marketer resumes it")
 
 
 @pytest.fixture(scope="module")
 def loop_run(tmp_path_factory, broker):
     root = tmp_path_factory.mktemp("loop")
-    brief = yaml.safe_load(EXAMPLE_BRIEF.read_text()) | EASY_BRIEF
-    brief["product"]["model"] = str(WATERBOTTLE)
-    brief_path = root / "brief.yaml"
-    brief_path.write_text(yaml.safe_dump(brief))
+    catalog = root / "briefs"
+    first = yaml.safe_load(EXAMPLE_BRIEF.read_text()) | EASY_BRIEF
+    first["product"]["model"] = str(WATERBOTTLE)
+    second = {**first, "name": OTHER, "brand": "Other Co"}
+    second["meta"] = {**first["meta"], "account_id": "act_2000000000001", "campaign_id": "220000000000001"}
+    second["shopify"] = {**first["shopify"], "product_id": "gid://shopify/Product/8000000000002"}
+    for brief in (first, second):
+        (catalog / brief["name"]).mkdir(parents=True)
+        (catalog / brief["name"] / "brief.yaml").write_text(yaml.safe_dump(brief))
     env = {
         "AUTOPLAY_HOME": str(root / "home"),
+        "AUTOPLAY_BRIEFS": str(catalog),
         "DAGSTER_HOME": str(root / "dagster_home"),
         "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
         "AUTOPLAY_EVENTS_TOPIC": "loop-events",
         "AUTOPLAY_DEAD_LETTER_TOPIC": "loop-events.dead",
         "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+        "AUTOPLAY_RENDER_PROFILE": "thumbnail",
+        "AUTOPLAY_SEED": "11",
     }
     settings = load_settings(env)
-    result = run_demo(
-        settings,
-        brief_path,
-        generations=2,
-        profile="thumbnail",
-        market=SimulatedMarket(seed=11, **EASY_MARKET),
-        seed=11,
-    )
-    return settings, result
+    reporter = PausingReporter(settings)
+    run = run_demo(settings, GENERATIONS, market=SimulatedMarket(seed=11, **EASY_MARKET), reporter=reporter)
+    return settings, run, reporter
 
 
-def test_events_reached_the_store_through_kafka(loop_run):
-    _, result = loop_run
-    assert result.event_counts["metric_snapshots"] > 0
-    assert result.leaderboard["impressions"].sum() > 100_000
+def result_of(run, name="waterbottle-launch"):
+    return next(r for r in run.results if r.brief.name == name)
 
 
-def test_the_best_live_variant_gets_more_traffic_as_the_loop_learns(loop_run):
-    _, result = loop_run
-    shares = result.best_share.set_index("generation")["share"]
-    assert list(shares.index) == [0, 1]
-    best = result.best_share.set_index("generation")["variant_id"]
-    assert best[0] == best[1], "the clearly best variant was live in both generations"
-    assert shares[1] > shares[0]
-    # budgets move at most 20% a day (the brief's guardrail), so the winner ramps up over days, not at once
-    assert shares[1] > 0.65
+def test_both_briefs_reach_generation_2_through_the_daemon(loop_run):
+    settings, run, _ = loop_run
+    from connectors.event_store import EventStore
+    from connectors.ledger import Ledger
 
-
-def test_every_stage_ran_through_dagster(loop_run):
-    settings, _ = loop_run
+    ledger = Ledger(EventStore(settings.event_store_path))
+    for name in ("waterbottle-launch", OTHER):
+        assert ledger.current_generation(name) == GENERATIONS - 1
     with DagsterInstance.from_config(str(settings.dagster_home)) as instance:
         runs = instance.get_runs()
         assert runs and all(r.is_success for r in runs)
+        assert {r.job_name for r in runs} == {"autoplay_loop", "render_variants"}
+        assert all(r.tags.get("dagster/sensor_name") == "autoplay_sensor" for r in runs)  # the daemon, no shortcut
+        keys = [r.tags["dagster/run_key"] for r in runs]
+        assert len(keys) == len(set(keys))  # no step done twice
+        assert set(instance.get_dynamic_partitions("briefs")) == {"waterbottle-launch", OTHER}
+
+
+def test_no_request_about_one_briefs_objects_was_made_for_the_other(loop_run):
+    settings, run, reporter = loop_run
+    from connectors.event_store import EventStore
+    from connectors.ledger import Ledger
+
+    ledger = Ledger(EventStore(settings.event_store_path))
+    meta = reporter.running.sandboxes.meta
+    for name, other in (("waterbottle-launch", OTHER), (OTHER, "waterbottle-launch")):
+        mine = ledger.publications(name, "meta")
+        theirs = ledger.publications(other, "meta")
+        theirs_ids = set(theirs["ad_id"]) | set(theirs["adset_id"]) | set(theirs["creative_id"])
+        assert len(mine) and not theirs_ids & (set(mine["ad_id"]) | set(mine["adset_id"]))
+    for request in meta.requests:  # every insights read names only the ads of one brief
+        if request["path"].endswith("/insights") and "filtering" in request["params"]:
+            (rule,) = json.loads(request["params"]["filtering"])
+            briefs = {meta.objects[a]["name"].split("|")[1] for a in rule["value"]}
+            assert len(briefs) == 1
+
+
+def test_a_paused_brief_stays_paused_for_two_days_while_the_other_runs_and_resume_restores_it(loop_run):
+    _, _, reporter = loop_run
+    days = reporter.days
+    assert days["2026-11-04"]["other_ads"] == {"PAUSED"} and days["2026-11-05"]["other_ads"] == {"PAUSED"}
+    assert any(v > 0 for v in days["2026-11-04"]["spend_cents"].values())  # the other brief kept running
+    later = [d for d in sorted(days) if d > RESUMED_ON]
+    assert later and "ACTIVE" in days[later[-1]]["other_ads"]
+
+
+def test_each_days_budgets_stay_within_each_cap(loop_run):
+    _, _, reporter = loop_run
+    for day in reporter.days.values():
+        for cents in day["spend_cents"].values():
+            assert cents <= 60000  # both briefs' daily cap is 600
+
+
+def test_status_and_audit_read_the_ledger_with_nothing_running(loop_run):
+    settings, _, _ = loop_run
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    env = {"AUTOPLAY_HOME": str(settings.home)}
+    out = CliRunner().invoke(app, ["status", "--json"], env=env)
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.output)
+    (other,) = [b for b in doc["briefs"] if b["name"] == OTHER]
+    assert set(other) == {"name", "brand", "paused", "day", "generation", "daily_budget_cap", "budget_today",
+                          "ads", "shopify"}  # fmt: skip
+    assert (
+        other["paused"] is False and other["generation"] == GENERATIONS - 1 and other["shopify"] == {"model_3d": None}
+    )
+    assert {a["channel"] for a in other["ads"]} == {"meta", "shopify"}
+    assert set(other["ads"][0]) == {"variant_id", "channel", "kind", "status", "daily_budget"}
+    assert other["budget_today"] <= other["daily_budget_cap"]
+    audit = json.loads(CliRunner().invoke(app, ["audit", "--brief", OTHER, "--json"], env=env).output)["actions"]
+    kinds = {a["action"] for a in audit}
+    assert {"plan", "render", "publish", "allocate", "train", "pause", "resume"} <= kinds
+    assert {a["actor"] for a in audit if a["action"] == "pause"} == {"cli:test"}
+    assert all(a["actor"].startswith("dagster:autoplay_sensor:") for a in audit if a["action"] == "allocate")
+
+
+def test_events_reached_the_store_through_kafka(loop_run):
+    _, run, _ = loop_run
+    assert run.event_counts["metric_snapshots"] > 0
+    assert result_of(run).leaderboard["impressions"].sum() > 100_000
+
+
+def test_the_best_live_variant_gets_more_traffic_as_the_loop_learns(loop_run):
+    _, run, _ = loop_run
+    result = result_of(run)
+    shares = result.best_share.set_index("generation")["share"]
+    assert list(shares.index) == [0, 1, 2]
+    best = result.best_share.set_index("generation")["variant_id"]
+    assert best[0] == best[1] == best[2], "the clearly best variant was live in every generation"
+    # budgets move at most 20% a day (the brief's guardrail), so the winner ramps up over days, not at once
+    assert shares[2] > shares[0] and shares[2] > 0.5
+
+
+def test_every_stage_ran_through_dagster(loop_run):
+    settings, _, _ = loop_run
+    with DagsterInstance.from_config(str(settings.dagster_home)) as instance:
         for stage in LOOP_ASSETS:
             assert instance.get_latest_materialization_event(stage.key) is not None, stage.key
         variants = instance.get_dynamic_partitions("variants")
         assert instance.get_materialized_partitions(renders.key) == set(variants)
+        for brief in ("waterbottle-launch", OTHER):  # each brief's leaderboard is its own materialization
+            assert brief in instance.get_materialized_partitions(policy.key)
 
 
 def test_each_training_is_an_mlflow_run_with_leaderboard_and_contact_sheet(loop_run):
-    settings, result = loop_run
+    settings, run, _ = loop_run
+    result = result_of(run)
     client = mlflow.MlflowClient(settings.mlflow_tracking_uri)
     experiment = client.get_experiment_by_name(settings.mlflow_experiment)
-    runs = client.search_runs([experiment.experiment_id])
-    assert len(runs) == 2
+    runs = client.search_runs([experiment.experiment_id], "tags.`autoplay.brief` = 'waterbottle-launch'")
+    assert len(runs) == GENERATIONS
     # artifacts and models beside the SQLite store, not in ./mlruns of whatever directory ran the loop
     assert experiment.artifact_location.startswith(
         Path(settings.mlflow_tracking_uri.removeprefix("sqlite:///")).parent.as_uri()
     )
     artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
     assert {"leaderboard.csv", "plots", "contact_sheets"} <= artifacts
-    assert all(sheet.is_file() for sheet in result.sheets) and len(result.sheets) == 2
+    assert all(sheet.is_file() for sheet in result.sheets) and len(result.sheets) == GENERATIONS
     metrics = runs[0].data.metrics
     assert {"expected_regret_per_trial", "offline_snips_challenger"} <= set(metrics)
     assert any(k.startswith("p_best.") for k in metrics)
 
 
 def test_the_policy_is_a_registered_pyfunc_that_allocates_and_proposes_when_loaded(loop_run):
-    settings, result = loop_run
+    settings, run, _ = loop_run
+    result = result_of(run)
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     client = mlflow.MlflowClient()
     name = "autoplay-" + yaml.safe_load(EXAMPLE_BRIEF.read_text())["name"]
     versions = client.search_model_versions(f"name = '{name}'")
-    assert len(versions) == 2  # one per training
+    assert len(versions) == GENERATIONS  # one per training
     challenger = client.get_model_version_by_alias(name, "challenger")
     champion = client.get_model_version_by_alias(name, "champion")
     assert challenger.version == max((v.version for v in versions), key=int)
@@ -129,10 +260,8 @@ def test_the_policy_is_a_registered_pyfunc_that_allocates_and_proposes_when_load
 
 
 def test_the_access_token_is_nowhere_in_run_config_or_mlflow(loop_run):
-    import os
-
-    settings, _ = loop_run
-    token = os.environ["META_ACCESS_TOKEN"]
+    settings, run, _ = loop_run
+    token = run.sandbox["meta_token"]
     with DagsterInstance.from_config(str(settings.dagster_home)) as instance:
         for run in instance.get_runs():
             assert token not in repr(run.run_config) and token not in repr(run.tags)
@@ -145,24 +274,23 @@ def test_both_channels_published_and_were_read_back(loop_run):
     from connectors.event_store import EventStore
     from connectors.ledger import Ledger
 
-    settings, result = loop_run
-    back = result.read_back.set_index(["channel", "kind"])
+    settings, run, _ = loop_run
+    back = result_of(run).read_back.set_index(["channel", "kind"])
     orders = back.loc[("shopify", "purchase")]
     assert orders["count"] > 0 and orders["joined_to_ads"] == orders["count"]  # every order joined to its ad
-    # the pixel's checkout and the order webhook are one purchase: the shop's orders are exactly Meta's purchases
+    # signed orders only: the shop's orders are exactly Meta's purchases (the ads stop when the run closes)
     assert orders["count"] == back.loc[("meta", "purchases"), "count"]
-    assert back.loc[("shopify", "product_view"), "count"] > back.loc[("shopify", "add_to_cart"), "count"] > 0
+    assert back.loc[("pixel", "product_view"), "count"] > back.loc[("pixel", "add_to_cart"), "count"] > 0
+    assert back.loc[("pixel", "purchase"), "count"] == orders["count"]  # the pixel saw them, apart from orders
     ledger = Ledger(EventStore(settings.event_store_path))
-    meta, shop = ledger.publications("meta"), ledger.publications("shopify")
+    meta, shop = ledger.publications("waterbottle-launch", "meta"), ledger.publications("waterbottle-launch", "shopify")
     assert set(shop["variant_id"]) == set(meta["variant_id"]) and (shop["status"] == "READY").all()
     assert shop["media_id"].str.startswith("gid://shopify/MediaImage/").all()
 
 
 def test_no_token_of_either_channel_is_in_run_config_or_dagster_logs(loop_run):
-    import os
-
-    settings, _ = loop_run
-    tokens = [os.environ["META_ACCESS_TOKEN"], os.environ["SHOPIFY_ACCESS_TOKEN"]]
+    settings, run, _ = loop_run
+    tokens = [run.sandbox["meta_token"], run.sandbox["shop_token"]]
     with DagsterInstance.from_config(str(settings.dagster_home)) as instance:
         for run in instance.get_runs():
             logs = repr([e.message for e in instance.all_logs(run.run_id)])

@@ -99,3 +99,15 @@ def test_the_horizon_sits_above_the_centre_when_looking_down_and_below_when_look
 
     assert horizon_from_top(0.0, 50, 1080, 1080, FULL_FRAME) == pytest.approx(0.5)
     assert horizon_from_top(4.0, 85, 1080, 1080, FULL_FRAME) < 0.5 < horizon_from_top(-6.0, 65, 1080, 1080, FULL_FRAME)
+
+
+def test_rewording_a_template_keeps_every_variant_id_but_a_recipe_change_does_not(monkeypatch):
+    from rendering import templates
+
+    job = RenderJob(model_path=str(WATERBOTTLE), template="studio", colour="#1F6FEB", aspect="1:1")
+    before = job.variant_id
+    studio = templates.TEMPLATES["studio"]
+    monkeypatch.setitem(templates.TEMPLATES, "studio", studio.model_copy(update={"description": "Reworded."}))
+    assert job.variant_id == before
+    monkeypatch.setitem(templates.TEMPLATES, "studio", studio.model_copy(update={"lens_mm": 85.0}))
+    assert job.variant_id != before

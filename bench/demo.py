@@ -1,0 +1,77 @@
+"""Demo benchmark: `autoplay demo` through the Dagster daemon, and where its wall time goes.
+
+  demo_wall_s:             N generations of one brief at thumbnail size, from start to the last run's end
+                           (broker, sandboxes, daemon start and stop included).
+  stage_work_share:        the share of that wall time spent inside the loop's steps (the assets' own work,
+                           MLflow logging in `policy` included), from the steps' start and success events.
+  dagster_overhead_s:      the rest: daemon ticks (at most one each 5 s), the run queue, starting a run's
+                           process and loading the code, and the deployment's start and stop.
+  runs:                    how many Dagster runs the demo took.
+  policy_step_s:           the `policy` steps together (fitting, MLflow run, model logging, promotion).
+Prints one JSON line per figure. Usage: python bench/demo.py [--generations 3] [--profile thumbnail]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from dagster import DagsterEventType, DagsterInstance
+from figures import figure
+
+from experiments.market import SimulatedMarket
+from pipelines.demo import run_demo
+from pipelines.settings import REPO, load_settings
+
+
+def step_seconds(instance: DagsterInstance) -> dict[str, float]:
+    """Seconds between each step's start and its success, summed by step key over every run."""
+    totals: dict[str, float] = {}
+    for run in instance.get_runs():
+        starts = {}
+        for entry in instance.all_logs(
+            run.run_id, of_type={DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS}
+        ):
+            key = entry.step_key
+            if entry.dagster_event.event_type == DagsterEventType.STEP_START:
+                starts[key] = entry.timestamp
+            elif key in starts:
+                totals[key] = totals.get(key, 0.0) + entry.timestamp - starts.pop(key)
+    return totals
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--generations", type=int, default=3)
+    parser.add_argument("--profile", default="thumbnail")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="bench-demo-"))
+    env = {
+        **os.environ,
+        "AUTOPLAY_HOME": str(root / "home"),
+        "DAGSTER_HOME": str(root / "dagster_home"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+        "AUTOPLAY_BRIEFS": str(REPO / "examples"),
+        "AUTOPLAY_RENDER_PROFILE": args.profile,
+    }
+    settings = load_settings(env)
+    started = time.perf_counter()
+    run_demo(settings, args.generations, market=SimulatedMarket(seed=0))
+    wall = time.perf_counter() - started
+    with DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+        steps = step_seconds(instance)
+        runs = len(instance.get_runs())
+    work = sum(steps.values())
+    note = f"{args.generations} generations of examples/waterbottle at {args.profile}, 2-core CPU machine"
+    figure("demo_wall_s", wall, "s", note=note)
+    figure("stage_work_share", work / wall, "share", note="time inside the steps / demo wall time")
+    figure("dagster_overhead_s", wall - work, "s", note="wall time outside the steps")
+    figure("runs", runs, "runs", note="Dagster runs the sensor requested")
+    figure("policy_step_s", steps.get("policy", 0.0), "s", note="fitting, MLflow run and model, promotion")
+
+
+if __name__ == "__main__":
+    main()

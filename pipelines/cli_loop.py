@@ -1,0 +1,359 @@
+"""The loop's commands: ``up``, ``demo``, ``pause``, ``resume``, ``status`` and ``audit``.
+
+``status`` and ``audit`` read only the ledger and stores, so they work with nothing running.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import signal
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from pipelines.cli_common import console, err, fail
+from pipelines.settings import load_settings
+
+ACTOR_CLI = f"cli:{getpass.getuser()}"
+
+
+def _stop_on_signals() -> threading.Event:
+    """SIGINT and SIGTERM set the event, whatever disposition or mask the parent left us."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    return stop
+
+
+class ConsoleReporter:
+    """Progress that moves: one line per run of the loop as Dagster's event log reports it, renders n/m."""
+
+    def __init__(self) -> None:
+        self.started_at = time.monotonic()
+
+    def _line(self, text: str) -> None:
+        console.print(f"[dim]{time.monotonic() - self.started_at:6.1f}s[/] {text}", highlight=False)
+
+    def started(self, running) -> None:
+        from connectors.secrets import redact
+
+        for key, value in running.where.items():
+            self._line(f"{key:<16} {redact(value)}")
+
+    def run_changed(self, brief: str, step: str, status: str, detail: str) -> None:
+        colour = {"SUCCESS": "green", "FAILURE": "red", "STARTED": "cyan"}.get(status, "dim")
+        if status in ("SUCCESS", "FAILURE", "STARTED"):
+            self._line(f"[bold]{brief}[/] {step}: [{colour}]{status.lower()}[/] {detail}")
+
+    def renders(self, brief: str, done: int, total: int) -> None:
+        self._line(f"[bold]{brief}[/] renders {done}/{total}")
+
+    def day(self, today: str) -> None:
+        self._line(f"[bold]sandbox day {today}[/]")
+
+
+def _settings(briefs: Path | None, profile: str | None, seed: int | None = None):
+    settings = load_settings()
+    changes = {}
+    if briefs is not None:
+        changes["briefs_dir"] = briefs.resolve()
+    if profile is not None:
+        changes["render_profile"] = profile
+    if seed is not None:
+        changes["seed"] = seed
+    return replace(settings, **changes)
+
+
+def up(
+    briefs: Path = typer.Option(None, help="folder of briefs, each in its own folder (default AUTOPLAY_BRIEFS)"),
+    day_seconds: float = typer.Option(30.0, min=0, help="sandbox: seconds per simulated day (at least)"),
+    profile: str = typer.Option(None, help="render profile: thumbnail, preview or production"),
+    ui_port: int = typer.Option(3000, help="port of the Dagster UI"),
+    ui: bool = typer.Option(True, "--ui/--no-ui", help="start the Dagster webserver"),
+) -> None:
+    """Start everything on the embedded defaults and keep the loop turning until Ctrl-C or SIGTERM."""
+    from pipelines.deployment import DeploymentError, deployment, turn
+
+    stop = _stop_on_signals()
+    settings = _settings(briefs, profile)
+    reporter = ConsoleReporter()
+    try:
+        with deployment(settings, ui_port=ui_port if ui else None) as running:
+            reporter.started(running)
+            console.print("autoplay is up; Ctrl-C stops it")
+            turn(running, reporter, stop, day_seconds=day_seconds, bounded=False)
+    except DeploymentError as exc:
+        fail(str(exc))
+    console.print("stopped")
+
+
+def demo(
+    briefs: Path = typer.Option(None, help="folder of briefs (default AUTOPLAY_BRIEFS, examples/)"),
+    generations: int = typer.Option(3, min=1, max=20),
+    profile: str = typer.Option(None, help="render profile (default AUTOPLAY_RENDER_PROFILE, preview)"),
+    seed: int = typer.Option(None, help="seed of the simulated market and the policy (default AUTOPLAY_SEED)"),
+    ui: bool = typer.Option(False, "--ui/--no-ui", help="also start the Dagster webserver while it runs"),
+    ui_port: int = typer.Option(3000),
+) -> None:
+    """A bounded `up`: N generations of every brief through Dagster's automation, then what was learned."""
+    from experiments.market import SimulatedMarket
+    from pipelines.demo import Interrupted, run_demo
+    from pipelines.deployment import DeploymentError
+
+    stop = _stop_on_signals()
+    settings = _settings(briefs, profile, seed)
+    started = time.perf_counter()
+    try:
+        run = run_demo(
+            settings,
+            generations,
+            SimulatedMarket(seed=settings.seed),
+            ConsoleReporter(),
+            ui_port=ui_port if ui else None,
+            stop=stop,
+        )
+    except Interrupted as exc:
+        fail(str(exc), code=130)
+    except DeploymentError as exc:
+        fail(str(exc), code=1)
+    from connectors.secrets import redact
+    from pipelines.cli import print_leaderboard
+
+    for result in run.results:
+        console.rule(f"{result.brief.brand} / {result.brief.name}")
+        print_leaderboard(result.leaderboard, result.brief.goal)
+        shares = Table(title="Traffic share of the best live variant (true rates known to the sandbox)")
+        for col in ("generation", "best live variant", "true CTR", "impressions", "traffic share"):
+            shares.add_column(col, justify="right")
+        for r in result.best_share.itertuples():
+            shares.add_row(
+                str(r.generation), r.variant_id, f"{r.true_rate:.3%}", f"{r.impressions:,.0f}", f"{r.share:.1%}"
+            )
+        console.print(shares)
+        read_back = Table(title="Read back through both channels (Meta insights; Shopify pixel and order webhooks)")
+        for col in ("channel", "kind", "count", "value", "joined to Meta ads"):
+            read_back.add_column(col, justify="right" if col not in ("channel", "kind") else "left")
+        for r in result.read_back.itertuples():
+            value = f"{r.value:,.2f}" if r.value == r.value and r.value else "-"
+            joined = f"{r.joined_to_ads:,.0f}" if r.channel != "meta" and r.joined_to_ads == r.joined_to_ads else "-"
+            read_back.add_row(r.channel, r.kind, f"{r.count:,.0f}", value, joined)
+        console.print(read_back)
+        for sheet in result.sheets:
+            console.print(f"contact sheet:   {sheet}")
+    console.print(f"events stored:   {run.event_counts}")
+    console.print(f"renders:         {run.renders_dir}")
+    console.print(f"Dagster home:    {run.dagster_home}  (DAGSTER_HOME={run.dagster_home} dagster dev)")
+    console.print(f"MLflow store:    {redact(run.mlflow_uri)}")
+    console.print(f"finished in {time.perf_counter() - started:.0f} s")
+
+
+def _ledger(create: bool = False):
+    from connectors.event_store import EventStore
+    from connectors.ledger import Ledger
+
+    settings = load_settings()
+    if not create and not settings.event_store_path.exists():
+        fail(f"no ledger at {settings.event_store_path}: nothing has run in AUTOPLAY_HOME={settings.home} yet")
+    return settings, Ledger(EventStore(settings.event_store_path))
+
+
+def _brief_named(ledger, given: str):
+    """``--brief``: a brief file, or the name of a brief the ledger knows. Returns (name, Brief or None)."""
+    from experiments.brief import Brief, BriefError, load_brief
+
+    if Path(given).suffix in (".yaml", ".yml") or Path(given).is_file():
+        try:
+            brief = load_brief(given)
+        except BriefError as exc:
+            fail(str(exc))
+        return brief.name, brief
+    spec = ledger.brief_spec(given)
+    if spec is None:
+        known = ", ".join(ledger.briefs()["brief"]) or "none"
+        fail(f"--brief {given!r}: no such brief in the ledger (briefs: {known})")
+    return given, Brief.model_validate(spec)
+
+
+def _pause_on_meta(settings, brief, scope: str | None) -> str:
+    """Pause on Meta now the ads the loop published in ``brief``'s account (of brief ``scope``, or every
+    brief's); raises NoChannel or MetaError when the account cannot be reached."""
+    from pipelines.channels import channel
+
+    with channel(settings, brief, "meta", temporary_ok=False) as target:
+        paused = target.client.pause_all(scope)
+    return f"paused {len(paused)} ads and their ad sets on Meta (account {target.client.account_id})"
+
+
+def pause(
+    brief: str = typer.Option(None, "--brief", help="a brief's name, or its file"),
+    every: bool = typer.Option(False, "--all", help="every brief (with --brief FILE: reach that brief's account)"),
+    reason: str = typer.Option("", help="why, for the audit log"),
+) -> None:
+    """Pause a brief (or all): nothing activates, publishes or raises a budget until it is resumed.
+
+    Recorded in the ledger first (the loop keeps its ads PAUSED from the next day on), then the ads are paused
+    on Meta at once; exit 2 if Meta cannot be reached now."""
+    from connectors.ledger import ALL_BRIEFS
+    from connectors.meta import MetaError
+    from experiments.brief import Brief
+    from pipelines.channels import NoChannel
+
+    if not brief and not every:
+        fail("pause: name one brief with --brief NAME, or every brief with --all")
+    settings, ledger = _ledger(create=True)
+    named = _brief_named(ledger, brief) if brief else None
+    ledger.set_paused(ALL_BRIEFS if every else named[0], True, ACTOR_CLI, reason)
+    console.print(f"{'every brief' if every else named[0]}: paused in the ledger ({settings.event_store_path})")
+    if every:
+        briefs = [named[1]] if named else [Brief.model_validate(ledger.brief_spec(n)) for n in ledger.briefs()["brief"]]
+        accounts = {b.meta.account_id: b for b in briefs if b.meta}
+        targets = [(b, None) for b in accounts.values()]
+    else:
+        targets = [(named[1], named[0])] if named[1].meta else []
+    try:
+        for b, scope in targets:
+            console.print(_pause_on_meta(settings, b, scope))
+    except (NoChannel, MetaError) as exc:
+        fail(f"recorded, but the ads could not be paused on Meta now: {exc}")
+
+
+def resume(
+    brief: str = typer.Option(None, "--brief", help="a brief's name, or its file"),
+    every: bool = typer.Option(False, "--all", help="every brief (lifts the switch over all of them)"),
+    reason: str = typer.Option("", help="why, for the audit log"),
+) -> None:
+    """Resume a paused brief (or all): the next day's allocation sets its budgets and statuses again."""
+    from connectors.ledger import ALL_BRIEFS
+
+    if bool(brief) == every:
+        fail("resume: name one brief with --brief NAME, or every brief with --all")
+    _, ledger = _ledger()
+    if every:
+        for each in [*ledger.briefs()["brief"], ALL_BRIEFS]:
+            if ledger.is_paused(each):
+                ledger.set_paused(each, False, ACTOR_CLI, reason)
+        console.print("every brief: resumed; the next day's run allocates again")
+        return
+    name, _ = _brief_named(ledger, brief)
+    ledger.set_paused(name, False, ACTOR_CLI, reason)
+    if ledger.is_paused(name):
+        err.print(f"{name}: resumed, but `pause --all` still holds every brief; `resume --all` lifts it")
+    console.print(f"{name}: resumed; the next day's run allocates again")
+
+
+def status_of(ledger, names: list[str]) -> dict:
+    """The `status --json` document, from the ledger alone."""
+    briefs = []
+    for name in names:
+        spec = ledger.brief_spec(name) or {}
+        days = ledger.days(name)
+        ads = []
+        for channel in ("meta", "shopify"):
+            pubs = ledger.publications(name, channel)
+            variants = ledger.variants(name).set_index("variant_id")
+            for p in pubs.itertuples():
+                cents = p.daily_budget_cents
+                ads.append(
+                    {
+                        "variant_id": p.variant_id,
+                        "channel": channel,
+                        "kind": variants.loc[p.variant_id, "kind"] if p.variant_id in variants.index else "still",
+                        "status": p.status,
+                        "daily_budget": round(cents / 100, 2) if channel == "meta" and cents == cents else None,
+                    }
+                )
+        budget_today = sum(a["daily_budget"] or 0 for a in ads if a["channel"] == "meta" and a["status"] == "ACTIVE")
+        generation = ledger.current_generation(name)
+        briefs.append(
+            {
+                "name": name,
+                "brand": spec.get("brand"),
+                "paused": ledger.is_paused(name),
+                "day": str(days["day"].max().date()) if len(days) else None,
+                "generation": None if generation is None else int(generation),
+                "daily_budget_cap": spec.get("daily_budget"),
+                "budget_today": round(budget_today, 2),
+                "ads": ads,
+                "shopify": {"model_3d": None},
+            }
+        )
+    return {"briefs": briefs}
+
+
+def status(
+    brief: str = typer.Option(None, "--brief", help="one brief"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Where each brief stands: paused or not, day, generation, spend against the cap, every ad's status."""
+    _, ledger = _ledger()
+    names = ledger.briefs()["brief"].tolist()
+    if brief is not None:
+        if brief not in names:
+            fail(f"--brief {brief!r}: no such brief in the ledger (briefs: {', '.join(names) or 'none'})")
+        names = [brief]
+    doc = status_of(ledger, names)
+    if as_json:
+        print(json.dumps(doc, indent=2))
+        return
+    for b in doc["briefs"]:
+        state = "[red]paused[/]" if b["paused"] else "[green]live[/]"
+        console.print(
+            f"[bold]{b['name']}[/] ({b['brand']}) {state}  day {b['day']}  generation {b['generation']}  "
+            f"budget today {b['budget_today']:.2f} of {b['daily_budget_cap']}"
+        )
+        table = Table()
+        for col in ("variant", "channel", "kind", "status", "daily budget"):
+            table.add_column(col)
+        for a in b["ads"]:
+            budget = "-" if a["daily_budget"] is None else f"{a['daily_budget']:.2f}"
+            table.add_row(a["variant_id"], a["channel"], a["kind"], str(a["status"]), budget)
+        console.print(table)
+
+
+def audit(
+    brief: str = typer.Option(None, "--brief", help="one brief (and the switches over every brief)"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Every automatic and manual action, with time, brief, actor and reason."""
+    _, ledger = _ledger()
+    actions = ledger.actions(brief)
+    rows = [
+        {
+            "at": a.at.isoformat(),
+            "brief": a.brief,
+            "action": a.action,
+            "actor": a.actor,
+            "reason": a.reason,
+            "details": json.loads(a.details) if a.details else {},
+        }
+        for a in actions.itertuples()
+    ]
+    if as_json:
+        print(json.dumps({"actions": rows}, indent=2))
+        return
+    table = Table(title="audit log")
+    for col in ("at", "brief", "action", "actor", "reason"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["at"][:19], r["brief"], r["action"], r["actor"], r["reason"])
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    for command in (up, demo, pause, resume, status, audit):
+        app.command()(command)
+    app.command("pause-all")(pause_all)
+
+
+def pause_all(
+    brief: str = typer.Option(None, "--brief", help="a brief file or name whose Meta account to reach"),
+    reason: str = typer.Option("", help="why, for the audit log"),
+) -> None:
+    """The one switch: pause every brief and every ad the loop published (alias of `pause --all`)."""
+    pause(brief=brief, every=True, reason=reason)

@@ -1,0 +1,387 @@
+"""``autoplay up``: everything the loop needs on one machine, and Dagster's own automation turning it.
+
+It starts what the embedded defaults need (the Kafka broker, the Meta and Shopify sandboxes with their
+simulated market, the ingest endpoint), then the Dagster daemon (which runs ``autoplay_sensor``) and the
+Dagster webserver, with an environment that points the code location at them. It has no loop of its own:
+it follows Dagster's event log to show progress, and on the embedded default it moves the sandbox's clock
+a day on once every brief is done for the day and the day's seconds have passed. ``autoplay demo`` is the
+same thing bounded: it stops once every brief has served its generations, or at the first failed run.
+
+One home, one deployment: a lock file refuses a second one. On start, runs left STARTED by a killed
+process are marked failed in Dagster and MLflow.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
+
+from connectors.event_store import EventStore
+from connectors.ingest_server import IngestConfig, IngestServer
+from connectors.kafka_broker import EmbeddedBroker, die_with_parent, ensure_topics
+from connectors.kafka_events import EventProducer
+from connectors.ledger import Ledger
+from experiments import cadence
+from experiments.catalog import Catalog, load_catalog
+from experiments.market import SimulatedMarket
+from pipelines import stages
+from pipelines.assets import BRIEF_TAG, DAY_TAG, GENERATION_TAG, STEP_TAG
+from pipelines.channels import Sandboxes, sandbox_marker, serve_sandboxes
+from pipelines.definitions import IN_FLIGHT
+from pipelines.settings import REPO, Settings, kafka_client_config
+
+BIN = Path(sys.executable).parent
+
+
+class DeploymentError(RuntimeError):
+    """The deployment cannot start or stopped on a failure; the message says which brief, stage and cause."""
+
+
+class AlreadyRunning(DeploymentError):
+    pass
+
+
+class Reporter:
+    """What `up` and `demo` tell the person watching; the CLI prints it."""
+
+    def started(self, running: Running) -> None: ...
+    def run_changed(self, brief: str, step: str, status: str, detail: str) -> None: ...
+    def renders(self, brief: str, done: int, total: int) -> None: ...
+    def day(self, today: str) -> None: ...
+
+
+@contextmanager
+def home_lock(settings: Settings) -> Iterator[None]:
+    """Only one deployment per home: a second `up` or `demo` refuses, naming the first one's process."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    fd = os.open(settings.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise AlreadyRunning(
+            f"{settings.home} is in use by autoplay process {holder} (lock {settings.lock_path}); "
+            "stop it first, or set AUTOPLAY_HOME to another folder"
+        ) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.ftruncate(fd, 0)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def prepare_dagster_home(settings: Settings) -> None:
+    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    if not (settings.dagster_home / "dagster.yaml").exists():  # a new Dagster home gets the shipped config
+        shutil.copy(REPO / "dagster_home" / "dagster.yaml", settings.dagster_home / "dagster.yaml")
+
+
+def fail_stale_runs(instance: DagsterInstance, tracking_uri: str, reason: str) -> tuple[int, int]:
+    """Runs a killed process left STARTED (Dagster) or RUNNING (MLflow) are marked failed. Called with the
+    home lock held, so no run of this home can still be alive."""
+    runs = 0
+    for record in instance.get_run_records(RunsFilter(statuses=IN_FLIGHT)):
+        instance.report_run_failed(record.dagster_run, message=reason)
+        runs += 1
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    mlflow_runs = 0
+    if experiments:
+        for run in client.search_runs(experiments, "attributes.status = 'RUNNING'"):
+            client.set_terminated(run.info.run_id, status="FAILED")
+            mlflow_runs += 1
+    return runs, mlflow_runs
+
+
+def dagster_environment(settings: Settings, bootstrap: str, sandboxes: Sandboxes | None, overrides: dict) -> dict:
+    """The environment of the daemon, the webserver and every run they launch: the same settings as ours,
+    pointed at what we started. Tokens travel in the environment only (never in run config)."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "DAGSTER_HOME": str(settings.dagster_home),
+            "AUTOPLAY_HOME": str(settings.home),
+            "AUTOPLAY_BRIEFS": str(settings.briefs_dir),
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "AUTOPLAY_EVENTS_TOPIC": settings.events_topic,
+            "AUTOPLAY_DEAD_LETTER_TOPIC": settings.dead_letter_topic,
+            "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+            "AUTOPLAY_RENDER_PROFILE": settings.render_profile,
+            "AUTOPLAY_SEED": str(settings.seed),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    if settings.mlflow_artifact_location:
+        env["AUTOPLAY_MLFLOW_ARTIFACTS"] = settings.mlflow_artifact_location
+    if settings.max_generations is not None:
+        env["AUTOPLAY_MAX_GENERATIONS"] = str(settings.max_generations)
+    if sandboxes is not None:
+        env |= {
+            "META_GRAPH_URL": sandboxes.meta.url,
+            "META_ACCESS_TOKEN": sandboxes.meta_token,
+            "SHOPIFY_ADMIN_URL": sandboxes.shop.url,
+            "SHOPIFY_ACCESS_TOKEN": sandboxes.shop_token,
+            "AUTOPLAY_SANDBOX_CLOCK_URL": sandboxes.meta.url,
+        }
+    return env | overrides
+
+
+@dataclass
+class Child:
+    """A process we started in its own process group; stopping it stops everything it started."""
+
+    name: str
+    proc: subprocess.Popen
+    log: Path
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        if self.proc.poll() is not None:
+            return
+        for sig, wait in ((15, timeout_s), (9, 5.0)):
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self.proc.wait(timeout=wait)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+
+def spawn(name: str, command: list[str], env: dict, log: Path) -> Child:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            command,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+            cwd=REPO,
+        )
+    return Child(name, proc, log)
+
+
+@dataclass
+class Running:
+    """A deployment that is up: where its parts are, and what it started."""
+
+    settings: Settings
+    catalog: Catalog
+    instance: DagsterInstance
+    sandboxes: Sandboxes | None
+    market: SimulatedMarket | None
+    children: list[Child] = field(default_factory=list)
+    where: dict[str, str] = field(default_factory=dict)
+
+    def ledger(self) -> Ledger:
+        return Ledger(EventStore(self.settings.event_store_path))
+
+
+@contextmanager
+def deployment(
+    settings: Settings,
+    market: SimulatedMarket | None = None,
+    ui_port: int | None = 3000,
+    stale_reason: str = "its process was stopped before the run finished",
+) -> Iterator[Running]:
+    """Everything up, in order, and always stopped in reverse order, children and their children included."""
+    from dagster import Definitions
+
+    from pipelines.definitions import defs
+
+    Definitions.validate_loadable(defs)  # a broken code location fails here, not silently in the daemon
+    catalog = load_catalog(settings.briefs_dir)
+    if not catalog.briefs:
+        problems = "; ".join(catalog.errors.values()) or f"no */brief.yaml under {settings.briefs_dir}"
+        raise DeploymentError(f"no brief to run: {problems}")
+    with ExitStack() as stack:
+        stack.enter_context(home_lock(settings))
+        prepare_dagster_home(settings)
+        os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
+        instance = stack.enter_context(DagsterInstance.get())
+        fail_stale_runs(instance, settings.mlflow_tracking_uri, stale_reason)
+        bootstrap = settings.kafka_bootstrap_servers
+        if not bootstrap:
+            bootstrap = stack.enter_context(EmbeddedBroker(log_path=settings.home / "kafka.log")).bootstrap_servers
+        ensure_topics(bootstrap, {settings.events_topic: 4, settings.dead_letter_topic: 1}, **kafka_client_config())
+        sandboxes = None
+        if not settings.meta_graph_url and not os.environ.get("META_ACCESS_TOKEN"):
+            market = market or SimulatedMarket(seed=settings.seed)
+            sandboxes = stack.enter_context(serve_sandboxes(list(catalog.briefs.values()), market))
+            producer = EventProducer(bootstrap, settings.events_topic, **kafka_client_config())
+            stack.callback(producer.close)
+            origins = frozenset().union(*(b.storefront_origins for b in catalog.briefs.values()))
+            sandboxes.shop.origin = sorted(origins)[0]
+            endpoint = stack.enter_context(IngestServer(producer, IngestConfig(sandboxes.app_secret, origins)))
+            sandboxes.shop.webhook_url = f"{endpoint.url}/webhooks/shopify"
+            sandboxes.shop.pixel_url = f"{endpoint.url}/pixel"
+            marker = sandbox_marker(settings)
+            fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # sandbox tokens, this user only
+            with os.fdopen(fd, "w") as f:
+                import json
+
+                json.dump(sandboxes.addresses(), f)
+            stack.callback(marker.unlink, missing_ok=True)
+        env = dagster_environment(settings, bootstrap, sandboxes, {})
+        running = Running(settings, catalog, instance, sandboxes, market)
+        running.where = {
+            "briefs": str(settings.briefs_dir),
+            "kafka": bootstrap,
+            "dagster_home": str(settings.dagster_home),
+            "mlflow": settings.mlflow_tracking_uri,
+        }
+        if sandboxes is not None:
+            running.where |= {"meta_sandbox": sandboxes.meta.url, "shopify_sandbox": sandboxes.shop.url}
+        logs = settings.home / "logs"
+        daemon = spawn(
+            "dagster-daemon",
+            [str(BIN / "dagster-daemon"), "run", "-m", "pipelines.definitions"],
+            env,
+            logs / "dagster-daemon.log",
+        )
+        running.children.append(daemon)
+        if ui_port is not None:
+            web = spawn(
+                "dagster-webserver",
+                [str(BIN / "dagster-webserver"), "-m", "pipelines.definitions", "-h", "127.0.0.1", "-p", str(ui_port)],
+                env,
+                logs / "dagster-webserver.log",
+            )
+            running.children.append(web)
+            running.where["dagster_ui"] = f"http://127.0.0.1:{ui_port}"
+        try:
+            yield running
+        finally:
+            for child in reversed(running.children):
+                child.stop()
+            fail_stale_runs(instance, settings.mlflow_tracking_uri, "autoplay up was stopped before the run finished")
+
+
+@dataclass
+class Watch:
+    """What the watcher has seen of Dagster's runs: statuses reported, render progress, failures."""
+
+    statuses: dict[str, str] = field(default_factory=dict)
+    renders: dict[str, int] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+
+def describe_failure(instance: DagsterInstance, run) -> str:
+    """The stage (step) and the cause of a failed run, from its event log."""
+    for entry in instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_FAILURE):
+        error = entry.dagster_event.step_failure_data.error
+        cause = error.cause.message if error.cause is not None else error.message
+        return f"stage {entry.dagster_event.step_key}: {cause.strip().splitlines()[-1] if cause.strip() else cause}"
+    for entry in instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_FAILURE):
+        return f"run failed: {entry.message}"
+    return "run failed (see the Dagster UI)"
+
+
+def follow(running: Running, watch: Watch, reporter: Reporter) -> None:
+    """Report runs that changed status, and render progress of runs in flight, from Dagster's event log."""
+    instance = running.instance
+    for record in instance.get_run_records(RunsFilter(tags={}), limit=50):
+        run = record.dagster_run
+        brief = run.tags.get(BRIEF_TAG)
+        if brief is None:
+            continue
+        step = f"{run.tags.get(STEP_TAG)} g{run.tags.get(GENERATION_TAG)} {run.tags.get(DAY_TAG)}"
+        status = run.status.value
+        if watch.statuses.get(run.run_id) != status:
+            watch.statuses[run.run_id] = status
+            detail = ""
+            if run.status == DagsterRunStatus.FAILURE:
+                detail = describe_failure(instance, run)
+                watch.failures.append(f"brief {brief}, {run.tags.get(STEP_TAG)} step (run {run.run_id}): {detail}")
+            reporter.run_changed(brief, step, status, detail)
+        if run.tags.get(STEP_TAG) == "render" and run.status == DagsterRunStatus.STARTED:
+            seen = instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_OBSERVATION)
+            if seen and len(seen) != watch.renders.get(run.run_id):
+                watch.renders[run.run_id] = len(seen)
+                meta = seen[-1].dagster_event.asset_observation_data.asset_observation.metadata
+                reporter.renders(brief, len(seen), int(meta["of"].value))
+
+
+def brief_idle_today(running: Running, name: str, today) -> bool:
+    """Nothing due for this brief today, nothing in flight; a brief whose last run failed counts as idle
+    (its failed step waits for a person, the others go on)."""
+    from pipelines.definitions import in_flight
+
+    if in_flight(running.instance, name):
+        return False
+    latest = running.instance.get_run_records(RunsFilter(tags={BRIEF_TAG: name}), limit=1)
+    if latest and latest[0].dagster_run.status == DagsterRunStatus.FAILURE:
+        return True
+    brief = running.catalog.briefs[name]
+    progress = stages.progress(running.ledger(), name)
+    return (
+        cadence.next_step(name, progress, today, brief.autoplay.days_per_generation, running.settings.max_generations)
+        is None
+    )
+
+
+def all_finished(running: Running) -> bool:
+    """Every brief has served its generations and been trained on, and no run is still finishing."""
+    from pipelines.definitions import in_flight
+
+    ledger = running.ledger()
+    return all(
+        cadence.finished(stages.progress(ledger, n), b.autoplay.days_per_generation, running.settings.max_generations)
+        and not in_flight(running.instance, n)
+        for n, b in running.catalog.briefs.items()
+    )
+
+
+def turn(
+    running: Running,
+    reporter: Reporter,
+    stop: threading.Event,
+    day_seconds: float,
+    bounded: bool,
+    poll_s: float = 0.5,
+) -> Watch:
+    """Follow the loop until ``stop`` is set, or (``bounded``) until every brief has finished or a run failed.
+
+    On the embedded default, the sandbox's day moves on once every brief is idle for today and at least
+    ``day_seconds`` have passed since the last move. With a real clock, days come by themselves."""
+    watch = Watch()
+    last_move = time.monotonic()
+    while not stop.is_set():
+        follow(running, watch, reporter)
+        if bounded and watch.failures:
+            raise DeploymentError(watch.failures[0])
+        running.catalog = load_catalog(running.settings.briefs_dir)  # a new brief file starts its loop
+        if running.sandboxes is not None:
+            for brief in running.catalog.briefs.values():
+                running.sandboxes.admit(brief)
+        if bounded and all_finished(running):
+            follow(running, watch, reporter)
+            return watch
+        if running.sandboxes is not None and time.monotonic() - last_move >= day_seconds:
+            today = running.sandboxes.meta.today
+            if all(brief_idle_today(running, n, today) for n in running.catalog.briefs):
+                reporter.day(str(running.sandboxes.meta.advance(1)))
+                last_move = time.monotonic()
+        stop.wait(poll_s)
+    return watch

@@ -1,0 +1,113 @@
+"""`autoplay up` and `demo` under faults: a failing stage, SIGTERM with SIGINT ignored, a second deployment
+on the same home, a killed process's runs. Each starts the real CLI in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import EXAMPLE_BRIEF, REPO, WATERBOTTLE
+
+pytestmark = pytest.mark.slow
+AUTOPLAY = str(Path(sys.executable).parent / "autoplay")
+
+
+def catalog(root: Path, model: Path = WATERBOTTLE) -> Path:
+    """One brief in its own folder, beside a copy of its model (as a brand would hand them over)."""
+    brief = yaml.safe_load(EXAMPLE_BRIEF.read_text())
+    folder = root / "briefs" / "one"
+    folder.mkdir(parents=True)
+    (folder / model.name).write_bytes(model.read_bytes())
+    brief["product"]["model"] = model.name
+    brief["autoplay"] |= {"days_per_generation": 1}
+    (folder / "brief.yaml").write_text(yaml.safe_dump(brief))
+    return root / "briefs"
+
+
+def environment(root: Path, broker) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("META_", "SHOPIFY_", "AUTOPLAY_", "DAGSTER_"))}
+    return env | {
+        "AUTOPLAY_HOME": str(root / "home"),
+        "AUTOPLAY_BRIEFS": str(root / "briefs"),
+        "DAGSTER_HOME": str(root / "dagster_home"),
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        "AUTOPLAY_EVENTS_TOPIC": f"faults-{root.name}",
+        "AUTOPLAY_DEAD_LETTER_TOPIC": f"faults-{root.name}.dead",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+        "AUTOPLAY_RENDER_PROFILE": "thumbnail",
+    }
+
+
+def processes_with(value: str) -> list[int]:
+    """Processes whose environment holds ``value`` (our unique home): what a deployment left running."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if value.encode() in (proc / "environ").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_a_failing_stage_ends_the_demo_non_zero_naming_brief_stage_and_cause(tmp_path, broker):
+    broken = tmp_path / "broken.glb"
+    broken.write_bytes(b"glTF" + os.urandom(600))  # passes the brief's check (a file), fails the render's
+    catalog(tmp_path, broken)
+    env = environment(tmp_path, broker)
+    started = time.monotonic()
+    out = subprocess.run([AUTOPLAY, "demo", "--generations", "1"], env=env, capture_output=True, text=True,
+                         timeout=240, cwd=REPO)  # fmt: skip
+    took = time.monotonic() - started
+    assert out.returncode == 1, out.stdout + out.stderr
+    message = out.stderr.strip().splitlines()[-1]
+    assert message.startswith("error: brief waterbottle-launch, render step"), out.stderr
+    assert "renders" in message and "broken.glb" in message
+    assert "Traceback" not in out.stderr
+    assert took < 120  # the failure is reported within seconds of the run failing, not after a hang
+    assert processes_with(str(tmp_path / "home")) == []
+
+
+def test_sigterm_stops_up_within_10s_even_with_sigint_ignored_and_a_second_up_refuses(tmp_path, broker):
+    catalog(tmp_path)
+    env = environment(tmp_path, broker)
+
+    def ignore_sigint() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    up = subprocess.Popen([AUTOPLAY, "up", "--no-ui", "--day-seconds", "5"], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, preexec_fn=ignore_sigint, cwd=REPO)  # fmt: skip
+    lines = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = up.stdout.readline()
+            lines.append(line)
+            if "open g0" in line and "success" in line:  # the daemon turns the loop
+                break
+        else:
+            pytest.fail("up never turned the loop: " + "".join(lines))
+        second = subprocess.run([AUTOPLAY, "up", "--no-ui"], env=env, capture_output=True, text=True, timeout=60,
+                                cwd=REPO)  # fmt: skip
+        assert second.returncode == 2 and "is in use by autoplay process" in second.stderr, second.stderr
+        assert len(processes_with(str(tmp_path / "home"))) >= 3  # up, the daemon, its code server
+        started = time.monotonic()
+        up.send_signal(signal.SIGTERM)
+        up.wait(timeout=30)
+        took = time.monotonic() - started
+    finally:
+        if up.poll() is None:
+            up.kill()
+    assert took < 10, f"up took {took:.1f}s to stop"
+    assert up.returncode == 0
+    time.sleep(0.5)
+    assert processes_with(str(tmp_path / "home")) == []
