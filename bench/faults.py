@@ -72,6 +72,11 @@ def order(i: int) -> bytes:
                        "landing_site": f"/p?utm_content=v1&ad_id=1{i}"}).encode()  # fmt: skip
 
 
+def send_order(url: str, i: int) -> int:
+    body = order(i)
+    return post(f"{url}/webhooks/shopify", body, signed(body))
+
+
 def poison(broker: EmbeddedBroker, tmp: Path) -> None:
     ensure_topics(broker.bootstrap_servers, {"poison": 2, "poison.dead": 1})
     producer = EventProducer(broker.bootstrap_servers, "poison", max_request_size=4 << 20)
@@ -106,7 +111,7 @@ def outage_and_forgery(tmp: Path) -> None:
                       "variant_id": "v1", "checkout_token": f"tok{i}", "value": 1.0, "currency": "USD",
                       "client_id": f"attacker-{i}"}]  # fmt: skip
             post(f"{server.url}/pixel", json.dumps(claim).encode(), {"Origin": ORIGIN})
-        acked = sum(post(f"{server.url}/webhooks/shopify", order(i), signed(order(i))) == 200 for i in range(20))
+        acked = sum(send_order(server.url, i) == 200 for i in range(20))
         store = EventStore(tmp / "shop.duckdb")
         EventIngestor(broker.bootstrap_servers, "shop", store).run()
         with store.connect() as con:
@@ -117,7 +122,7 @@ def outage_and_forgery(tmp: Path) -> None:
     figure("forged_pixel_purchases_stored_as_orders", 0 if rows.get("shopify", 0) == acked else 1, "orders",
            f"{rows.get('pixel', 0)} forged checkouts stored apart on channel pixel")  # fmt: skip
     started = time.monotonic()
-    statuses = [post(f"{server.url}/webhooks/shopify", order(100 + i), signed(order(100 + i))) for i in range(3)]
+    statuses = [send_order(server.url, 100 + i) for i in range(3)]
     took = (time.monotonic() - started) / 3
     server.stop()
     figure("outage_acknowledged", statuses.count(200), "webhooks", "3 webhooks posted with the broker down")

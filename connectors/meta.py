@@ -20,6 +20,7 @@ from facebook_business.adobjects.ad import Ad
 from facebook_business.adobjects.adaccount import AdAccount
 from facebook_business.adobjects.adset import AdSet
 from facebook_business.adobjects.advideo import AdVideo
+from facebook_business.adobjects.campaign import Campaign
 from facebook_business.api import FacebookAdsApi
 from facebook_business.exceptions import FacebookRequestError
 from facebook_business.session import FacebookSession
@@ -408,6 +409,17 @@ class MetaAds:
     def set_ad_status(self, ad_id: str, active: bool) -> None:
         status = "ACTIVE" if active else "PAUSED"
         self._call(f"status update of ad {ad_id}", Ad(ad_id, api=self._api).api_update, params={"status": status})
+
+    def set_campaign_spend_cap(self, cents: int) -> None:
+        """The campaign's lifetime spend cap: Meta stops every ad set in it once reached, whatever their
+        daily budgets say (the backstop behind the loop's own caps)."""
+        if not isinstance(cents, int) or cents <= 0:
+            raise BudgetRefused(f"campaign spend cap: {cents!r} cents is not a positive whole number of cents")
+        self._call(
+            f"spend cap update of campaign {self.campaign_id}",
+            Campaign(self.campaign_id, api=self._api).api_update,
+            params={"spend_cap": cents},
+        )
 
     def check_budget(self, cents: int, what: str) -> None:
         """Every budget this client sends is a whole number of cents above 0 and within the brief's daily cap."""

@@ -75,6 +75,13 @@ class MetaSettings(_Strict):
         default_factory=lambda: ["7d_click", "1d_view"], min_length=1, description="how Meta counts conversions"
     )
     countries: list[str] = Field(default_factory=lambda: ["US"], min_length=1, max_length=250)
+    campaign_spend_cap: float | None = Field(
+        default=None,
+        gt=0,
+        le=100 * 1_000_000.0,
+        strict=True,
+        description="lifetime spend cap of the campaign, set on Meta: delivery stops there whatever the loop does",
+    )
 
     @field_validator("ad_sets")
     @classmethod

@@ -217,8 +217,11 @@ def publish(brief: Brief, ledger: Ledger, meta: MetaAds, actor: str) -> list[dic
     Nothing rendered yet is a normal day; a paused brief publishes nothing."""
     if ledger.is_paused(brief.name):
         return []
+    todo = _to_publish(brief, ledger, "meta")
+    if todo and brief.meta.campaign_spend_cap is not None:  # the platform's backstop, before any new ad
+        meta.set_campaign_spend_cap(int(round(brief.meta.campaign_spend_cap * 100)))
     out = []
-    for v in _to_publish(brief, ledger, "meta"):
+    for v in todo:
         ledger.record_intent(brief.name, v["variant_id"], "meta")
         # created paused at the platform minimum; `allocate` sets the real budget and status
         with ledger.lease(brief.name, v["variant_id"], "meta", actor):

@@ -412,6 +412,10 @@ class MetaGraphSandbox(HttpServer):
             if obj["type"] != "adset":
                 raise GraphError("(#100) daily_budget can only be set on ad sets", code=100)
             obj["daily_budget"] = str(int(request.params["daily_budget"]))
+        if "spend_cap" in request.params:
+            if obj["type"] != "campaign":
+                raise GraphError("(#100) spend_cap can only be set on campaigns", code=100)
+            obj["spend_cap"] = str(int(request.params["spend_cap"]))
         return {"success": True}
 
     # -- reads ---------------------------------------------------------------------------------
@@ -541,6 +545,12 @@ class MetaGraphSandbox(HttpServer):
             return {"today": str(self.today)}
         raise GraphError(f"unknown sandbox action {action}", code=100, status=404)
 
+    def _campaign_capped(self, campaign_id: str) -> bool:
+        """Meta stops a campaign's delivery once its lifetime spend reaches its spend_cap."""
+        campaign = self.objects.get(campaign_id, {})
+        cap = campaign.get("spend_cap")
+        return cap is not None and campaign.get("_spent_cents", 0) >= int(cap)
+
     def advance(self, days: int = 1) -> date:
         """Let the market run ``days`` days (the sandbox's stand-in for time passing)."""
         with self.lock:
@@ -557,7 +567,7 @@ class MetaGraphSandbox(HttpServer):
             if ad["effective_status"] != "ACTIVE":
                 continue
             adset = self.objects[ad["adset_id"]]
-            if adset["status"] != "ACTIVE":
+            if adset["status"] != "ACTIVE" or self._campaign_capped(adset["campaign_id"]):
                 continue
             live.append(
                 {"ad_id": ad["id"], "factors": self.factors_for(ad), "daily_budget": int(adset["daily_budget"]) / 100}
@@ -565,6 +575,8 @@ class MetaGraphSandbox(HttpServer):
         rows = self.market.simulate_day(live)
         for row in rows:
             self.daily[(row["ad_id"], str(self.today))] = row
+            campaign = self.objects[self.objects[self.objects[row["ad_id"]]["adset_id"]]["campaign_id"]]
+            campaign["_spent_cents"] = campaign.get("_spent_cents", 0) + int(round(row["spend"] * 100))
         for listener in self.on_day:  # e.g. the sandbox shop, whose orders follow the ads' purchases
             tagged = [{**r, "url_tags": self._creative_of(r["ad_id"]).get("url_tags", "")} for r in rows]
             listener(str(self.today), tagged)

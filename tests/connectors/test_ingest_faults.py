@@ -104,6 +104,7 @@ def assert_offsets_at_end(ingestor: EventIngestor, store: EventStore, total: int
     assert sum(ingestor.lag().values()) == 0
 
 
+@pytest.mark.slow
 def test_every_event_twice_with_one_percent_garbage_of_every_kind(broker, tmp_path):
     n = 100_000
     rng = random.Random(5)
@@ -130,6 +131,7 @@ def test_every_event_twice_with_one_percent_garbage_of_every_kind(broker, tmp_pa
     assert_offsets_at_end(ingestor, store, len(mixed))
 
 
+@pytest.mark.slow
 def test_kill_minus_9_mid_batch_then_restart_loses_and_duplicates_nothing(broker, tmp_path):
     n = 60_000
     topic = new_topic(broker.bootstrap_servers)

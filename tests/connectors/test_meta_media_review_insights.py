@@ -189,6 +189,7 @@ print("published")
 """
 
 
+@pytest.mark.slow
 def test_a_publish_killed_midway_and_rerun_leaves_exactly_one_of_everything(sandbox, tmp_path, brief_file):
     import pandas as pd
 

@@ -276,6 +276,7 @@ def test_verify_hmac_is_over_the_raw_body():
     assert not verify_hmac("k" * 16, body + b" ", good) and not verify_hmac("k" * 16, body, None)
 
 
+@pytest.mark.slow
 def test_with_the_broker_down_an_event_is_refused_503_within_the_bound_and_nothing_else_waits(tmp_path):
     import threading
     import time

@@ -152,3 +152,18 @@ def test_two_briefs_in_one_ledger_never_touch_each_others_ads(world, tmp_path):
     touched = {r["path"].rstrip("/").split("/")[-1] for r in sandbox.requests}
     assert touched & set(mine["ad_id"]) and not touched & (set(theirs["ad_id"]) | set(theirs["adset_id"]))
     assert {sandbox.objects[a]["status"] for a in theirs["ad_id"]} == {"PAUSED"}
+
+
+def test_the_campaign_spend_cap_from_the_brief_stops_delivery_whatever_the_ad_set_budgets(world):
+    make, sandbox = world
+    brief, ledger = make(**{"meta.campaign_spend_cap": 20.0})
+    meta = meta_client(brief, sandbox)
+    stages.publish(brief, ledger, meta, ACTOR)
+    assert sandbox.objects[brief.meta.campaign_id]["spend_cap"] == "2000"
+    stages.allocate(brief, ledger, ledger.store, meta, DAY, ACTOR)
+    spent = []
+    for _ in range(6):
+        sandbox.advance(1)
+        spent.append(sum(m["spend"] for m in sandbox.daily.values()))
+    assert spent[-1] == spent[-2] > 0  # delivery stopped once the cap was reached
+    assert spent[-1] <= 20.0 + 400.0  # at most one day's budget past the cap, as on Meta

@@ -115,6 +115,7 @@ def test_secrets_come_from_the_secrets_file_and_the_environment_wins(tmp_path, m
         load_settings()
 
 
+@pytest.mark.slow
 def test_four_concurrent_publishes_of_the_same_variants_create_exactly_one_of_each(configured, tmp_path):
     import os
     import subprocess
