@@ -46,6 +46,8 @@ PARTITION_RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_pa
 #: Our run tags: which brief, which step of the cadence, which generation and day.
 BRIEF_TAG, STEP_TAG, GENERATION_TAG, DAY_TAG = "autoplay/brief", "autoplay/step", "autoplay/generation", "autoplay/day"
 OWNERS = ["team:autoplay"]
+#: What every asset of the loop shares: its group, owners and code version.
+LOOP = {"group_name": "loop", "owners": OWNERS, "code_version": "2"}
 
 
 def partition_range_tags(first: str, last: str) -> dict[str, str]:
@@ -74,12 +76,10 @@ def thumbnail_markdown(png: Path, width: int = 480) -> str:
 
 
 @asset(
-    group_name="loop",
+    **LOOP,
     partitions_def=brief_partitions,
     deps=["policy"],
     kinds={"python", "duckdb"},
-    owners=OWNERS,
-    code_version="2",
     description="The brief's next generation: variants kept, new combinations to render, with their decisions.",
 )
 def plan(context: AssetExecutionContext, loop: LoopResource, clock: ClockResource) -> MaterializeResult:
@@ -110,14 +110,12 @@ def plan(context: AssetExecutionContext, loop: LoopResource, clock: ClockResourc
 
 
 @asset(
-    group_name="loop",
+    **LOOP,
     partitions_def=variant_partitions,
     backfill_policy=BackfillPolicy.single_run(),
     pool="gpu",
     deps=[plan],
     kinds={"blender"},
-    owners=OWNERS,
-    code_version="2",
     description="Stills per variant, rendered by Blender worker processes (pool 'gpu'); a run over a range of "
     "variants imports the product once per worker.",
 )
@@ -157,11 +155,9 @@ def renders(context: AssetExecutionContext, loop: LoopResource) -> MaterializeRe
 
 
 @asset(
-    group_name="loop",
+    **LOOP,
     partitions_def=brief_partitions,
     kinds={"python"},
-    owners=OWNERS,
-    code_version="2",
     description="Rendered live variants published on the brief's channels: Meta ads (stills or turntables, "
     "placements by aspect, created PAUSED) and Shopify product media (the leading variant featured). "
     "Nothing rendered yet, or a paused brief, publishes nothing.",
@@ -184,12 +180,10 @@ def publications(
 
 
 @asset(
-    group_name="loop",
+    **LOOP,
     partitions_def=brief_partitions,
     deps=[publications],
     kinds={"python", "kafka"},
-    owners=OWNERS,
-    code_version="2",
     description="The brief's daily ad insights up to yesterday, produced to Kafka as metric snapshots.",
 )
 def performance_events(
@@ -208,11 +202,9 @@ def performance_events(
 
 
 @asset(
-    group_name="loop",
+    **LOOP,
     deps=[performance_events],
     kinds={"kafka", "duckdb"},
-    owners=OWNERS,
-    code_version="2",
     description="Kafka events (every brief's) in the DuckDB event store, offsets stored with the data; reads up "
     "to the end offsets seen when it started.",
     check_specs=[
@@ -253,12 +245,10 @@ def event_store(context: AssetExecutionContext, loop: LoopResource, kafka: Kafka
 
 
 @asset(
-    group_name="loop",
+    **LOOP,
     partitions_def=brief_partitions,
     deps=[event_store],
     kinds={"python"},
-    owners=OWNERS,
-    code_version="2",
     description="Meta's review of the brief's live ads: a disapproved ad is paused and its variant retired, "
     "with the reason.",
 )
@@ -275,12 +265,10 @@ def review(context: AssetExecutionContext, loop: LoopResource, meta: MetaResourc
 
 
 @asset(
-    group_name="loop",
+    **LOOP,
     partitions_def=brief_partitions,
     deps=[review],
     kinds={"python"},
-    owners=OWNERS,
-    code_version="2",
     description="The day's traffic split over live variants by P(best), applied as ad set budgets within the cap; "
     "a paused brief keeps every ad PAUSED.",
 )
@@ -303,12 +291,10 @@ def allocation(
 
 
 @asset(
-    group_name="loop",
+    **LOOP,
     partitions_def=brief_partitions,
     deps=[event_store],
     kinds={"mlflow", "scikitlearn"},
-    owners=OWNERS,
-    code_version="2",
     description="The brief's policies fitted on the store; an MLflow run with leaderboard, plots, sheet and the "
     "pyfunc model registered as the challenger.",
     check_specs=[

@@ -309,3 +309,65 @@ def test_with_the_broker_down_an_event_is_refused_503_within_the_bound_and_nothi
     assert answers["status"] == 503 and answers["took"] < 8  # never a 2xx for what Kafka does not have
     assert health_s < 1.0
     assert server.counts["unavailable"] == 1
+
+
+@pytest.mark.slow
+def test_a_burst_of_2000_connections_is_served_without_refusals(endpoint):
+    import asyncio
+
+    host, port = endpoint.url.removeprefix("http://").split(":")
+
+    async def one() -> int:
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 20)
+        except (TimeoutError, OSError):
+            return 0
+        writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), 30)
+        writer.close()
+        return int(line.split()[1]) if line else 0
+
+    async def burst() -> list[int]:
+        return await asyncio.gather(*(one() for _ in range(2000)))
+
+    statuses = asyncio.run(burst())
+    assert statuses.count(200) == 2000
+
+
+@pytest.mark.slow
+def test_the_ingest_endpoint_command_stops_within_10s_of_sigterm(broker, tmp_path):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, SHOPIFY_API_SECRET=APP_SECRET, KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers,
+               AUTOPLAY_HOME=str(tmp_path / "home"))  # fmt: skip
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "autoplay"), "ingest-endpoint", "--port", str(port)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as resp:
+                    assert resp.status == 200
+                    break
+            except OSError:
+                time.sleep(0.3)
+        else:
+            pytest.fail("the endpoint never answered")
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        assert time.monotonic() - started < 10
+    finally:
+        if proc.poll() is None:
+            proc.kill()
