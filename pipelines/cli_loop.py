@@ -254,9 +254,9 @@ def status_of(ledger, names: list[str]) -> dict:
         spec = ledger.brief_spec(name) or {}
         days = ledger.days(name)
         ads = []
+        variants = ledger.variants(name).set_index("variant_id")
         for channel in ("meta", "shopify"):
             pubs = ledger.publications(name, channel)
-            variants = ledger.variants(name).set_index("variant_id")
             for p in pubs.itertuples():
                 cents = p.daily_budget_cents
                 ads.append(

@@ -119,8 +119,8 @@ def run_request(instance, step: cadence.Step) -> RunRequest:
 
 def withdrawn_briefs(instance, loop: LoopResource, catalog) -> list[str]:
     """Briefs with a partition whose file is gone (a brief whose file is there but invalid is not withdrawn)."""
-    ledger = loop.ledger()
-    paths = dict(zip(ledger.briefs()["brief"], ledger.briefs()["path"]))
+    recorded = loop.ledger().briefs()
+    paths = dict(zip(recorded["brief"], recorded["path"]))
     return [
         name
         for name in instance.get_dynamic_partitions(brief_partitions.name)
@@ -128,8 +128,26 @@ def withdrawn_briefs(instance, loop: LoopResource, catalog) -> list[str]:
     ]
 
 
+@op(config_schema={"brief": str}, description="Pause every ad of a brief whose file was removed from the catalog.")
+def withdraw_brief(context: OpExecutionContext, loop: LoopResource, meta: MetaResource) -> None:
+    name = context.op_config["brief"]
+    ledger = loop.ledger()
+    spec = ledger.brief_spec(name)
+    who = f"dagster:{context.run.tags.get('dagster/sensor_name', 'manual')}:{context.run_id}"
+    ledger.set_paused(name, True, who, "brief file removed from the catalog")
+    if spec is None or not spec.get("meta"):
+        return
+    ads = meta.client(Brief.model_validate(spec)).pause_all(name)
+    ledger.log_action(Action(name, "pause", who, f"brief withdrawn: {len(ads)} ads paused", {"ads": ads}))
+
+
+@job(name="withdraw", description="Pause a removed brief's ads.")
+def withdraw_job() -> None:
+    withdraw_brief()
+
+
 @sensor(
-    jobs=[loop_job, render_job],
+    jobs=[loop_job, render_job, withdraw_job],
     minimum_interval_seconds=1,  # the daemon ticks at most every few seconds anyway
     default_status=DefaultSensorStatus.RUNNING,
     description="Autoplay: turns the loop for every brief of the catalog, one step per brief at a time.",
@@ -176,24 +194,6 @@ def _withdrawn(instance, brief: str) -> bool:
         RunsFilter(tags={BRIEF_TAG: brief, STEP_TAG: "withdraw"}, statuses=[DagsterRunStatus.SUCCESS]), limit=1
     )
     return bool(records)
-
-
-@op(config_schema={"brief": str}, description="Pause every ad of a brief whose file was removed from the catalog.")
-def withdraw_brief(context: OpExecutionContext, loop: LoopResource, meta: MetaResource) -> None:
-    name = context.op_config["brief"]
-    ledger = loop.ledger()
-    spec = ledger.brief_spec(name)
-    who = f"dagster:{context.run.tags.get('dagster/sensor_name', 'manual')}:{context.run_id}"
-    ledger.set_paused(name, True, who, "brief file removed from the catalog")
-    if spec is None or not spec.get("meta"):
-        return
-    ads = meta.client(Brief.model_validate(spec)).pause_all(name)
-    ledger.log_action(Action(name, "pause", who, f"brief withdrawn: {len(ads)} ads paused", {"ads": ads}))
-
-
-@job(name="withdraw", description="Pause a removed brief's ads.")
-def withdraw_job() -> None:
-    withdraw_brief()
 
 
 @sensor(job=ingest_job, default_status=DefaultSensorStatus.STOPPED, minimum_interval_seconds=30)

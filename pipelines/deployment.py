@@ -42,6 +42,7 @@ from pipelines.definitions import IN_FLIGHT
 from pipelines.settings import REPO, Settings, kafka_client_config
 
 BIN = Path(sys.executable).parent
+CATALOG_READ_S = 5.0  # how often `up` reads the briefs folder again (the sensor reads it on every tick)
 
 
 class DeploymentError(RuntimeError):
@@ -366,15 +367,16 @@ def turn(
     On the embedded default, the sandbox's day moves on once every brief is idle for today and at least
     ``day_seconds`` have passed since the last move. With a real clock, days come by themselves."""
     watch = Watch()
-    last_move = time.monotonic()
+    last_move = last_read = time.monotonic()
     while not stop.is_set():
         follow(running, watch, reporter)
         if bounded and watch.failures:
             raise DeploymentError(watch.failures[0])
-        running.catalog = load_catalog(running.settings.briefs_dir)  # a new brief file starts its loop
-        if running.sandboxes is not None:
-            for brief in running.catalog.briefs.values():
-                running.sandboxes.admit(brief)
+        if time.monotonic() - last_read >= CATALOG_READ_S:  # a new brief file starts its loop
+            running.catalog, last_read = load_catalog(running.settings.briefs_dir), time.monotonic()
+            if running.sandboxes is not None:
+                for brief in running.catalog.briefs.values():
+                    running.sandboxes.admit(brief)
         if bounded and all_finished(running):
             follow(running, watch, reporter)
             return watch

@@ -342,32 +342,14 @@ def allocate(
     if generation is None:
         return pd.Series(dtype=float)
     pubs = ledger.publications(brief.name, "meta").set_index("variant_id")
-    if final:  # the last generation of a bounded run is served: its ads stop spending
-        for variant_id, pub in pubs.iterrows():
-            if pub["status"] not in ("PAUSED", "DISAPPROVED"):
-                meta.set_ad_status(pub["ad_id"], False)
-                ledger.set_status(brief.name, variant_id, "meta", "PAUSED")
-        ledger.log_action(Action(brief.name, "allocate", actor, "last generation served: every ad PAUSED",
-                                 {"day": today.isoformat(), "ads_paused": len(pubs)}))  # fmt: skip
-        return pd.Series(dtype=float)
     paused = ledger.is_paused(brief.name)
-    if paused:
-        for variant_id, pub in pubs.iterrows():
-            if pub["status"] not in ("PAUSED", "DISAPPROVED"):
-                meta.set_ad_status(pub["ad_id"], False)
-                ledger.set_status(brief.name, variant_id, "meta", "PAUSED")
-        for adset_id, cents in pubs.groupby("adset_id")["daily_budget_cents"].max().items():
-            meta.set_adset(adset_id, int(cents if cents == cents else MIN_BUDGET_CENTS), False)
-        ledger.record_day(brief.name, generation, today, paused=True)
-        ledger.log_action(
-            Action(
-                brief.name,
-                "allocate",
-                actor,
-                "brief paused: every ad kept PAUSED",
-                {"day": today.isoformat(), "ads_paused": len(pubs)},
-            )
-        )
+    if final or paused:  # the campaign is over, or a person paused it: nothing spends
+        _pause_every_ad(brief, ledger, meta, pubs)
+        if paused and not final:
+            ledger.record_day(brief.name, generation, today, paused=True)
+        reason = "last generation served" if final else "brief paused"
+        ledger.log_action(Action(brief.name, "allocate", actor, f"{reason}: every ad PAUSED",
+                                 {"day": today.isoformat(), "ads_paused": len(pubs)}))  # fmt: skip
         return pd.Series(dtype=float)
     live = ledger.live(brief.name, generation)
     live = live[live["variant_id"].isin(pubs.index) & live["retired_reason"].isna()]
@@ -414,6 +396,17 @@ def allocate(
         )
     )
     return shares
+
+
+def _pause_every_ad(brief: Brief, ledger: Ledger, meta: MetaAds, pubs: pd.DataFrame) -> None:
+    """Every published ad of the brief PAUSED and every ad set of it paused at the budget it had (raised
+    by nothing); ads already PAUSED or DISAPPROVED are not written again."""
+    for variant_id, pub in pubs.iterrows():
+        if pub["status"] not in ("PAUSED", "DISAPPROVED"):
+            meta.set_ad_status(pub["ad_id"], False)
+            ledger.set_status(brief.name, variant_id, "meta", "PAUSED")
+    for adset_id, cents in pubs.groupby("adset_id")["daily_budget_cents"].max().items():
+        meta.set_adset(adset_id, int(cents if cents == cents else MIN_BUDGET_CENTS), False)
 
 
 def previous_budgets(ledger: Ledger, brief: Brief) -> pd.Series:

@@ -56,3 +56,50 @@ def test_meta_token_is_an_env_var_reference_not_a_value():
     meta = defs.resources["meta"]
     assert "META_ACCESS_TOKEN" in repr(meta.access_token)
     assert "SHOPIFY_ACCESS_TOKEN" in repr(defs.resources["shopify"].access_token)
+
+
+def test_a_removed_brief_gets_its_ads_paused_then_its_partition_dropped(tmp_path, brief_file):
+    import shutil
+
+    from connectors.meta import CreativeToPublish, MetaAds
+    from connectors.sandbox.meta_graph import MetaGraphSandbox
+    from experiments.brief import load_brief
+    from experiments.market import SimulatedMarket
+    from pipelines.definitions import withdraw_job
+    from pipelines.resources import MetaResource
+
+    catalog = tmp_path / "briefs"
+    (catalog / "one").mkdir(parents=True)
+    shutil.copy(brief_file(), catalog / "one" / "brief.yaml")
+    shutil.copy(WATERBOTTLE, catalog / "one" / "WaterBottle.glb")
+    brief = load_brief(catalog / "one" / "brief.yaml")
+    loop = LoopResource(briefs_dir=str(catalog), home=str(tmp_path / "home"))
+    loop.ledger().record_brief(
+        brief.name, brief.brand, str(catalog / "one" / "brief.yaml"), brief.model_dump(mode="json")
+    )
+    token = "withdraw-token-0123456789"
+    with (
+        MetaGraphSandbox(SimulatedMarket(), token, brief.meta.account_id, campaign_id=brief.meta.campaign_id) as sb,
+        DagsterInstance.ephemeral() as instance,
+    ):
+        image = tmp_path / "still.jpg"
+        from PIL import Image
+
+        Image.new("RGB", (64, 64), "#1F6FEB").save(image)
+        meta = MetaAds(token, brief.meta.account_id, brief.meta.page_id, brief.meta.campaign_id, graph_url=sb.url)
+        ad = meta.publish(CreativeToPublish("vgone", brief.name, image, "https://x.example", "m"), 500, True).ad_id
+        instance.add_dynamic_partitions("briefs", [brief.name])
+        shutil.rmtree(catalog / "one")  # the brand's brief is removed from the catalog
+        resources = {"loop": loop, "clock": FixedClock()}
+        (request,) = autoplay_sensor(build_sensor_context(instance=instance, resources=resources)).run_requests
+        assert request.job_name == "withdraw" and request.run_key == f"{brief.name}:withdraw"
+        result = withdraw_job.execute_in_process(
+            run_config=request.run_config, instance=instance, tags=request.tags,
+            resources={"loop": loop, "meta": MetaResource(access_token=token, graph_url=sb.url)},
+        )  # fmt: skip
+        assert result.success and sb.objects[ad]["status"] == "PAUSED"
+        assert loop.ledger().is_paused(brief.name)
+        after = autoplay_sensor(build_sensor_context(instance=instance, resources=resources))
+        assert after.run_requests == []
+        (drop,) = after.dynamic_partitions_requests
+        assert drop.partition_keys == [brief.name] and type(drop).__name__.startswith("Delete")
