@@ -16,10 +16,12 @@ import hmac
 import logging
 import threading
 from collections import OrderedDict
-from datetime import datetime
+from datetime import UTC, datetime
+
+from pydantic import ValidationError
 
 from connectors import url_tags
-from connectors.events import AdditiveEvent, stable_event_id
+from connectors.events import FUTURE_TOLERANCE, AdditiveEvent, stable_event_id
 
 log = logging.getLogger("autoplay.ingest")
 
@@ -53,6 +55,8 @@ def _when(value: object, field: str) -> datetime:
         raise BadPayload(f"{field}: {value!r} is not an ISO 8601 time") from None
     if when.tzinfo is None:
         raise BadPayload(f"{field}: {value!r} has no time zone")
+    if when > datetime.now(UTC) + FUTURE_TOLERANCE:
+        raise BadPayload(f"{field}: {value!r} is in the future")
     return when
 
 
@@ -62,14 +66,17 @@ def order_event(order: dict) -> AdditiveEvent | None:
     for field in ("id", "created_at", "total_price", "currency"):
         if order.get(field) in (None, ""):
             raise BadPayload(f"order field '{field}' is missing")
+    if not isinstance(order["id"], (int, str)) or not isinstance(order.get("landing_site") or "", str):
+        raise BadPayload("order fields 'id' and 'landing_site' must be a number or string and a string")
     variant, ad = url_tags.variant_and_ad(order.get("landing_site") or "")
     if variant is None:
         return None
     try:
         value = float(order["total_price"])
-    except ValueError:
+    except (TypeError, ValueError):
         raise BadPayload(f"order field 'total_price': {order['total_price']!r} is not a number") from None
-    return AdditiveEvent(
+    return _event(
+        "order",
         type="purchase",
         event_id=purchase_id(order.get("checkout_token"), order["id"]),
         variant_id=variant,
@@ -100,21 +107,30 @@ def pixel_event(raw: object, where: str = "event") -> AdditiveEvent:
             value = float(raw.get("value") or 0.0)
         except (TypeError, ValueError):
             raise BadPayload(f"{where}: field 'value': {raw.get('value')!r} is not a number") from None
+    return _event(
+        where,
+        type=kind,
+        event_id=purchase_id(raw["checkout_token"], None, PIXEL_CHANNEL)
+        if kind == "purchase"
+        else f"pixel-{raw['id']}",
+        variant_id=str(raw["variant_id"]),
+        channel=PIXEL_CHANNEL,
+        external_id=ad,
+        occurred_at=_when(raw["timestamp"], f"{where}: field 'timestamp'"),
+        value=value,
+        currency=raw.get("currency") if value > 0 else None,
+    )
+
+
+def _event(where: str, **fields) -> AdditiveEvent:
+    """The event, or BadPayload naming the field the event schema refuses (a value of 1e999, a bad currency,
+    an id too long) and why, in one line."""
     try:
-        return AdditiveEvent(
-            type=kind,
-            event_id=purchase_id(raw["checkout_token"], None, PIXEL_CHANNEL)
-            if kind == "purchase"
-            else f"pixel-{raw['id']}",
-            variant_id=str(raw["variant_id"]),
-            channel=PIXEL_CHANNEL,
-            external_id=ad,
-            occurred_at=_when(raw["timestamp"], f"{where}: field 'timestamp'"),
-            value=value,
-            currency=raw.get("currency") if value > 0 else None,
-        )
-    except ValueError as exc:  # pydantic's message names the field
-        raise BadPayload(f"{where}: {exc}".replace("\n", " ")) from None
+        return AdditiveEvent(**fields)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        field = ".".join(str(p) for p in first["loc"]) or "event"
+        raise BadPayload(f"{where}: field '{field}': {first['msg'].removeprefix('Value error, ')}") from None
 
 
 class SeenIds:

@@ -371,3 +371,15 @@ def test_the_ingest_endpoint_command_stops_within_10s_of_sigterm(broker, tmp_pat
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"total_price": "1e999"}, {"total_price": "-5"}, {"total_price": "nan"}, {"currency": "dollars"},
+     {"created_at": "2999-01-01T00:00:00+00:00"}, {"id": [1, 2]}, {"landing_site": 5},
+     {"landing_site": "/p?utm_content=" + "v" * 500 + "&ad_id=1"}],
+)  # fmt: skip
+def test_a_signed_order_with_impossible_fields_gets_400_naming_the_field_never_500(endpoint, change):
+    body = json.dumps({**ORDER, **change}).encode()
+    status, answer = post(f"{endpoint.url}/webhooks/shopify", body, signed(body))
+    assert status == 400 and "order" in answer["error"], answer
