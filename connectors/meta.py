@@ -431,14 +431,13 @@ class MetaAds:
                 f"{self.max_daily_budget_cents / 100:.2f}"
             )
 
-    def set_adset(self, adset_id: str, daily_budget_cents: int, active: bool) -> None:
-        """An ad set's daily budget and whether it runs."""
-        self.check_budget(int(daily_budget_cents), f"ad set {adset_id}")
-        self._call(
-            f"budget update of ad set {adset_id}",
-            AdSet(adset_id, api=self._api).api_update,
-            params={"daily_budget": int(daily_budget_cents), "status": "ACTIVE" if active else "PAUSED"},
-        )
+    def set_adset(self, adset_id: str, daily_budget_cents: int | None, active: bool) -> None:
+        """An ad set's daily budget and whether it runs; ``None`` leaves the budget as it is (a pause)."""
+        params = {"status": "ACTIVE" if active else "PAUSED"}
+        if daily_budget_cents is not None:
+            self.check_budget(int(daily_budget_cents), f"ad set {adset_id}")
+            params["daily_budget"] = int(daily_budget_cents)
+        self._call(f"update of ad set {adset_id}", AdSet(adset_id, api=self._api).api_update, params=params)
 
     def pause_all(self, brief: str | None = None) -> list[str]:
         """The one switch: pause every ad the loop published (of one brief, or all) and its ad set.

@@ -399,14 +399,14 @@ def allocate(
 
 
 def _pause_every_ad(brief: Brief, ledger: Ledger, meta: MetaAds, pubs: pd.DataFrame) -> None:
-    """Every published ad of the brief PAUSED and every ad set of it paused at the budget it had (raised
-    by nothing); ads already PAUSED or DISAPPROVED are not written again."""
+    """Every published ad of the brief PAUSED and every ad set of it paused, its budget left as it was (no
+    budget is written, so none is raised); ads already PAUSED or DISAPPROVED are not written again."""
     for variant_id, pub in pubs.iterrows():
         if pub["status"] not in ("PAUSED", "DISAPPROVED"):
             meta.set_ad_status(pub["ad_id"], False)
             ledger.set_status(brief.name, variant_id, "meta", "PAUSED")
-    for adset_id, cents in pubs.groupby("adset_id")["daily_budget_cents"].max().items():
-        meta.set_adset(adset_id, int(cents if cents == cents else MIN_BUDGET_CENTS), False)
+    for adset_id in pubs["adset_id"].dropna().unique():
+        meta.set_adset(adset_id, None, False)
 
 
 def previous_budgets(ledger: Ledger, brief: Brief) -> pd.Series:

@@ -167,3 +167,17 @@ def test_the_campaign_spend_cap_from_the_brief_stops_delivery_whatever_the_ad_se
         spent.append(sum(m["spend"] for m in sandbox.daily.values()))
     assert spent[-1] == spent[-2] > 0  # delivery stopped once the cap was reached
     assert spent[-1] <= 20.0 + 400.0  # at most one day's budget past the cap, as on Meta
+
+
+def test_closing_a_run_pauses_every_ad_even_one_whose_last_budget_was_nothing(world):
+    make, sandbox = world
+    brief, ledger = make()
+    meta = meta_client(brief, sandbox)
+    stages.publish(brief, ledger, meta, ACTOR)
+    stages.allocate(brief, ledger, ledger.store, meta, DAY, ACTOR)
+    ledger.set_status(brief.name, "vst0", "meta", "ACTIVE", daily_budget_cents=0)  # out of the live set
+    budgets = {o["id"]: o["daily_budget"] for o in sandbox.objects.values() if o["type"] == "adset"}
+    stages.allocate(brief, ledger, ledger.store, meta, DAY + timedelta(days=1), ACTOR, final=True)
+    objects = [o for o in sandbox.objects.values() if o["type"] in ("ad", "adset")]
+    assert {o["status"] for o in objects} == {"PAUSED"}
+    assert {o["id"]: o["daily_budget"] for o in objects if o["type"] == "adset"} == budgets  # none raised
