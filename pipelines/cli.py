@@ -90,13 +90,15 @@ def render(
     from pydantic import ValidationError
 
     from rendering.batch import render_batch
-    from rendering.contact_sheet import contact_sheet
-    from rendering.model_check import ModelError, check_model_file
+    from rendering.contact_sheet import folder_contact_sheet
+    from rendering.model_check import ModelError, check_model_file, check_render_inputs
+    from rendering.qa import QAReport
     from rendering.spec import RenderJob
 
     try:
         check_model_file(model)
         slots = dict(_slot_colour(item) for item in colourway)
+        check_render_inputs(model, slots)
         jobs = [
             RenderJob(
                 model_path=str(model),
@@ -126,7 +128,7 @@ def render(
     ) as progress:
         task = progress.add_task("rendering", total=len(jobs))
         results = render_batch(jobs, out, on_result=lambda r: progress.advance(task))
-    failed, sheet = 0, []
+    failed = 0
     for job, r in zip(jobs, results):
         label = f"{job.template} {job.aspect}"
         if r["status"] == "failed":
@@ -136,10 +138,11 @@ def render(
         manifest = r["manifest"]
         files = ", ".join(manifest["files"].values())
         console.print(f"{label} {r['status']}: {r['dir']} ({files}; {manifest['device']['kind']})")
-        still = manifest["files"].get("png") or manifest["files"]["poster_png"]
-        sheet.append((Path(r["dir"]) / still, f"{label}\n{r['variant_id']}"))
+        console.print(f"  QA: {QAReport.from_dict(manifest['qa']).summary()}")
+        failed += r["status"] == "qa_failed"
+    sheet = folder_contact_sheet(out, title=str(out))
     if sheet:
-        console.print(f"contact sheet: {contact_sheet(sheet, out / 'contact_sheet.png', title=str(model.name))}")
+        console.print(f"contact sheet: {sheet}")
     if failed:
         raise typer.Exit(1)
 

@@ -155,11 +155,14 @@ def render(
             )
         jobs.append(job)
     results = render_batch(jobs, out_root, on_result=on_result, max_jobs_per_worker=max_jobs_per_worker)
-    failed = []
+    failed, refused = [], 0
     for variant_id, result in zip(variant_ids, results):
         if result["status"] == "failed":
             ledger.set_render(variant_id, "failed", None, result["error"])
             failed.append(f"{variant_id}: {result['error']}")
+        elif result["status"] == "qa_failed":  # kept to look at, never published; the loop goes on
+            ledger.set_render(variant_id, "qa_failed", result["dir"], result["error"])
+            refused += 1
         else:
             ledger.set_render(variant_id, "rendered", result["dir"])
     for brief in sorted(set(ledger.briefs_of(variant_ids))):
@@ -168,7 +171,7 @@ def render(
                 brief,
                 "render",
                 actor,
-                f"{len(jobs) - len(failed)} rendered, {len(failed)} failed",
+                f"{len(jobs) - len(failed) - refused} rendered, {refused} refused by render QA, {len(failed)} failed",
                 {r["variant_id"]: r["status"] for r in results},
             )
         )

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from rendering.outputs import cached_manifest, variant_dir
+from rendering.outputs import cached_manifest, result_of, variant_dir
 from rendering.spec import RenderJob
 
 ProgressCallback = Callable[[dict], None]
@@ -46,12 +46,7 @@ def render_batch(
             if on_result:
                 on_result(results[i])
         elif manifest is not None:
-            results[i] = {
-                "variant_id": job.variant_id,
-                "status": "cached",
-                "dir": str(variant_dir(out_root, job)),
-                "manifest": manifest,
-            }
+            results[i] = result_of(job, variant_dir(out_root, job), manifest, cached=True)
             if on_result:
                 on_result(results[i])
         else:

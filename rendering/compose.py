@@ -16,6 +16,7 @@ from rendering.templates import Template
 
 FLOOR_SHADE = 0.9  # a tabletop a little darker than the wall behind it
 HORIZON_SOFTNESS = 0.025  # share of the frame height over which floor and wall blend
+SHADOW_FLOOR = 0.03  # shadow opacity at or below which the backdrop stays untouched (8 levels of 255)
 
 
 def backdrop(
@@ -45,9 +46,15 @@ def composite(
 ) -> tuple[Image.Image, list[float] | None]:
     """The render over its backdrop, as an RGB image, and where the product landed in it."""
     with Image.open(render_png) as raw:
-        fg = raw.convert("RGBA")
-    image = Image.alpha_composite(backdrop(template, colour, fg.size, accent, horizon), fg).convert("RGB")
-    return image, product_box(np.asarray(fg)[..., 3])
+        fg = np.asarray(raw.convert("RGBA")).copy()
+    alpha = fg[..., 3].astype(np.float32) / 255.0
+    # the floor catches a faint shadow far from the product (it hides a sliver of the studio's sky from
+    # every point); ramping the weakest shadow to nothing keeps the open backdrop the exact hex
+    alpha = np.clip((alpha - SHADOW_FLOOR) / (1.0 - SHADOW_FLOOR), 0.0, 1.0)
+    fg[..., 3] = np.rint(alpha * 255).astype(np.uint8)
+    layer = Image.fromarray(fg, "RGBA")
+    image = Image.alpha_composite(backdrop(template, colour, layer.size, accent, horizon), layer).convert("RGB")
+    return image, product_box(fg[..., 3])
 
 
 def product_box(alpha: np.ndarray, opaque: int = 250) -> list[float] | None:

@@ -118,3 +118,63 @@ def fit_distance(
         mid = (lo + hi) / 2
         lo, hi = (lo, mid) if fits(mid) else (mid, hi)
     return hi
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the camera ended up: its elevation (may be raised from the preset), distance and position."""
+
+    elevation: float
+    distance: float
+    camera: np.ndarray
+    target: np.ndarray
+    fill: float
+
+
+def box_share(xy: np.ndarray) -> float:
+    """How much of the frame's limiting dimension a projected point set spans (0..1)."""
+    (x0, y0), (x1, y1) = xy.min(axis=0), xy.max(axis=0)
+    return float(max(x1 - x0, y1 - y0) / 2)
+
+
+def place_camera(
+    points: np.ndarray,
+    elevation_deg: float,
+    azimuth_deg: float,
+    lens_mm: float,
+    width: int,
+    height: int,
+    fill: float,
+    zone: SafeZone = FULL_FRAME,
+    min_camera_z: float = -math.inf,
+    stage_points: np.ndarray | None = None,
+    min_share: float = 0.0,
+    max_fill: float = 0.93,
+) -> Placement:
+    """Fit the camera on a preset direction, then correct it as a photographer would.
+
+    The camera is raised (2 degrees at a time) until it is at least ``min_camera_z`` high, so it never
+    looks from below the floor; the fill grows (up to ``max_fill`` of the zone) until the product spans
+    ``min_share`` of the frame's limiting dimension; the stage's own points (a podium's rim) stay inside the
+    frame, so nothing runs off its edges.
+    """
+    target = (points.min(axis=0) + points.max(axis=0)) / 2
+    elevation = elevation_deg
+    for _ in range(80):
+        distance = fit_distance(points, target, elevation, azimuth_deg, lens_mm, width, height, fill, zone)
+        camera = target + distance * camera_basis(elevation, azimuth_deg)[0]
+        if camera[2] < min_camera_z and elevation < 80:
+            elevation = min(80.0, elevation + 2.0)
+            continue
+        if stage_points is not None:
+            stage_xy = project(stage_points, camera, elevation, azimuth_deg, lens_mm, width, height, zone)
+            if np.abs(stage_xy).max() > 0.96 and fill > 0.2:
+                fill *= 0.96
+                max_fill = fill  # the stage bounds the fill from here on
+                continue
+        share = box_share(project(points, camera, elevation, azimuth_deg, lens_mm, width, height, zone))
+        if share < min_share and fill < max_fill - 1e-3:
+            fill = min(max_fill, fill * min_share / share * 1.01)
+            continue
+        break
+    return Placement(elevation, distance, camera, target, fill)

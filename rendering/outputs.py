@@ -58,3 +58,14 @@ def cached_manifest(out_root: str | Path, job: RenderJob) -> dict | None:
     if not all((path.parent / name).is_file() for name in manifest.get("files", {}).values()):
         return None
     return manifest
+
+
+def result_of(job: RenderJob, folder: Path, manifest: dict, cached: bool = False) -> dict:
+    """A render's result: ``ok`` (or ``cached``) with its folder and manifest, or ``qa_failed`` with the
+    reasons its QA gave; a QA failure keeps its files for people to look at but is never published."""
+    qa = manifest.get("qa") or {}
+    status = "cached" if cached else "ok"
+    result = {"variant_id": job.variant_id, "status": status, "dir": str(folder), "manifest": manifest}
+    if qa and not qa.get("passed", False):
+        result.update(status="qa_failed", error="render QA: " + "; ".join(qa.get("failures", [])))
+    return result

@@ -13,18 +13,18 @@ import bpy
 import numpy as np
 from mathutils import Matrix, Vector
 
-from rendering.colour import hex_to_linear
-from rendering.framing import SafeZone, camera_basis, fit_distance, horizon_from_top, project
-from rendering.model_check import ModelError, check_model_file
+from rendering.colour import ciede2000, hex_to_lab, hex_to_linear
+from rendering.framing import SafeZone, camera_basis, horizon_from_top, place_camera, project
+from rendering.model_check import ModelError, check_model_file, resolve_slot
 from rendering.orientation import upright_rotation
 from rendering.profiles import RenderProfile
+from rendering.staging import Shape, camera_elevation, min_camera_height, podium_size
 from rendering.templates import CAMERA_ANGLES, Template
 
 STAGE = "autoplay_stage"
 PRODUCT = "autoplay_product"
 MAX_EXTENT_M = 1e4  # a product 10 km across is a unit mistake, not a product
 MIN_EXTENT_M = 1e-5
-PODIUM_HEIGHT = 0.14
 
 
 def reset() -> None:
@@ -47,8 +47,8 @@ def reset() -> None:
 
 
 def import_product(path: str | Path, orientation: str = "auto", colourway: dict[str, str] | None = None) -> dict:
-    """Import a GLB/glTF, OBJ or .blend into an empty scene, normalised: upright, 1 unit tall, centred,
-    resting on the floor. Materials and textures stay as they came. Returns what normalising did."""
+    """Import a GLB/glTF, OBJ or .blend into an empty scene, normalised: upright, its largest side 1 unit,
+    centred, resting on the floor. Materials and textures stay as they came. Returns what normalising did."""
     path = check_model_file(path)
     reset()
     suffix = path.suffix.lower()
@@ -108,8 +108,7 @@ def _normalise(meshes: list[bpy.types.Object], path: Path, orientation: str) -> 
     rotation = upright_rotation(vertices, orientation)
     turned = vertices @ rotation.T
     lo, hi = turned.min(axis=0), turned.max(axis=0)
-    height = float(hi[2] - lo[2])
-    scale = 1.0 / height if height > 1e-3 * largest else 1.0 / largest  # a flat product: its largest side is 1
+    scale = 1.0 / float((hi - lo).max())  # its largest side is 1 unit: the stage is built for that size
     centre = np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, lo[2]])
     r4 = Matrix.Identity(4)
     for i in range(3):
@@ -128,27 +127,48 @@ def _normalise(meshes: list[bpy.types.Object], path: Path, orientation: str) -> 
         "scale": scale,
         "original_size": [float(x) for x in (hi - lo)],
         "stood_up": not np.allclose(rotation, np.eye(3)),
+        "shape": Shape.of(turned * scale).as_dict(),
     }
 
 
 def apply_colourway(colourway: dict[str, str], path: Path | str = "model") -> None:
-    """Recolour the named material slots (``lambert1`` matches ``lambert1.001``); other slots stay."""
+    """Recolour the named material slots (exact names first; ``lambert1`` stands for a lone
+    ``lambert1.001``); other slots stay. A textured slot is tinted, so its grain or weave stays: the texture
+    brightness is multiplied by the swatch over its mean, so on average it is the swatch and its light and
+    dark (a wood grain, a label) stay."""
     materials = {m.name: m for m in bpy.data.materials if m.users and not m.name.startswith(STAGE)}
     for slot, hex_colour in colourway.items():
-        matched = [m for name, m in materials.items() if name == slot or name.rsplit(".", 1)[0] == slot]
-        if not matched:
-            raise ModelError(f"{path}: colourway names material slot {slot!r}; the model has {sorted(materials)}")
-        for mat in matched:
-            bsdf = (
-                next((n for n in mat.node_tree.nodes if n.type == "BSDF_PRINCIPLED"), None) if mat.use_nodes else None
-            )
-            if bsdf is None:
-                mat.diffuse_color = (*hex_to_linear(hex_colour), 1.0)
-                continue
-            base = bsdf.inputs["Base Color"]
-            for link in list(base.links):
-                mat.node_tree.links.remove(link)
-            base.default_value = (*hex_to_linear(hex_colour), 1.0)
+        mat = materials[resolve_slot(slot, list(materials), path)]
+        swatch = np.array(hex_to_linear(hex_colour))
+        bsdf = next((n for n in mat.node_tree.nodes if n.type == "BSDF_PRINCIPLED"), None) if mat.use_nodes else None
+        if bsdf is None:
+            mat.diffuse_color = (*swatch, 1.0)
+            continue
+        base = bsdf.inputs["Base Color"]
+        source = base.links[0].from_node if base.links else None
+        if source is not None and source.type == "TEX_IMAGE" and source.image is not None:
+            grey = mat.node_tree.nodes.new("ShaderNodeRGBToBW")
+            mix = mat.node_tree.nodes.new("ShaderNodeMix")
+            mix.data_type, mix.blend_type = "RGBA", "MULTIPLY"
+            mix.inputs["Factor"].default_value = 1.0
+            mat.node_tree.links.new(source.outputs["Color"], grey.inputs["Color"])
+            mat.node_tree.links.new(grey.outputs["Val"], mix.inputs["A"])
+            mix.inputs["B"].default_value = (*(swatch / _mean_brightness(source.image)), 1.0)
+            mat.node_tree.links.new(mix.outputs["Result"], base)
+            continue
+        for link in list(base.links):
+            mat.node_tree.links.remove(link)
+        base.default_value = (*swatch, 1.0)
+
+
+def _mean_brightness(image: bpy.types.Image) -> float:
+    """Mean linear luminance of a texture (a strided sample of its pixels), never below 0.05."""
+    pixels = np.empty(len(image.pixels), dtype=np.float32)
+    image.pixels.foreach_get(pixels)
+    rgb = pixels.reshape(-1, 4)[::7, :3]
+    if not image.is_float and image.colorspace_settings.name == "sRGB":  # byte pixels read back encoded
+        rgb = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    return max(0.05, float((rgb @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)).mean()))
 
 
 def product_vertices() -> np.ndarray:
@@ -156,10 +176,23 @@ def product_vertices() -> np.ndarray:
     return _world_vertices(meshes, limit=20_000)
 
 
-def _remove_stage() -> None:
-    for obj in list(bpy.context.scene.objects):
-        if obj.name.startswith(STAGE) and obj.type != "CAMERA":
-            bpy.data.objects.remove(obj, do_unlink=True)
+def _stage_object(name: str, make) -> bpy.types.Object:
+    """A stage object made once per loaded product and then only moved, resized and shown or hidden:
+    creating objects costs Cycles a full scene sync (0.8 s a render at thumbnail size), changing them not."""
+    obj = bpy.context.scene.objects.get(f"{STAGE}_{name}")
+    if obj is None:
+        obj = make()
+        obj.name = f"{STAGE}_{name}"
+    obj.hide_render = False
+    return obj
+
+
+def _mesh(op, **kwargs):
+    def make() -> bpy.types.Object:
+        op(**kwargs)
+        return bpy.context.active_object
+
+    return make
 
 
 def _material(name: str, hex_colour: str, roughness: float = 0.5) -> bpy.types.Material:
@@ -171,74 +204,113 @@ def _material(name: str, hex_colour: str, roughness: float = 0.5) -> bpy.types.M
     return mat
 
 
-def _area_light(name: str, location: tuple, size: float, energy: float, tint: tuple | None) -> None:
-    light = bpy.data.lights.new(f"{STAGE}_{name}", type="AREA")
-    light.size = size
-    light.energy = energy
-    if tint is not None:
-        light.color = tint
-    if name.startswith("rim"):
-        light.use_shadow = False  # rims sit behind the product: their shadows would streak towards the camera
-    obj = bpy.data.objects.new(f"{STAGE}_{name}", light)
-    bpy.context.scene.collection.objects.link(obj)
-    obj.location = location
-    direction = Vector((0, 0, 0.5)) - Vector(location)
-    obj.rotation_euler = direction.to_track_quat("-Z", "Y").to_euler()
+def _lights(rig: list[tuple[str, tuple, float, float, bool]], tint: tuple | None) -> None:
+    """Set the stage's area lights to a rig, reusing the light objects; spare ones are hidden."""
+    scene = bpy.context.scene
+    for i in range(max(len(r) for r in LIGHT_RIGS.values())):
+        obj = scene.objects.get(f"{STAGE}_light{i}")
+        if obj is None:
+            obj = bpy.data.objects.new(f"{STAGE}_light{i}", bpy.data.lights.new(f"{STAGE}_light{i}", type="AREA"))
+            scene.collection.objects.link(obj)
+        obj.hide_render = i >= len(rig)
+        if i >= len(rig):
+            continue
+        name, location, size, energy, shadow = rig[i]
+        obj.data.size, obj.data.energy = size, energy
+        obj.data.use_shadow = shadow  # one key casts the shadow; fills and rims casting their own would double it
+        obj.data.color = tint if tint is not None and name.startswith("rim") else (1.0, 1.0, 1.0)
+        obj.location = location
+        obj.rotation_euler = (Vector((0, 0, 0.3)) - Vector(location)).to_track_quat("-Z", "Y").to_euler()
 
 
-LIGHT_RIGS: dict[str, list[tuple[str, tuple, float, float]]] = {
-    # name, location (product is 1 unit tall at the origin), size, watts. Lights named rim* take the accent.
+#: name, location (the product's largest side is 1 unit, at the origin), size, watts, casts the shadow.
+#: The key stands high (45-60 degrees), so its soft shadow falls short and close; lights named rim*
+#: take the accent colour.
+LIGHT_RIGS: dict[str, list[tuple[str, tuple, float, float, bool]]] = {
     "softbox": [
-        ("key", (-2.0, -2.4, 2.8), 1.6, 520.0),
-        ("fill", (2.6, -1.8, 1.2), 2.5, 130.0),
-        ("back", (0.8, 2.6, 2.4), 1.2, 260.0),
+        ("key", (-1.7, -2.0, 3.2), 2.2, 560.0, True),
+        ("fill", (2.6, -1.8, 1.2), 2.5, 120.0, False),
+        ("back", (0.8, 2.6, 2.4), 1.2, 200.0, False),
     ],
     "rim": [
-        ("rim_l", (-2.4, 1.8, 1.6), 0.6, 520.0),
-        ("rim_r", (2.4, 1.8, 1.6), 0.6, 520.0),
-        ("key", (-1.2, -3.0, 2.2), 1.5, 240.0),
+        ("rim_l", (-2.4, 1.8, 1.6), 0.6, 420.0, False),
+        ("rim_r", (2.4, 1.8, 1.6), 0.6, 420.0, False),
+        ("key", (-1.2, -2.4, 3.0), 2.0, 300.0, True),
     ],
-    "top": [("top", (0.0, -0.4, 3.4), 1.8, 650.0), ("fill", (0.0, -3.2, 0.8), 3.0, 90.0)],
-    "window": [("window", (-3.4, -1.2, 1.9), 3.2, 900.0), ("bounce", (2.8, -2.2, 0.9), 2.5, 80.0)],
+    "top": [("top", (0.0, -0.4, 3.4), 2.0, 650.0, True), ("fill", (0.0, -3.2, 0.8), 3.0, 90.0, False)],
+    "window": [("window", (-3.0, -1.2, 2.8), 3.2, 900.0, True), ("bounce", (2.8, -2.2, 0.9), 2.5, 80.0, False)],
 }
 
+#: The CC0 studio HDRI that ships with bpy (datafiles/studiolights/world; licence beside it): it lights
+#: the product from every side, so glossy products reflect a studio and the floor takes a contact shadow.
+HDRI = "studio.exr"
+HDRI_STRENGTH = 0.5
+#: Camera clearance and the floor's reach: the shadow catcher spans this many camera distances, so its
+#: edges never show.
+FLOOR_REACH = 6.0
+#: The view transform: Khronos PBR Neutral keeps base colours exact up to about 0.8 and rolls highlights
+#: off instead of clipping them.
+VIEW_TRANSFORM = "Khronos PBR Neutral"
+#: The most of the safe zone a product may fill when its shape asks for more than the template's share.
+MAX_FILL = 0.96
 
-def stage(template: Template, podium_colour: str, accent: str | None) -> None:
-    """Ground, lights and world for a template; the product stays where import_product put it."""
-    _remove_stage()
-    scene = bpy.context.scene
-    lift = 0.0
-    if template.ground == "podium":
-        lift = PODIUM_HEIGHT
-        radius = max(0.5, float(np.abs(product_vertices()[:, :2]).max()) * 1.5)
-        bpy.ops.mesh.primitive_cylinder_add(vertices=96, radius=radius, depth=lift, location=(0, 0, lift / 2))
-        podium = bpy.context.active_object
-        podium.name = f"{STAGE}_podium"
-        podium.data.materials.append(_material(f"{STAGE}_podium", podium_colour, roughness=0.7))
-        bpy.ops.object.shade_smooth()
-    scene.objects[PRODUCT].location = (0.0, 0.0, lift)
-    # Shadows fall within a few units of a 1-unit product; rays that miss a small catcher cost nothing.
-    bpy.ops.mesh.primitive_plane_add(size=8, location=(0, 0, 0))
-    floor = bpy.context.active_object
-    floor.name = f"{STAGE}_floor"
-    floor.is_shadow_catcher = True
-    rim_tint = tuple(0.5 + 0.5 * c for c in hex_to_linear(accent)) if accent else None
-    for name, location, size, energy in LIGHT_RIGS[template.lighting]:
-        _area_light(name, location, size, energy, rim_tint if name.startswith("rim") else None)
 
+def _world() -> bpy.types.World:
     world = bpy.data.worlds.get(STAGE) or bpy.data.worlds.new(STAGE)
     world.use_nodes = True
-    world.node_tree.nodes["Background"].inputs["Color"].default_value = (0.6, 0.6, 0.6, 1.0)
-    world.node_tree.nodes["Background"].inputs["Strength"].default_value = 0.3
-    scene.world = world
+    nodes, links = world.node_tree.nodes, world.node_tree.links
+    background = nodes["Background"]
+    if "hdri" not in nodes:
+        env = nodes.new("ShaderNodeTexEnvironment")
+        env.name = "hdri"
+        env.image = bpy.data.images.load(
+            str(Path(bpy.utils.system_resource("DATAFILES")) / "studiolights" / "world" / HDRI), check_existing=True
+        )
+        grey = nodes.new("ShaderNodeHueSaturation")  # its light and reflections, not its colour cast
+        grey.inputs["Saturation"].default_value = 0.0
+        links.new(env.outputs["Color"], grey.inputs["Color"])
+        links.new(grey.outputs["Color"], background.inputs["Color"])
+    if background.inputs["Strength"].default_value != HDRI_STRENGTH:
+        background.inputs["Strength"].default_value = HDRI_STRENGTH
+    return world
+
+
+def stage(template: Template, podium_colour: str, accent: str | None) -> dict:
+    """Ground, lights and world for a template, sized to the product; returns what was built."""
+    scene = bpy.context.scene
+    shape = Shape.of(product_vertices())
+    lift, radius = 0.0, 0.0
+    podium = _stage_object("podium", _mesh(bpy.ops.mesh.primitive_cylinder_add, vertices=128, radius=1, depth=1))
+    if not podium.data.materials:
+        podium.data.materials.append(_material(f"{STAGE}_podium", podium_colour, roughness=0.7))
+        podium.data.polygons.foreach_set("use_smooth", [True] * len(podium.data.polygons))
+    if template.ground == "podium":
+        rx, ry, lift = podium_size(shape)
+        radius = max(rx, ry)
+        podium.scale, podium.location, podium.rotation_euler = (rx, ry, lift), (0, 0, lift / 2), (0, 0, 0)
+        _material(f"{STAGE}_podium", podium_colour, roughness=0.7)
+    else:
+        podium.hide_render = True
+    scene.objects[PRODUCT].location = (0.0, 0.0, lift)
+    floor = _stage_object("floor", _mesh(bpy.ops.mesh.primitive_plane_add, size=2))
+    floor.is_shadow_catcher = True
+    rim_tint = tuple(0.5 + 0.5 * c for c in hex_to_linear(accent)) if accent else None
+    _lights(LIGHT_RIGS[template.lighting], rim_tint)
+    if scene.world is None or scene.world.name != STAGE:  # a world update rebuilds its light map: once only
+        scene.world = _world()
     bpy.context.view_layer.update()
+    return {"shape": shape.as_dict(), "ground_top": lift, "podium_radius": round(radius, 4)}
 
 
-def frame(template: Template, width: int, height: int, zone: SafeZone, turntable: bool = False) -> dict:
-    """Place a camera on the template's preset so the product fills its share of the safe zone.
+def frame(
+    template: Template, width: int, height: int, zone: SafeZone, turntable: bool = False, fill_scale: float = 1.0
+) -> dict:
+    """Place a camera so the product fills its share of the safe zone, as its shape asks.
 
-    For a turntable the product is framed by the cylinder it sweeps, so no angle leaves the frame.
-    Returns where the product and the horizon land in the image (shares from the top left).
+    The template's preset direction is the start: a flat product is seen from above, the camera never goes
+    below the floor (or a wide product's top), the product spans at least half of the frame's limiting
+    dimension, and a podium stays inside the frame. For a turntable the product is framed by the cylinder
+    it sweeps, so no angle leaves the frame. Returns where the product and the horizon land in the image.
     """
     scene = bpy.context.scene
     cam = scene.objects.get(f"{STAGE}_camera")
@@ -246,16 +318,43 @@ def frame(template: Template, width: int, height: int, zone: SafeZone, turntable
         cam = bpy.data.objects.new(f"{STAGE}_camera", bpy.data.cameras.new(f"{STAGE}_camera"))
         scene.collection.objects.link(cam)
     points = product_vertices()
+    shape = Shape.of(points)
+    portrait = height > width
+    if not turntable and shape.kind == "flat" and portrait and shape.width > 1.3 * shape.depth:
+        turn(90.0)  # a watch or a bag in a tall frame: its long side runs up the picture, on its plinth too
+        scene.objects[f"{STAGE}_podium"].rotation_euler = (0, 0, math.pi / 2)
+        bpy.context.view_layer.update()
+        points = product_vertices()
     if turntable:
         radius = float(np.hypot(points[:, 0], points[:, 1]).max())
         ring = [(radius * math.cos(a), radius * math.sin(a)) for a in np.linspace(0, 2 * math.pi, 32, endpoint=False)]
         z0, z1 = points[:, 2].min(), points[:, 2].max()
         points = np.array([(x, y, z) for x, y in ring for z in (z0, z1)])
-    target = (points.min(axis=0) + points.max(axis=0)) / 2
-    elevation, azimuth = CAMERA_ANGLES[template.camera]
-    distance = fit_distance(points, target, elevation, azimuth, template.lens_mm, width, height, template.fill, zone)
+    ground = float(points[:, 2].min())
+    podium = scene.objects.get(f"{STAGE}_podium")
+    rim = None
+    if podium is not None and not podium.hide_render:
+        m = np.array(podium.matrix_world)
+        angles = np.linspace(0, 2 * math.pi, 48, endpoint=False)
+        unit = np.array([(math.cos(a), math.sin(a), z, 1.0) for a in angles for z in (-0.5, 0.5)])
+        rim = (unit @ m.T)[:, :3]  # the podium's top and bottom edges, as scaled and turned
+    preset, azimuth = CAMERA_ANGLES[template.camera]
+    placed = place_camera(
+        points,
+        camera_elevation(preset, template.camera, shape, portrait),
+        azimuth,
+        template.lens_mm,
+        width,
+        height,
+        min(MAX_FILL, template.fill * fill_scale),
+        zone,
+        min_camera_z=min_camera_height(ground, shape),
+        stage_points=rim,
+        min_share=0.5,
+        max_fill=MAX_FILL,
+    )
+    elevation, distance, camera = placed.elevation, placed.distance, placed.camera
     to_cam, _, _ = camera_basis(elevation, azimuth)
-    camera = target + distance * to_cam
     cam.location = tuple(camera)
     cam.rotation_euler = Vector(tuple(-to_cam)).to_track_quat("-Z", "Y").to_euler()
     cam.data.lens = template.lens_mm
@@ -266,6 +365,8 @@ def frame(template: Template, width: int, height: int, zone: SafeZone, turntable
     cam.data.clip_start = distance / 100
     cam.data.clip_end = distance * 100
     scene.camera = cam
+    floor = scene.objects[f"{STAGE}_floor"]
+    floor.scale = (FLOOR_REACH * distance, FLOOR_REACH * distance, 1.0)
 
     xy = project(points, camera, elevation, azimuth, template.lens_mm, width, height, zone)
     (x0, y0), (x1, y1) = xy.min(axis=0), xy.max(axis=0)
@@ -273,6 +374,10 @@ def frame(template: Template, width: int, height: int, zone: SafeZone, turntable
         "product_box": [round((x0 + 1) / 2, 4), round((1 - y1) / 2, 4), round((x1 + 1) / 2, 4), round((1 - y0) / 2, 4)],
         "horizon": round(horizon_from_top(elevation, template.lens_mm, width, height, zone), 4),
         "camera_distance": round(distance, 4),
+        "elevation": round(elevation, 2),
+        "fill_used": round(placed.fill, 4),
+        "camera_height": round(float(camera[2]), 4),
+        "camera_above_floor": bool(camera[2] > ground),
     }
 
 
@@ -281,35 +386,192 @@ def turn(angle_deg: float) -> None:
     bpy.context.scene.objects[PRODUCT].rotation_euler = (0.0, 0.0, math.radians(angle_deg))
 
 
-def configure(profile: RenderProfile, width: int, height: int, device: str = "CPU") -> None:
+def configure(profile: RenderProfile, width: int, height: int, device: str = "CPU", exposure: float = 0.0) -> None:
+    """Render settings for a profile and size. Only values that differ are written: Cycles resets its whole
+    session (1.2 s at thumbnail size) on any write to them, even of the same value."""
     scene = bpy.context.scene
-    scene.render.engine = "CYCLES"
-    scene.cycles.device = "CPU" if device == "CPU" else "GPU"
-    scene.cycles.samples = profile.samples
-    scene.cycles.use_denoising = profile.denoise
-    scene.cycles.use_adaptive_sampling = True
-    scene.cycles.use_light_tree = False  # a handful of area lights: the tree costs more than it saves
-    scene.cycles.max_bounces = 4
-    scene.cycles.diffuse_bounces = 1
-    scene.cycles.glossy_bounces = 2
-    scene.cycles.transmission_bounces = 4
-    scene.cycles.transparent_max_bounces = 4
-    scene.cycles.caustics_reflective = False
-    scene.cycles.caustics_refractive = False
-    scene.render.use_persistent_data = True  # keep the BVH and shaders between variants of a loaded scene
-    scene.render.resolution_x, scene.render.resolution_y = width, height
-    scene.render.resolution_percentage = 100
-    scene.render.film_transparent = True
-    scene.view_settings.view_transform = "Standard"
-    scene.view_settings.look = "None"
-    scene.view_settings.exposure = 0.0
-    scene.view_settings.gamma = 1.0
-    scene.render.image_settings.file_format = "PNG"
-    scene.render.image_settings.color_mode = "RGBA"
-    scene.render.image_settings.color_depth = "8"
-    scene.render.image_settings.compression = 0  # the raw frame is composited and deleted: skip zlib
+    c, r, v = scene.cycles, scene.render, scene.view_settings
+    _update(r, engine="CYCLES", use_persistent_data=True, resolution_x=width, resolution_y=height)
+    _update(r, resolution_percentage=100, film_transparent=True)
+    _update(
+        c,
+        device="CPU" if device == "CPU" else "GPU",
+        samples=profile.samples,
+        use_denoising=profile.denoise,
+        denoiser="OPENIMAGEDENOISE",  # on the CPU here; OIDN runs on the GPUs it supports too
+        denoising_input_passes="RGB_ALBEDO_NORMAL",
+        use_adaptive_sampling=True,
+        use_light_tree=False,  # a handful of area lights: the tree costs more than it saves
+        max_bounces=4,
+        diffuse_bounces=1,
+        glossy_bounces=2,
+        transmission_bounces=4,
+        transparent_max_bounces=4,
+        caustics_reflective=False,
+        caustics_refractive=False,
+    )
+    _update(v, view_transform=VIEW_TRANSFORM, look="None", exposure=exposure, gamma=1.0)
+    _png(scene)
+
+
+def _update(owner, **values) -> None:
+    for name, value in values.items():
+        current = getattr(owner, name)
+        if current != value and not (isinstance(value, float) and abs(current - value) < 1e-6):
+            setattr(owner, name, value)
+
+
+def set_exposure(exposure: float) -> None:
+    _update(bpy.context.scene.view_settings, exposure=exposure)
+
+
+def _png(scene) -> None:
+    # the raw frame is composited and deleted: skip zlib
+    _update(scene.render.image_settings, file_format="PNG", color_mode="RGBA", color_depth="8", compression=0)
 
 
 def render_to(path: Path) -> None:
     bpy.context.scene.render.filepath = str(path)
     bpy.ops.render.render(write_still=True)
+
+
+class _Saved:
+    """Render settings, camera and visibility changed for a side render, put back afterwards."""
+
+    def __init__(self, scene, objects) -> None:
+        self.scene, self.objects = scene, list(objects)
+        c, r = scene.cycles, scene.render
+        self.values = (c.samples, c.use_denoising, c.use_adaptive_sampling, r.resolution_x, r.resolution_y,
+                       scene.view_settings.view_transform, scene.view_settings.exposure, scene.camera)  # fmt: skip
+        self.hidden = [(o, o.hide_render, o.is_holdout) for o in self.objects]
+
+    def restore(self) -> None:
+        c, r, v = self.scene.cycles, self.scene.render, self.scene.view_settings
+        samples, denoise, adaptive, x, y, transform, exposure, camera = self.values
+        _update(c, samples=samples, use_denoising=denoise, use_adaptive_sampling=adaptive)
+        _update(r, resolution_x=x, resolution_y=y)
+        _update(v, view_transform=transform, exposure=exposure)
+        self.scene.camera = camera
+        for obj, hide, holdout in self.hidden:
+            obj.hide_render, obj.is_holdout = hide, holdout
+        bpy.context.view_layer.material_override = None
+        _png(self.scene)
+
+
+def render_masks(folder: Path, unoccluded: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """The product's visible coverage (0..1 per pixel) with the podium as a holdout, and, on a podium and
+    when asked, its coverage with the podium gone (how much the podium hides). Flat white emission at 4
+    samples: a few milliseconds, cheap enough to frame by."""
+    from PIL import Image
+
+    scene = bpy.context.scene
+    stage_objects = [o for o in scene.objects if o.name.startswith(STAGE) and o.type == "MESH" and not o.hide_render]
+    saved = _Saved(scene, stage_objects)
+    try:
+        scene.cycles.samples, scene.cycles.use_denoising, scene.cycles.use_adaptive_sampling = 4, False, False
+        scene.view_settings.view_transform, scene.view_settings.exposure = "Standard", 0.0
+        bpy.context.view_layer.material_override = _emission()
+        podium = None
+        for obj in stage_objects:
+            if obj.name == f"{STAGE}_podium":
+                obj.is_holdout, podium = True, obj
+            else:
+                obj.hide_render = True
+        masks = []
+        for name in ("mask.png", "mask_full.png") if podium is not None and unoccluded else ("mask.png",):
+            render_to(folder / name)
+            with Image.open(folder / name) as im:
+                masks.append(np.asarray(im.convert("RGBA"))[..., 3].astype(np.float32) / 255.0)
+            (folder / name).unlink()
+            if podium is not None:
+                podium.hide_render = True
+    finally:
+        saved.restore()
+    return masks[0], masks[1] if len(masks) > 1 else None
+
+
+def _emission() -> bpy.types.Material:
+    mat = bpy.data.materials.get(f"{STAGE}_mask") or bpy.data.materials.new(f"{STAGE}_mask")
+    mat.use_nodes = True
+    nodes = mat.node_tree.nodes
+    if "Emission" not in nodes:
+        nodes.clear()
+        emission, out = nodes.new("ShaderNodeEmission"), nodes.new("ShaderNodeOutputMaterial")
+        emission.name = "Emission"
+        mat.node_tree.links.new(emission.outputs["Emission"], out.inputs["Surface"])
+    return mat
+
+
+#: Exposure per (lighting rig, patch height): the rigs do not change while a worker lives.
+_EXPOSURES: dict[tuple, float] = {}
+_DELTA_E: dict[tuple, float] = {}
+CALIBRATION_ALBEDO = 0.5
+
+
+def calibrate(template: Template, swatches: dict[str, str], folder: Path) -> tuple[float, dict[str, float]]:
+    """The exposure that renders a diffuse patch facing the key light at its own albedo, and, under that
+    exposure, each swatch's CIEDE2000 from its hex on such a patch: what a colourway looks like in this light.
+
+    The patch sits where the product's centre is, with the product and stage hidden; 8x8 pixels at 32 samples.
+    """
+    from PIL import Image
+
+    scene = bpy.context.scene
+    centre_z = float(product_vertices()[:, 2].mean()) + float(scene.objects[PRODUCT].location.z)
+    key = (template.lighting, round(centre_z, 1))
+    todo = sorted({h for h in swatches.values() if (key, h) not in _DELTA_E})
+    if key in _EXPOSURES and not todo:  # nothing to measure: leave the scene (and its BVH) untouched
+        return _EXPOSURES[key], {slot: _DELTA_E[key, h] for slot, h in swatches.items()}
+    key_name, key_location = next((n, loc) for n, loc, *_, shadow in LIGHT_RIGS[template.lighting] if shadow)
+    others = [o for o in scene.objects if o.type == "MESH" and not o.name.startswith(f"{STAGE}_patch")]
+    saved = _Saved(scene, [*others, *([scene.objects[f"{STAGE}_patch"]] if f"{STAGE}_patch" in scene.objects else [])])
+    patch = None
+    try:
+        for obj in others:
+            obj.hide_render = True
+        patch = _stage_object("patch", _mesh(bpy.ops.mesh.primitive_plane_add, size=0.05))
+        patch.location = (0, 0, centre_z)
+        normal = (Vector(key_location) - Vector((0, 0, centre_z))).normalized()
+        patch.rotation_euler = normal.to_track_quat("Z", "Y").to_euler()
+        mat = _material(f"{STAGE}_patch", "#808080", roughness=1.0)
+        mat.node_tree.nodes["Principled BSDF"].inputs["Specular IOR Level"].default_value = 0.0
+        if not patch.data.materials:
+            patch.data.materials.append(mat)
+        probe = bpy.data.objects.get(f"{STAGE}_probe") or bpy.data.objects.new(
+            f"{STAGE}_probe", bpy.data.cameras.new(f"{STAGE}_probe")
+        )
+        if probe.name not in scene.collection.objects:
+            scene.collection.objects.link(probe)
+        probe.data.type, probe.data.ortho_scale = "ORTHO", 0.02
+        probe.location = Vector((0, 0, centre_z)) + normal * 0.5
+        probe.rotation_euler = (-normal).to_track_quat("-Z", "Y").to_euler()
+        scene.camera = probe
+        scene.render.resolution_x = scene.render.resolution_y = 8
+        scene.cycles.samples, scene.cycles.use_denoising, scene.cycles.use_adaptive_sampling = 32, False, False
+        bsdf = mat.node_tree.nodes["Principled BSDF"]
+
+        def patch_rgb8(linear: tuple) -> np.ndarray:
+            bsdf.inputs["Base Color"].default_value = (*linear, 1.0)
+            render_to(folder / "patch.png")
+            with Image.open(folder / "patch.png") as im:
+                rgb = np.asarray(im.convert("RGB"), dtype=np.float64)[2:6, 2:6].reshape(-1, 3).mean(axis=0)
+            (folder / "patch.png").unlink()
+            return rgb
+
+        if key not in _EXPOSURES:
+            # measured 4 stops down, so a bright rig does not clip the patch
+            scene.view_settings.view_transform, scene.view_settings.exposure = "Standard", -4.0
+            grey = patch_rgb8((CALIBRATION_ALBEDO,) * 3)[1] / 255.0
+            measured = 16 * (grey / 12.92 if grey <= 0.04045 else ((grey + 0.055) / 1.055) ** 2.4)
+            _EXPOSURES[key] = float(np.clip(math.log2(CALIBRATION_ALBEDO / max(measured, 1e-4)), -10, 10))
+        exposure = _EXPOSURES[key]
+        scene.view_settings.view_transform, scene.view_settings.exposure = VIEW_TRANSFORM, exposure
+        for hex_colour in todo:
+            r, g, b = patch_rgb8(hex_to_linear(hex_colour))
+            seen = f"#{round(r):02X}{round(g):02X}{round(b):02X}"
+            _DELTA_E[key, hex_colour] = round(ciede2000(hex_to_lab(seen), hex_to_lab(hex_colour)), 2)
+    finally:
+        saved.restore()
+        if patch is not None:
+            patch.hide_render = True
+    return exposure, {slot: _DELTA_E[key, h] for slot, h in swatches.items()}

@@ -17,11 +17,18 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+from PIL.Image import Image
+
 from rendering.compose import composite, save_still
-from rendering.outputs import MANIFEST, cache_key, input_hashes, variant_dir
+from rendering.outputs import MANIFEST, cache_key, input_hashes, result_of, variant_dir
 from rendering.profiles import get_profile, pixel_size, safe_zone
+from rendering.qa import check_render
 from rendering.spec import RenderJob
 from rendering.templates import get_template
+
+#: What a reframe aims for: a little above the QA thresholds (2.5% of the frame, 45% of its limiting side).
+REFRAME_COVERAGE, REFRAME_SHARE = 0.032, 0.5
 
 
 class Worker:
@@ -50,7 +57,7 @@ class Worker:
         width, height = pixel_size(job.aspect, profile)
         zone = safe_zone(job.aspect)
         scene.turn(0.0)
-        scene.stage(template, job.podium, job.accent)
+        staging = scene.stage(template, job.podium, job.accent)
         framing = scene.frame(template, width, height, zone, turntable=job.kind == "turntable")
         scene.configure(profile, width, height, self.device["kind"])
 
@@ -58,9 +65,17 @@ class Worker:
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{job.variant_id}.", dir=final.parent))
         try:
+            exposure, delta_e = scene.calibrate(template, job.colourway, tmp)
+            scene.set_exposure(exposure)
+            framing = self._reframe(template, width, height, zone, job.kind == "turntable", framing, tmp)
             staged = time.perf_counter()
-            files, measured_box, cycles_s = self._render_files(job, template, framing["horizon"], tmp)
+            files, measured_box, cycles_s, image = self._render_files(job, template, framing["horizon"], tmp)
             rendered = time.perf_counter()
+            visible, unoccluded = scene.render_masks(tmp)
+            report = check_render(
+                np.asarray(image), visible, job.aspect, unoccluded, framing["camera_above_floor"], delta_e
+            )
+            checked = time.perf_counter()
             self.jobs_done += 1
             manifest = {
                 "variant_id": job.variant_id,
@@ -77,6 +92,8 @@ class Worker:
                     "fill": template.fill,
                 },
                 "normalised": self.normalised,
+                "staging": {**staging, "exposure": round(exposure, 3)},
+                "qa": report.as_dict(),
                 "device": self.device,
                 "worker": {"pid": os.getpid(), "job_number": self.jobs_done},
                 "timings_s": {
@@ -84,6 +101,7 @@ class Worker:
                     "stage": round(staged - imported, 3),
                     "render": round(rendered - staged, 3),
                     "cycles": round(cycles_s, 3),
+                    "qa": round(checked - rendered, 3),
                     "total": round(time.perf_counter() - started, 3),
                 },
                 "rendered_at": datetime.now(UTC).isoformat(),
@@ -95,10 +113,31 @@ class Worker:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        return {"variant_id": job.variant_id, "status": "ok", "dir": str(final), "manifest": manifest}
+        return result_of(job, final, manifest)
 
-    def _render_files(self, job: RenderJob, template, horizon: float, tmp: Path) -> tuple[dict, list | None, float]:
-        """Render the job's files into ``tmp``: the files, the product's measured box, seconds in Cycles."""
+    def _reframe(self, template, width: int, height: int, zone, turntable: bool, framing: dict, tmp: Path) -> dict:
+        """Frame again from the product's real silhouette when a thin or sparse product (a lamp, a watch
+        on its strap) covers too little of the frame: its mask costs milliseconds."""
+        from rendering import scene
+
+        scale = 1.0
+        for _ in range(2):
+            visible, _ = scene.render_masks(tmp, unoccluded=False)
+            report = check_render(np.zeros((*visible.shape, 3), np.uint8), visible, "1:1")
+            if report.coverage >= REFRAME_COVERAGE and report.box_share >= REFRAME_SHARE:
+                break
+            grow = max(
+                (REFRAME_COVERAGE / max(report.coverage, 1e-4)) ** 0.5, REFRAME_SHARE / max(report.box_share, 1e-4)
+            )
+            scale *= min(grow, 2.0)
+            framing = scene.frame(template, width, height, zone, turntable, fill_scale=scale)
+        return framing
+
+    def _render_files(
+        self, job: RenderJob, template, horizon: float, tmp: Path
+    ) -> tuple[dict, list | None, float, Image]:
+        """Render the job's files into ``tmp``: the files, the product's measured box, seconds in Cycles, and
+        the still (or the turntable's poster) that QA checks."""
         from rendering import scene, video
 
         if job.kind == "still":
@@ -108,11 +147,11 @@ class Worker:
             image, box = composite(tmp / "raw.png", template, job.colour, job.accent, horizon)
             save_still(image, tmp / "still.png", tmp / "still.jpg")
             (tmp / "raw.png").unlink()
-            return {"png": "still.png", "jpeg": "still.jpg"}, box, cycles_s
+            return {"png": "still.png", "jpeg": "still.jpg"}, box, cycles_s, image
 
         frames = tmp / "frames"
         frames.mkdir()
-        cycles_s, poster_box = 0.0, None
+        cycles_s, poster_box, poster = 0.0, None, None
         for i in range(job.frames):  # 360 degrees over n frames, the last one step before the first: a seamless loop
             scene.turn(360.0 * i / job.frames)
             started = time.perf_counter()
@@ -121,12 +160,13 @@ class Worker:
             image, box = composite(frames / "raw.png", template, job.colour, job.accent, horizon)
             image.save(frames / f"frame_{i:04d}.png", compress_level=1)
             if i == 0:
-                poster_box = box
+                poster_box, poster = box, image
                 save_still(image, tmp / "poster.png", tmp / "poster.jpg")
         video.encode_h264(frames / "frame_%04d.png", job.fps, tmp / "turntable.mp4")
         shutil.rmtree(frames)
         files = {"mp4": "turntable.mp4", "poster_png": "poster.png", "poster_jpeg": "poster.jpg"}
-        return files, poster_box, cycles_s
+        scene.turn(0.0)  # QA masks the poster's pose
+        return files, poster_box, cycles_s, poster
 
 
 def main(argv: list[str]) -> int:

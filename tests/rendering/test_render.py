@@ -81,7 +81,7 @@ def test_the_product_is_upright_fills_its_share_and_stays_in_the_safe_zone(batch
     zone_left, zone_right = (1 + zone["centre_x"] - zone["half_w"]) / 2, (1 + zone["centre_x"] + zone["half_w"]) / 2
     assert zone_top <= top and bottom <= zone_bottom and zone_left <= left and right <= zone_right
     share = (bottom - top) / (zone_bottom - zone_top)
-    assert 0.8 * framing["fill"] <= share <= framing["fill"] + 0.02, "fills its share of the safe zone"
+    assert 0.8 * framing["fill_used"] <= share <= framing["fill_used"] + 0.02, "fills its share of the safe zone"
     width, height = pixel_size(aspect, PROFILES["thumbnail"])
     assert (bottom - top) * height > 2 * (right - left) * width, "a bottle standing upright is taller than wide"
     # the same from the picture itself: the bottle's red and white differ in hue from the blue backdrop

@@ -1,0 +1,86 @@
+"""Shape-aware staging: how a product photographer would set up for this product's shape.
+
+Pure numpy, tested without Blender. The scene module measures the normalised product (its largest
+side is 1 unit, so lights, floor and podium scaled for a 1-unit stage fit every product) and asks here
+for the pose of the camera, the podium and the ground. Flat products (a watch, a bag lying down) are
+seen from above so their face reads; wide ones are looked down on so a desk's top is not edge-on; the
+camera never goes below the floor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+FLAT = 0.3  # height under 30% of the footprint: a watch, a wallet, a plate, a bag lying down
+WIDE = 1.0  # wider than tall: a desk, a sofa
+MIN_CAMERA_CLEARANCE = 0.04  # the camera stays this far (a share of the product size) above the ground
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The normalised product's measures: width (x), depth (y), height (z), all at most 1."""
+
+    width: float
+    depth: float
+    height: float
+
+    @classmethod
+    def of(cls, vertices: np.ndarray) -> Shape:
+        extent = vertices.max(axis=0) - vertices.min(axis=0)
+        return cls(*(round(float(x), 4) for x in extent))
+
+    @property
+    def footprint(self) -> float:
+        return max(self.width, self.depth)
+
+    @property
+    def flatness(self) -> float:
+        """Height over the larger side of the footprint: under ``FLAT`` the product lies flat."""
+        return self.height / max(self.footprint, 1e-9)
+
+    @property
+    def kind(self) -> str:
+        if self.flatness < FLAT:
+            return "flat"
+        return "wide" if self.flatness < WIDE else "tall"
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "flatness": round(self.flatness, 4), "kind": self.kind}
+
+
+def camera_elevation(preset_deg: float, camera: str, shape: Shape, portrait: bool = False) -> float:
+    """The elevation (degrees above the product's centre) to start framing from.
+
+    A flat product is seen three-quarter from above (nearly straight down for top-down templates and in
+    tall frames, where it is turned to run up the picture); a wide one from at least a little above, so its
+    top reads. Tall products keep the template's preset.
+    """
+    if shape.kind == "flat":
+        return 62.0 if camera == "top_down" or portrait else max(preset_deg, 32.0)
+    if shape.kind == "wide":
+        return max(preset_deg, 14.0)
+    return preset_deg
+
+
+def podium_size(shape: Shape) -> tuple[float, float, float]:
+    """Half-width, half-depth and height of a podium just larger than the product's footprint, low under flat
+    products: round under a round or square-ish footprint (radius 1.08 x half its diagonal), an oval plinth
+    under a long one (a watch on its strap), 15% longer than it and as deep as the corners need."""
+    w, d = shape.width, shape.depth
+    height = float(np.clip(0.5 * shape.height, 0.05, 0.12))
+    if max(w, d) < 1.5 * min(w, d):
+        r = 1.08 * float(np.hypot(w, d)) / 2
+        return r, r, height
+    k = 1.15  # the long half-axis over half the long side; the short one then holds the corners
+    long, short = max(w, d) / 2 * k, max(1.06 * min(w, d) / 2 / np.sqrt(1 - 1 / k**2), 0.4 * max(w, d) / 2 * k)
+    rx, ry = (long, short) if w >= d else (short, long)
+    return float(rx), float(ry), height
+
+
+def min_camera_height(ground: float, shape: Shape) -> float:
+    """The lowest the camera may be: above the floor or podium top, and for wide products above their top,
+    so a desk or a bag is never seen from underneath its top."""
+    floor = ground + MIN_CAMERA_CLEARANCE * max(shape.footprint, shape.height)
+    return floor + shape.height if shape.kind != "tall" else floor
