@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -100,4 +101,8 @@ def _run_worker(todo, out_root: Path, log_path: Path, on_result) -> list[dict]:
             if on_result:
                 on_result(result)
     proc.wait()
+    if proc.returncode != 0:  # killed mid-render: its staging folder is never renamed into place
+        for _, job in todo[len(done) :]:
+            for staging in out_root.glob(f".{job.variant_id}.*"):
+                shutil.rmtree(staging, ignore_errors=True)
     return done

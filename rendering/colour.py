@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
 _HEX = re.compile(r"^#?([0-9a-fA-F]{6})$")
 
 
@@ -141,3 +143,17 @@ def palette_variations(
                 if hex_ and hex_ not in out and ciede2000(hex_to_lab(hex_), lab) <= max_delta_e:
                     out.append(hex_)
     return out
+
+
+def neutral_preimage(linear: np.ndarray) -> np.ndarray:
+    """The base colour that Khronos PBR Neutral shows as ``linear`` on a surface lit at unit exposure.
+
+    The view transform subtracts an offset set by the darkest channel (``m - 6.25 m^2`` under 0.08, else
+    0.04: its Fresnel allowance), which would darken and oversaturate a dark or saturated swatch; adding
+    it back first makes a colourway come out as its hex on a diffuse patch facing the key light. Exact
+    while the brightest channel stays under the transform's highlight compression (0.76).
+    """
+    low = float(np.min(linear))
+    m = 0.4 * np.sqrt(low) if low < 0.04 else low + 0.04  # the darkest input channel that maps onto ``low``
+    offset = m - 6.25 * m * m if m < 0.08 else 0.04
+    return np.asarray(linear, dtype=float) + offset

@@ -51,10 +51,27 @@ def composite(
     # the floor catches a faint shadow far from the product (it hides a sliver of the studio's sky from
     # every point); ramping the weakest shadow to nothing keeps the open backdrop the exact hex
     alpha = np.clip((alpha - SHADOW_FLOOR) / (1.0 - SHADOW_FLOOR), 0.0, 1.0)
+    # the denoiser leaves a speck at times on the frame's outermost pixels (a corner, most often): the two
+    # outer rows and columns keep no more shadow than the pixels just inside them
+    alpha = _clamp_border(alpha)
     fg[..., 3] = np.rint(alpha * 255).astype(np.uint8)
     layer = Image.fromarray(fg, "RGBA")
     image = Image.alpha_composite(backdrop(template, colour, layer.size, accent, horizon), layer).convert("RGB")
     return image, product_box(fg[..., 3])
+
+
+def _clamp_border(alpha: np.ndarray, width: int = 2) -> np.ndarray:
+    inner = alpha.copy()
+    h, w = alpha.shape
+    if h <= 3 * width or w <= 3 * width:
+        return alpha
+    out = alpha.copy()
+    for i in range(width):
+        out[i] = np.minimum(out[i], inner[width + 1])
+        out[h - 1 - i] = np.minimum(out[h - 1 - i], inner[h - width - 2])
+        out[:, i] = np.minimum(out[:, i], inner[:, width + 1])
+        out[:, w - 1 - i] = np.minimum(out[:, w - 1 - i], inner[:, w - width - 2])
+    return out
 
 
 def product_box(alpha: np.ndarray, opaque: int = 250) -> list[float] | None:

@@ -48,7 +48,7 @@ def contact_sheet(
     return out
 
 
-def folder_contact_sheet(folder: str | Path, title: str = "", name: str = "contact_sheet.png") -> Path | None:
+def folder_contact_sheet(folder: str | Path, title: str = "", out: str | Path | None = None) -> Path | None:
     """The contact sheet of every render in ``folder`` (one per ``*/manifest.json``, oldest first), so a
     second ``autoplay render`` into the same folder adds to the sheet; QA failures are marked with a reason."""
     folder = Path(folder)
@@ -69,4 +69,4 @@ def folder_contact_sheet(folder: str | Path, title: str = "", name: str = "conta
         items.append((path.parent / still, label, passed))
     if not items:
         return None
-    return contact_sheet(items, folder / name, title=title)
+    return contact_sheet(items, out or folder / "contact_sheet.png", title=title)

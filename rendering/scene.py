@@ -13,7 +13,7 @@ import bpy
 import numpy as np
 from mathutils import Matrix, Vector
 
-from rendering.colour import ciede2000, hex_to_lab, hex_to_linear
+from rendering.colour import ciede2000, hex_to_lab, hex_to_linear, neutral_preimage
 from rendering.framing import SafeZone, camera_basis, horizon_from_top, place_camera, project
 from rendering.model_check import ModelError, check_model_file, resolve_slot
 from rendering.orientation import upright_rotation
@@ -139,7 +139,7 @@ def apply_colourway(colourway: dict[str, str], path: Path | str = "model") -> No
     materials = {m.name: m for m in bpy.data.materials if m.users and not m.name.startswith(STAGE)}
     for slot, hex_colour in colourway.items():
         mat = materials[resolve_slot(slot, list(materials), path)]
-        swatch = np.array(hex_to_linear(hex_colour))
+        swatch = neutral_preimage(np.array(hex_to_linear(hex_colour)))
         bsdf = next((n for n in mat.node_tree.nodes if n.type == "BSDF_PRINCIPLED"), None) if mat.use_nodes else None
         if bsdf is None:
             mat.diffuse_color = (*swatch, 1.0)
@@ -211,6 +211,7 @@ def _lights(rig: list[tuple[str, tuple, float, float, bool]], tint: tuple | None
         obj = scene.objects.get(f"{STAGE}_light{i}")
         if obj is None:
             obj = bpy.data.objects.new(f"{STAGE}_light{i}", bpy.data.lights.new(f"{STAGE}_light{i}", type="AREA"))
+            obj.visible_camera = False  # a softbox that drifts into a wide frame must not show
             scene.collection.objects.link(obj)
         obj.hide_render = i >= len(rig)
         if i >= len(rig):
@@ -567,7 +568,7 @@ def calibrate(template: Template, swatches: dict[str, str], folder: Path) -> tup
         exposure = _EXPOSURES[key]
         scene.view_settings.view_transform, scene.view_settings.exposure = VIEW_TRANSFORM, exposure
         for hex_colour in todo:
-            r, g, b = patch_rgb8(hex_to_linear(hex_colour))
+            r, g, b = patch_rgb8(tuple(neutral_preimage(np.array(hex_to_linear(hex_colour)))))
             seen = f"#{round(r):02X}{round(g):02X}{round(b):02X}"
             _DELTA_E[key, hex_colour] = round(ciede2000(hex_to_lab(seen), hex_to_lab(hex_colour)), 2)
     finally:

@@ -50,28 +50,40 @@ class Mesh:
         self._add(np.array(points), side + caps, material)
         return self
 
-    def write(self, path: Path, materials: dict[str, dict]) -> Path:
+    def write(self, path: Path, materials: dict[str, dict], uv: bool = False) -> Path:
+        """``uv``: planar texture coordinates from x and z (enough for a grain to show on every side)."""
         mtl = path.with_suffix(".mtl")
         lines = [f"mtllib {mtl.name}"] + [f"v {x:.5f} {y:.5f} {z:.5f}" for x, y, z in self.vertices]
+        if uv:
+            v = np.array(self.vertices)
+            t = (v - v.min(axis=0)) / np.maximum(np.ptp(v, axis=0), 1e-9)
+            lines += [f"vt {a + 0.3 * b:.5f} {c:.5f}" for a, c, b in t]
         for name, faces in self.faces.items():
             lines.append(f"usemtl {name}")
-            lines += ["f " + " ".join(map(str, face)) for face in faces]
+            lines += ["f " + " ".join(f"{i}/{i}" if uv else str(i) for i in face) for face in faces]
         path.write_text("\n".join(lines) + "\n")
         mtl.write_text("".join(_mtl(name, **spec) for name, spec in materials.items()))
         return path
 
 
-def _mtl(name: str, kd: tuple, roughness: float = 0.5, metallic: float = 0.0) -> str:
-    return f"newmtl {name}\nKd {kd[0]} {kd[1]} {kd[2]}\nPr {roughness}\nPm {metallic}\n\n"
+def _mtl(name: str, kd: tuple, roughness: float = 0.5, metallic: float = 0.0, texture: str | None = None) -> str:
+    texture_line = f"map_Kd {texture}\n" if texture else ""
+    return f"newmtl {name}\nKd {kd[0]} {kd[1]} {kd[2]}\nPr {roughness}\nPm {metallic}\n{texture_line}\n"
 
 
 def watch(path: Path) -> Path:
     """A wristwatch lying flat, in centimetres: a 4 cm case 1 cm thick on a strap 24 cm long."""
     mesh = Mesh().cylinder((0, 0.5, 0), 2.0, 1.0, "case", axis=1, segments=48)
-    mesh.box((0, 0.5, 0), (3.6, 0.2, 3.6), "dial")
+    mesh.box((0, 0.5, 0), (2.6, 0.2, 2.6), "dial")
     mesh.box((0, 0.15, 0), (24.0, 0.3, 2.0), "strap")
-    return mesh.write(path, {"case": {"kd": (0.8, 0.8, 0.82), "roughness": 0.2, "metallic": 1.0},
-                             "dial": {"kd": (0.05, 0.1, 0.25)}, "strap": {"kd": (0.35, 0.18, 0.08), "roughness": 0.7}})
+    return mesh.write(
+        path,
+        {
+            "case": {"kd": (0.8, 0.8, 0.82), "roughness": 0.2, "metallic": 1.0},
+            "dial": {"kd": (0.05, 0.1, 0.25)},
+            "strap": {"kd": (0.35, 0.18, 0.08), "roughness": 0.7},
+        },
+    )
 
 
 def tote_bag(path: Path) -> Path:
@@ -90,7 +102,9 @@ def sofa(path: Path) -> Path:
     for x in (-0.95, 0.95):
         for z in (-0.38, 0.38):
             mesh.box((x, 0.06, z), (0.04, 0.12, 0.04), "legs")
-    return mesh.write(path, {"fabric": {"kd": (0.18, 0.32, 0.28), "roughness": 0.95}, "legs": {"kd": (0.1, 0.08, 0.06)}})
+    return mesh.write(
+        path, {"fabric": {"kd": (0.18, 0.32, 0.28), "roughness": 0.95}, "legs": {"kd": (0.1, 0.08, 0.06)}}
+    )
 
 
 def desk(path: Path) -> Path:
@@ -107,16 +121,26 @@ def floor_lamp(path: Path) -> Path:
     mesh = Mesh().cylinder((0, 0.01, 0), 0.15, 0.02, "metal", segments=48)
     mesh.cylinder((0, 0.6, 0), 0.012, 1.2, "metal", segments=16)
     mesh.cylinder((0, 1.34, 0), 0.225, 0.32, "shade", segments=48)
-    return mesh.write(path, {"metal": {"kd": (0.2, 0.2, 0.2), "roughness": 0.3, "metallic": 1.0},
-                             "shade": {"kd": (0.9, 0.85, 0.75), "roughness": 0.9}})
+    return mesh.write(
+        path,
+        {
+            "metal": {"kd": (0.2, 0.2, 0.2), "roughness": 0.3, "metallic": 1.0},
+            "shade": {"kd": (0.9, 0.85, 0.75), "roughness": 0.9},
+        },
+    )
 
 
 def glossy_speaker(path: Path) -> Path:
     """A glossy black speaker in centimetres: a 12 x 20 x 10 box with a round grille."""
     mesh = Mesh().box((0, 10, 0), (12, 20, 10), "lacquer")
     mesh.cylinder((0, 12, 5.1), 4.0, 0.4, "grille", axis=2, segments=40)
-    return mesh.write(path, {"lacquer": {"kd": (0.015, 0.015, 0.015), "roughness": 0.08},
-                             "grille": {"kd": (0.05, 0.05, 0.05), "roughness": 0.6}})
+    return mesh.write(
+        path,
+        {
+            "lacquer": {"kd": (0.015, 0.015, 0.015), "roughness": 0.08},
+            "grille": {"kd": (0.05, 0.05, 0.05), "roughness": 0.6},
+        },
+    )
 
 
 def white_box(path: Path) -> Path:
@@ -129,6 +153,20 @@ def low_poly_can(path: Path) -> Path:
     """An 8-sided can lying on its side along x, in centimetres: 12 long, 6.6 across."""
     mesh = Mesh().cylinder((0, 3.3, 0), 3.3, 12.0, "label", axis=0, segments=8)
     return mesh.write(path, {"label": {"kd": (0.7, 0.1, 0.1), "roughness": 0.4}})
+
+
+def wooden_crate(path: Path) -> Path:
+    """A 30 x 20 x 20 cm crate in a striped wood texture (a PNG beside it): a textured slot to tint."""
+    from PIL import Image
+
+    x = np.arange(256)
+    grain = 0.5 + 0.35 * np.sin(x / 256 * 2 * np.pi * 9 + 1.5 * np.sin(x / 40.0))
+    rgb = np.stack([grain * 200 + 40, grain * 140 + 30, grain * 80 + 20], axis=-1)
+    Image.fromarray(np.broadcast_to(rgb[None, :, :], (256, 256, 3)).astype(np.uint8)).save(path.with_suffix(".png"))
+    mesh = Mesh().box((0, 10, 0), (30, 20, 20), "wood")
+    return mesh.write(
+        path, {"wood": {"kd": (1, 1, 1), "roughness": 0.6, "texture": path.with_suffix(".png").name}}, uv=True
+    )
 
 
 #: name -> writer, the order the contact sheets show them in.

@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 from pipelines.cli import app
 from rendering.templates import TEMPLATES
 from tests.conftest import WATERBOTTLE
+from tests.rendering.corpus import write_corpus
 
 runner = CliRunner()
 
@@ -30,7 +31,16 @@ def test_render_writes_files_a_manifest_per_render_and_a_contact_sheet(tmp_path)
 
 
 def test_render_refuses_bad_input_with_a_clear_message_and_renders_nothing(tmp_path):
+    models = write_corpus(tmp_path / "corpus")
+    huge = tmp_path / "huge.obj"
+    huge.write_text("v 0 0 0\nv 0 0 25000\nv 0 1 0\nf 1 2 3\n")
+    twins = tmp_path / "twins.obj"
+    twins.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nusemtl body.001\nf 1 2 3\nusemtl body.002\nf 1 2 3\n")
+    white = ["--template", "studio", "--colour", "#FFFFFF"]
     cases = [
+        (["render", str(models["watch"]), *white, "--colourway", "bezel=#2E5E4E"], "slot 'bezel'; the model has"),
+        (["render", str(twins), *white, "--colourway", "body=#2E5E4E"], "slot 'body' is ambiguous"),
+        (["render", str(huge), *white], "huge.obj: absurd model size (25000 units across"),
         (["render", str(tmp_path / "nope.glb"), "--template", "studio", "--colour", "#FFFFFF"], "nope.glb: no such"),
         (["render", str(WATERBOTTLE), "--template", "glossy", "--colour", "#FFFFFF"], "unknown template 'glossy'"),
         (["render", str(WATERBOTTLE), "--template", "studio", "--colour", "blue"], "colour: 'blue' is not a colour"),
@@ -42,3 +52,17 @@ def test_render_refuses_bad_input_with_a_clear_message_and_renders_nothing(tmp_p
         assert result.exit_code == 2, (args, result.output)
         assert message in " ".join(result.output.split()), (message, result.output)
     assert not (tmp_path / "out").exists()
+
+
+def test_rendering_into_a_folder_again_adds_to_its_contact_sheet_and_prints_the_qa(tmp_path):
+    from PIL import Image
+
+    base = ["render", str(WATERBOTTLE), "--colour", "#E8D5C4", "--profile", "thumbnail", "--out", str(tmp_path)]
+    first = runner.invoke(app, [*base, "--template", "studio"])
+    assert first.exit_code == 0, first.output
+    assert "QA: box" in first.output and "pass" in first.output
+    one = Image.open(tmp_path / "contact_sheet.png").size
+    second = runner.invoke(app, [*base, "--template", "podium"])
+    assert second.exit_code == 0, second.output
+    two = Image.open(tmp_path / "contact_sheet.png").size
+    assert two[0] > one[0], "the second render joins the first on the sheet"
