@@ -86,7 +86,7 @@ def main() -> None:
             )
         preview = by_key[("preview", "1:1")]
         preview_s = statistics.median(m["timings_s"]["total"] for m in preview)
-        figure("preview_still_s", preview_s, "s", "preview 1:1 (540x540, 16 samples, OIDN), target <= 5 s", device)
+        figure("preview_still_s", preview_s, "s", "preview 1:1 (540x540, 8 samples, OIDN), target <= 5 s", device)
         for aspect in ASPECTS:
             ms = by_key[("preview", aspect)]
             seconds = statistics.median(m["timings_s"]["total"] for m in ms)

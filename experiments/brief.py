@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rendering.colour import normalise_hex
+from rendering.model_check import ModelError, check_render_inputs
 from rendering.profiles import check_aspect
 from rendering.spec import ORIENTATIONS, HexColour
 from rendering.templates import get_template
@@ -242,4 +243,8 @@ def load_brief(path: str | Path) -> Brief:
         )
     if not model.is_file():
         raise BriefError(f"{path}: field 'product.model': no model file at {model}")
+    try:  # a colourway slot the model lacks, or an absurd size, is the brief's error, found before any render
+        check_render_inputs(model, brief.product.colourway)
+    except ModelError as exc:
+        raise BriefError(f"{path}: field 'product': {exc}") from None
     return brief.model_copy(update={"product": brief.product.model_copy(update={"model": model.resolve()})})

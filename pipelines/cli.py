@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from rich.table import Table
 from pipelines import cli_loop
 from pipelines.cli_common import console, err
 from pipelines.cli_common import fail as _fail
-from pipelines.settings import load_settings
+from pipelines.settings import SettingsError, load_settings
 
 app = typer.Typer(
     help="autoplay: render product variants, publish them, learn what wins.",
@@ -417,5 +418,14 @@ def config() -> None:
     console.print_json(json.dumps({k: redact(str(v)) for k, v in settings.__dict__.items()}))
 
 
+def main() -> None:
+    """The console script: a bad setting in the environment is one line naming the variable, exit 2."""
+    try:
+        app()
+    except SettingsError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
-    app()
+    main()

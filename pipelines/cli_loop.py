@@ -10,7 +10,6 @@ import json
 import signal
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -67,7 +66,7 @@ def _settings(briefs: Path | None, profile: str | None, seed: int | None = None)
         changes["render_profile"] = profile
     if seed is not None:
         changes["seed"] = seed
-    return replace(settings, **changes)
+    return settings.replace(**changes)
 
 
 def up(

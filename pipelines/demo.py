@@ -8,7 +8,7 @@ failed run, naming the brief, the stage and the cause), then reports per brief w
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -57,7 +57,7 @@ def run_demo(
     stop: threading.Event | None = None,
 ) -> DemoRun:
     """``generations`` generations of every brief in ``settings.briefs_dir``, through the daemon."""
-    settings = replace(settings, max_generations=generations)
+    settings = settings.replace(max_generations=generations)
     reporter = reporter or Reporter()
     stop = stop or threading.Event()
     with deployment(settings, market, ui_port=ui_port) as running:

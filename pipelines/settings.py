@@ -6,35 +6,80 @@ Production values come from the environment (or dagster_home), never from edits 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-@dataclass(frozen=True)
-class Settings:
-    home: Path
-    briefs_dir: Path
-    dagster_home: Path
-    kafka_bootstrap_servers: str | None
-    events_topic: str
-    dead_letter_topic: str
-    meta_graph_url: str | None
-    meta_graph_video_url: str | None
-    shopify_admin_url: str | None
-    ingest_host: str
-    ingest_port: int
-    mlflow_tracking_uri: str
-    mlflow_experiment: str
-    mlflow_artifact_location: str | None
-    render_profile: str
-    render_max_jobs: int
-    ingest_lag_threshold: int
-    ingest_interval_s: float
-    sandbox_clock_url: str | None
-    max_generations: int | None
-    seed: int
+def _none_if_empty(value: object) -> object:
+    return None if value == "" else value
+
+
+Optional = Annotated[str | None, BeforeValidator(_none_if_empty)]
+
+
+_GIVEN_ENV: ContextVar[bool] = ContextVar("given_env", default=False)
+
+
+class SettingsError(ValueError):
+    """An environment variable with a value the loop cannot use; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    """Every setting of the loop, each read from the environment variable its alias names (pydantic-settings),
+    with the default that works on one machine. A bad value fails naming the variable."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    home: Path = Field(REPO / "var", alias="AUTOPLAY_HOME")
+    briefs_dir: Path = Field(REPO / "examples", alias="AUTOPLAY_BRIEFS")
+    dagster_home: Path = Field(REPO / "dagster_home", alias="DAGSTER_HOME")
+    kafka_bootstrap_servers: Optional = Field(None, alias="KAFKA_BOOTSTRAP_SERVERS")
+    events_topic: str = Field("autoplay.events", alias="AUTOPLAY_EVENTS_TOPIC")
+    dead_letter_topic: str = Field("autoplay.events.dead", alias="AUTOPLAY_DEAD_LETTER_TOPIC")
+    meta_graph_url: Optional = Field(None, alias="META_GRAPH_URL")
+    meta_graph_video_url: Optional = Field(None, alias="META_GRAPH_VIDEO_URL")
+    shopify_admin_url: Optional = Field(None, alias="SHOPIFY_ADMIN_URL")
+    ingest_host: str = Field("127.0.0.1", alias="AUTOPLAY_INGEST_HOST")
+    ingest_port: int = Field(8787, ge=0, le=65535, alias="AUTOPLAY_INGEST_PORT")
+    mlflow_tracking_uri: Optional = Field(None, alias="MLFLOW_TRACKING_URI")  # default: a SQLite file in home
+    mlflow_experiment: str = Field("autoplay", alias="AUTOPLAY_MLFLOW_EXPERIMENT")
+    mlflow_artifact_location: Optional = Field(None, alias="AUTOPLAY_MLFLOW_ARTIFACTS")
+    render_profile: str = Field("preview", alias="AUTOPLAY_RENDER_PROFILE")
+    render_max_jobs: int = Field(50, ge=1, alias="AUTOPLAY_RENDER_MAX_JOBS")
+    ingest_lag_threshold: int = Field(10000, ge=0, alias="AUTOPLAY_INGEST_LAG_THRESHOLD")
+    ingest_interval_s: float = Field(300.0, gt=0, alias="AUTOPLAY_INGEST_INTERVAL_S")
+    sandbox_clock_url: Optional = Field(None, alias="AUTOPLAY_SANDBOX_CLOCK_URL")
+    max_generations: Annotated[int | None, BeforeValidator(_none_if_empty)] = Field(
+        None, ge=1, alias="AUTOPLAY_MAX_GENERATIONS"
+    )
+    seed: int = Field(0, alias="AUTOPLAY_SEED")
+
+    @model_validator(mode="after")
+    def _derived(self) -> Settings:
+        """Resolve paths, and the MLflow store and its artifacts from the home when not given."""
+        for name in ("home", "briefs_dir", "dagster_home"):
+            object.__setattr__(self, name, getattr(self, name).resolve())
+        if self.mlflow_tracking_uri is None:
+            object.__setattr__(self, "mlflow_tracking_uri", f"sqlite:///{self.home / 'mlflow.db'}")
+        if self.mlflow_artifact_location is None:
+            object.__setattr__(self, "mlflow_artifact_location", _local_artifacts(self.mlflow_tracking_uri))
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+    ):
+        """The process environment, unless ``load_settings`` was handed an environment of its own."""
+        return (init_settings,) if _GIVEN_ENV.get() else (init_settings, env_settings)
+
+    def replace(self, **changes) -> Settings:
+        return self.model_copy(update=changes)
 
     @property
     def event_store_path(self) -> Path:
@@ -100,34 +145,23 @@ def load_secrets(env: dict[str, str] | None = None) -> Path | None:
 
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:
+    """The settings from the process environment (after the secrets file), or from ``env`` alone."""
     if env is None:
         load_secrets()
-    env = dict(os.environ if env is None else env)
-    home = Path(env.get("AUTOPLAY_HOME", REPO / "var")).resolve()
-    tracking_uri = env.get("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
-    return Settings(
-        home=home,
-        briefs_dir=Path(env.get("AUTOPLAY_BRIEFS", REPO / "examples")).resolve(),
-        dagster_home=Path(env.get("DAGSTER_HOME", REPO / "dagster_home")).resolve(),
-        kafka_bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
-        events_topic=env.get("AUTOPLAY_EVENTS_TOPIC", "autoplay.events"),
-        dead_letter_topic=env.get("AUTOPLAY_DEAD_LETTER_TOPIC", "autoplay.events.dead"),
-        meta_graph_url=env.get("META_GRAPH_URL") or None,
-        meta_graph_video_url=env.get("META_GRAPH_VIDEO_URL") or None,
-        shopify_admin_url=env.get("SHOPIFY_ADMIN_URL") or None,
-        ingest_host=env.get("AUTOPLAY_INGEST_HOST", "127.0.0.1"),
-        ingest_port=int(env.get("AUTOPLAY_INGEST_PORT", "8787")),
-        mlflow_tracking_uri=tracking_uri,
-        mlflow_experiment=env.get("AUTOPLAY_MLFLOW_EXPERIMENT", "autoplay"),
-        mlflow_artifact_location=env.get("AUTOPLAY_MLFLOW_ARTIFACTS") or _local_artifacts(tracking_uri),
-        render_profile=env.get("AUTOPLAY_RENDER_PROFILE", "preview"),
-        render_max_jobs=int(env.get("AUTOPLAY_RENDER_MAX_JOBS", "50")),
-        ingest_lag_threshold=int(env.get("AUTOPLAY_INGEST_LAG_THRESHOLD", "10000")),
-        ingest_interval_s=float(env.get("AUTOPLAY_INGEST_INTERVAL_S", "300")),
-        sandbox_clock_url=env.get("AUTOPLAY_SANDBOX_CLOCK_URL") or None,
-        max_generations=int(env["AUTOPLAY_MAX_GENERATIONS"]) if env.get("AUTOPLAY_MAX_GENERATIONS") else None,
-        seed=int(env.get("AUTOPLAY_SEED", "0")),
-    )
+    try:
+        if env is None:
+            return Settings()
+        token = _GIVEN_ENV.set(True)
+        try:
+            return Settings(**env)
+        finally:
+            _GIVEN_ENV.reset(token)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = ".".join(map(str, error["loc"]))
+            problems.append(f"{name}={error.get('input')!r}: {error['msg']}")
+        raise SettingsError("bad setting: " + "; ".join(problems)) from None
 
 
 def kafka_client_config(env: dict[str, str] | None = None) -> dict:

@@ -134,6 +134,8 @@ def check_render_inputs(path: str | Path, colourway: dict[str, str] | None = Non
     for slot in colourway or {}:
         resolve_slot(slot, names, path)
     if lo is not None:
+        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+            raise ModelError(f"{path}: the model has non-finite vertex positions")
         largest = float(np.max(hi - lo))
         if largest > MAX_EXTENT:
             raise ModelError(f"{path}: absurd model size ({largest:g} units across; at most {MAX_EXTENT:g})")

@@ -57,6 +57,7 @@ def test_brief_that_is_not_yaml_mapping(tmp_path):
         ({"palette": ["#111111"] * 100}, "palette"),
         ({"product.model": "../../../../etc/passwd"}, "outside the brief's folder"),
         ({"product.model": "/etc/passwd"}, "outside the brief's folder"),
+        ({"product.colourway": {"cap": "#00C853"}}, "field 'product': "),
     ],
 )
 def test_hostile_briefs_are_refused_naming_the_field(brief_file, override, problem):

@@ -60,8 +60,8 @@ def processes_with(value: str) -> list[int]:
 
 
 def test_a_failing_stage_ends_the_demo_non_zero_naming_brief_stage_and_cause(tmp_path, broker):
-    broken = tmp_path / "broken.glb"
-    broken.write_bytes(b"glTF" + os.urandom(600))  # passes the brief's check (a file), fails the render's
+    broken = tmp_path / "broken.blend"
+    broken.write_bytes(b"BLENDER-v300" + os.urandom(600))  # a .blend is only opened by Blender: fails the render
     catalog(tmp_path, broken)
     env = environment(tmp_path, broker)
     started = time.monotonic()
@@ -71,7 +71,7 @@ def test_a_failing_stage_ends_the_demo_non_zero_naming_brief_stage_and_cause(tmp
     assert out.returncode == 1, out.stdout + out.stderr
     message = out.stderr.strip().splitlines()[-1]
     assert message.startswith("error: brief waterbottle-launch, render step"), out.stderr
-    assert "renders" in message and "broken.glb" in message
+    assert "renders" in message and "broken.blend" in message
     assert "Traceback" not in out.stderr
     assert took < 120  # the failure is reported within seconds of the run failing, not after a hang
     assert processes_with(str(tmp_path / "home")) == []

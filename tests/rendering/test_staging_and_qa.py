@@ -166,6 +166,9 @@ def test_an_unknown_slot_and_an_absurd_size_are_refused_before_rendering(tmp_pat
     huge.write_text("v 0 0 0\nv 50000 0 0\nv 0 1 0\nf 1 2 3\n")
     with pytest.raises(ModelError, match=r"huge.obj: absurd model size \(50000 units across"):
         check_render_inputs(huge)
+    huge.write_text("v nan 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    with pytest.raises(ModelError, match="non-finite vertex positions"):
+        check_render_inputs(huge)
 
 
 def _glb(scale: float) -> bytes:
