@@ -13,13 +13,16 @@ process are marked failed in Dagster and MLflow.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -127,6 +130,7 @@ def dagster_environment(settings: Settings, bootstrap: str, sandboxes: Sandboxes
             "AUTOPLAY_RENDER_PROFILE": settings.render_profile,
             "AUTOPLAY_SEED": str(settings.seed),
             "PYTHONUNBUFFERED": "1",
+            DEPLOYMENT_VAR: f"{os.getpid()}-{uuid.uuid4().hex}",
         }
     )
     if settings.mlflow_artifact_location:
@@ -165,6 +169,39 @@ class Child:
                 return
             except subprocess.TimeoutExpired:
                 continue
+
+
+#: Every process of a deployment carries this variable, whoever started it: Dagster starts run workers in
+#: sessions of their own, and a render worker under a run is out of reach of the daemon's process group.
+DEPLOYMENT_VAR = "AUTOPLAY_DEPLOYMENT"
+
+
+def reap(deployment: str, timeout_s: float = 3.0) -> list[int]:
+    """Stop every process left that carries ``deployment`` in its environment (SIGTERM, then SIGKILL);
+    returns their pids. Reads /proc, so on a system without it nothing is reaped."""
+    marker = f"{DEPLOYMENT_VAR}={deployment}".encode()
+
+    def left() -> list[int]:
+        pids = []
+        for entry in Path("/proc").glob("[0-9]*"):
+            try:
+                if int(entry.name) != os.getpid() and marker in (entry / "environ").read_bytes().split(b"\0"):
+                    pids.append(int(entry.name))
+            except (OSError, ValueError):
+                continue
+        return pids
+
+    found = left()
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in left():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + timeout_s
+        while left() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not left():
+            break
+    return found
 
 
 def spawn(name: str, command: list[str], env: dict, log: Path) -> Child:
@@ -276,6 +313,7 @@ def deployment(
         finally:
             for child in reversed(running.children):
                 child.stop()
+            reap(env[DEPLOYMENT_VAR])
             fail_stale_runs(instance, settings.mlflow_tracking_uri, "autoplay up was stopped before the run finished")
 
 

@@ -111,3 +111,20 @@ def test_sigterm_stops_up_within_10s_even_with_sigint_ignored_and_a_second_up_re
     assert up.returncode == 0
     time.sleep(0.5)
     assert processes_with(str(tmp_path / "home")) == []
+
+
+def test_stopping_reaps_processes_that_left_the_process_group():
+    """A render worker under a Dagster run lives in a session of its own: stopping `up` finds it by the
+    deployment's variable, not by its process group."""
+    from pipelines.deployment import DEPLOYMENT_VAR, reap
+
+    env = {**os.environ, DEPLOYMENT_VAR: f"test-{os.getpid()}"}
+    stray = subprocess.Popen(["sleep", "60"], env=env, start_new_session=True)
+    other = subprocess.Popen(["sleep", "60"], start_new_session=True)  # not ours: left alone
+    try:
+        assert reap(f"test-{os.getpid()}") == [stray.pid]
+        assert stray.wait(timeout=5) == -signal.SIGTERM
+        assert other.poll() is None
+    finally:
+        stray.kill()
+        other.kill()
