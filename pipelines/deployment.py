@@ -185,7 +185,9 @@ def reap(deployment: str, timeout_s: float = 3.0) -> list[int]:
         pids = []
         for entry in Path("/proc").glob("[0-9]*"):
             try:
-                if int(entry.name) != os.getpid() and marker in (entry / "environ").read_bytes().split(b"\0"):
+                if int(entry.name) == os.getpid() or (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue  # ourselves, or already dead and waiting for its parent to collect it
+                if marker in (entry / "environ").read_bytes().split(b"\0"):
                     pids.append(int(entry.name))
             except (OSError, ValueError):
                 continue
