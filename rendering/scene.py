@@ -15,7 +15,7 @@ from mathutils import Matrix, Vector
 
 from rendering.colour import ciede2000, hex_to_lab, hex_to_linear, neutral_preimage
 from rendering.framing import SafeZone, camera_basis, horizon_from_top, place_camera, project
-from rendering.model_check import ModelError, check_model_file, resolve_slot
+from rendering.model_check import MAX_EXTENT, MIN_EXTENT, ModelError, check_model_file, resolve_slot
 from rendering.orientation import upright_rotation
 from rendering.profiles import RenderProfile
 from rendering.staging import Shape, camera_elevation, min_camera_height, podium_size
@@ -23,8 +23,6 @@ from rendering.templates import CAMERA_ANGLES, Template
 
 STAGE = "autoplay_stage"
 PRODUCT = "autoplay_product"
-MAX_EXTENT_M = 1e4  # a product 10 km across is a unit mistake, not a product
-MIN_EXTENT_M = 1e-5
 
 
 def reset() -> None:
@@ -101,9 +99,9 @@ def _normalise(meshes: list[bpy.types.Object], path: Path, orientation: str) -> 
         raise ModelError(f"{path}: the model has non-finite vertex positions")
     lo, hi = vertices.min(axis=0), vertices.max(axis=0)
     largest = float((hi - lo).max())
-    if largest < MIN_EXTENT_M:
+    if largest < MIN_EXTENT:
         raise ModelError(f"{path}: the model has zero size")
-    if largest > MAX_EXTENT_M:
+    if largest > MAX_EXTENT:
         raise ModelError(f"{path}: absurd model size ({largest:g} units across)")
     rotation = upright_rotation(vertices, orientation)
     turned = vertices @ rotation.T

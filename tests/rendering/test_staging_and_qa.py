@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 
-from rendering.framing import box_share, camera_basis, place_camera, project
+from rendering.framing import box_share, place_camera, project
 from rendering.model_check import ModelError, check_render_inputs, resolve_slot
 from rendering.orientation import upright_rotation
 from rendering.profiles import safe_zone
@@ -75,7 +75,6 @@ def test_a_podium_never_runs_off_the_frame():
     angles = np.linspace(0, 2 * math.pi, 48, endpoint=False)
     rim = np.array([(0.6 * math.cos(a), 0.6 * math.sin(a), z) for a in angles for z in (0.0, 0.1)])
     placed = place_camera(points, 32.0, 0.0, 50.0, 1080, 1920, 0.9, safe_zone("9:16"), stage_points=rim, min_share=0.5)
-    to_cam, _, _ = camera_basis(placed.elevation, 0.0)
     assert np.abs(project(rim, placed.camera, placed.elevation, 0.0, 50.0, 1080, 1920, safe_zone("9:16"))).max() <= 0.97
 
 
