@@ -24,9 +24,20 @@ if [ ! -x .venv/bin/autoplay ] || [ pyproject.toml -nt .venv/.installed ]; then
   touch .venv/.installed
 fi
 
+# The console's browser tests drive Debian's chromium (Playwright's own browser download needs the internet).
+need_chromium() {
+  command -v chromium >/dev/null && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "Installing Debian's chromium for the console's browser tests ..." >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null
+  else
+    echo "the console's browser tests need chromium: sudo apt-get install chromium" >&2; exit 2
+  fi
+}
+
 command=${1:-demo}
 [ $# -gt 0 ] && shift
 case "$command" in
-  test) exec .venv/bin/python -m pytest "$@" ;;
+  test) need_chromium; exec .venv/bin/python -m pytest "$@" ;;
   *) exec .venv/bin/autoplay "$command" "$@" ;;
 esac

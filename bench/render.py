@@ -19,11 +19,11 @@ from pathlib import Path
 from figures import figure
 from rich.progress import Progress
 
+from creative.vocabulary import ASPECTS, TEMPLATES
 from rendering.batch import render_batch
 from rendering.contact_sheet import contact_sheet, folder_contact_sheet
-from rendering.profiles import ASPECTS
+from rendering.outputs import RenderManifest
 from rendering.spec import RenderJob
-from rendering.templates import TEMPLATES
 from tests.rendering.corpus import write_corpus
 
 MODEL = Path(__file__).resolve().parent.parent / "examples" / "waterbottle" / "WaterBottle.glb"
@@ -36,18 +36,18 @@ def job(**kw) -> RenderJob:
     return RenderJob(**{"model_path": str(MODEL), "template": "studio", "colour": COLOURS[0], "aspect": "1:1", **kw})
 
 
-def run(jobs: list[RenderJob], out: Path, label: str) -> list[dict]:
+def run(jobs: list[RenderJob], out: Path, label: str) -> list[RenderManifest]:
     with Progress() as progress:
         task = progress.add_task(label, total=len(jobs))
         results = render_batch(jobs, out, on_result=lambda r: progress.advance(task), max_jobs_per_worker=1000)
-    failed = [r for r in results if r["status"] == "failed"]
+    failed = [r for r in results if r.status == "failed"]
     if failed:
-        raise SystemExit(f"{label}: {len(failed)} renders failed, first: {failed[0].get('error')}")
-    return [r["manifest"] for r in results]  # a render QA refused still has its manifest, with the reasons
+        raise SystemExit(f"{label}: {len(failed)} renders failed, first: {failed[0].error}")
+    return [r.manifest for r in results]  # a render QA refused still has its manifest, with the reasons
 
 
-def device_of(manifests: list[dict]) -> str:
-    return manifests[0]["device"]["kind"].lower()
+def device_of(manifests: list[RenderManifest]) -> str:
+    return manifests[0].device["kind"].lower()
 
 
 def main() -> None:
@@ -74,22 +74,22 @@ def main() -> None:
         manifests = run(jobs, tmp / "loaded", "one worker, variants of a loaded product")
         by_key: dict[tuple[str, str], list[dict]] = {}
         for m in manifests[1:]:  # the first job pays the import
-            by_key.setdefault((m["job"]["profile"], m["job"]["aspect"]), []).append(m)
+            by_key.setdefault((m.job.profile, m.job.aspect), []).append(m)
         for (profile, aspect), ms in by_key.items():
             w, h = ms[0]["size"]
             figure(
                 f"still_s.{profile}.{aspect}",
-                statistics.median(m["timings_s"]["total"] for m in ms),
+                statistics.median(m.timings_s["total"] for m in ms),
                 "s",
                 f"{w}x{h}, median of {len(ms)} variants in a loaded scene",
                 device,
             )
         preview = by_key[("preview", "1:1")]
-        preview_s = statistics.median(m["timings_s"]["total"] for m in preview)
+        preview_s = statistics.median(m.timings_s["total"] for m in preview)
         figure("preview_still_s", preview_s, "s", "preview 1:1 (540x540, 8 samples, OIDN), target <= 5 s", device)
         for aspect in ASPECTS:
             ms = by_key[("preview", aspect)]
-            seconds = statistics.median(m["timings_s"]["total"] for m in ms)
+            seconds = statistics.median(m.timings_s["total"] for m in ms)
             (w, h), (w1, h1) = ms[0]["size"], preview[0]["size"]
             figure(f"preview_still_s.{aspect}", seconds, "s", f"{w}x{h}, median of {len(ms)}", device)
             figure(
@@ -99,7 +99,7 @@ def main() -> None:
                 f"against 1:1, for {w * h / (w1 * h1):.2f}x the pixels; target <= 1.8",
                 device,
             )
-        ratio = statistics.median(m["timings_s"]["total"] / m["timings_s"]["cycles"] for m in preview)
+        ratio = statistics.median(m.timings_s["total"] / m.timings_s["cycles"] for m in preview)
         figure(
             "marginal_variant_ratio",
             ratio,
@@ -127,7 +127,7 @@ def main() -> None:
             prod = by_key[("production", "1:1")]
             figure(
                 "production_still_s",
-                statistics.median(m["timings_s"]["total"] for m in prod),
+                statistics.median(m.timings_s["total"] for m in prod),
                 "s",
                 f"1080x1080, 64 samples, denoised, on {prod[0]['device']['name']}; target < 1.5 s on an H100",
                 device,
@@ -155,10 +155,7 @@ def main() -> None:
                 for a in ASPECTS
             ]
             sheet = run(sheet_jobs, tmp / "sheet", "contact sheet: every template in every aspect")
-            items = [
-                (tmp / "sheet" / m["variant_id"] / "still.png", f"{m['job']['template']} {m['job']['aspect']}")
-                for m in sheet
-            ]
+            items = [(tmp / "sheet" / m.variant_id / "still.png", f"{m.job.template} {m.job.aspect}") for m in sheet]
             path = contact_sheet(items, OUT / "templates.png", title="templates x aspects (preview)", columns=8)
             print(f"contact sheet: {path}")
             corpus_sheet(tmp, device)
@@ -173,11 +170,11 @@ def corpus_sheet(tmp: Path, device: str) -> None:
         for t in TEMPLATES
     ]
     manifests = run(jobs, tmp / "corpus_renders", "contact sheet: the test corpus x every template")
-    passed = sum(m["qa"]["passed"] for m in manifests)
+    passed = sum(m.qa_passed for m in manifests)
     figure("corpus_qa_passed", passed / len(manifests), "share", f"{passed} of {len(manifests)} preview 1:1", device)
     for m in manifests:
-        if not m["qa"]["passed"]:
-            print(f"QA refused {Path(m['job']['model_path']).stem} {m['job']['template']}: {m['qa']['failures']}")
+        if not m.qa_passed:
+            print(f"QA refused {Path(m.job.model_path).stem} {m.job.template}: {m.qa['failures']}")
     title = "corpus x templates (preview 1:1)"
     print(f"corpus contact sheet: {folder_contact_sheet(tmp / 'corpus_renders', title=title, out=OUT / 'corpus.png')}")
 

@@ -20,6 +20,7 @@ import duckdb
 import pandas as pd
 
 from connectors.event_store import EventStore
+from creative.decision import Decision
 
 SCHEMA = """
 create table if not exists briefs (
@@ -145,7 +146,12 @@ class Ledger:
             return con.execute("select max(generation) from generations where brief = ?", [brief]).fetchone()[0]
 
     def start_generation(
-        self, brief: str, generation: int, variants: pd.DataFrame, decisions: list[dict], opened_on: date | None = None
+        self,
+        brief: str,
+        generation: int,
+        variants: pd.DataFrame,
+        decisions: list[Decision],
+        opened_on: date | None = None,
     ) -> None:
         """Record a new generation's live variants (rendering to do) and the decisions that chose them."""
         with self.store.connect() as con:
@@ -376,12 +382,12 @@ class Ledger:
         return self._query('select * from actions where brief in (?, ?) order by "at"', [brief, ALL_BRIEFS])
 
     # decisions --------------------------------------------------------------------------------------
-    def log_decisions(self, brief: str, generation: int, decisions: list[dict]) -> None:
+    def log_decisions(self, brief: str, generation: int, decisions: list[Decision]) -> None:
         with self.store.connect() as con:
             self._log_decisions(con, brief, generation, decisions)
 
     @staticmethod
-    def _log_decisions(con, brief: str, generation: int, decisions: list[dict]) -> None:
+    def _log_decisions(con, brief: str, generation: int, decisions: list[Decision]) -> None:
         for d in decisions:
             con.execute(
                 """insert into decisions (brief, generation, kind, variant_id, factors, propensity,
@@ -389,11 +395,11 @@ class Ledger:
                 [
                     brief,
                     generation,
-                    d["kind"],
-                    d.get("variant_id"),
-                    json.dumps(d.get("factors") or {}),
-                    float(d["propensity"]),
-                    d.get("policy_version"),
+                    d.kind,
+                    d.variant_id,
+                    json.dumps(d.logged_details(), default=str),
+                    float(d.propensity),
+                    d.policy_version,
                 ],
             )
 

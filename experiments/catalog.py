@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from experiments.brief import Brief, BriefError, load_brief
+from creative.brief import Brief, BriefError, load_brief
 
 BRIEF_FILE = "brief.yaml"
 

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from experiments.brief import Brief
+from creative.brief import Brief
+from creative.decision import Decision
+from creative.vocabulary import FACTOR_NAMES, VariantFactors, get_template
 from experiments.factorised import FactorisedThompson
 from experiments.thompson import BetaThompson, empirical_prior
 from rendering.colour import palette_variations
-from rendering.templates import get_template
 
 #: successes / trials per goal. ROAS and cost per purchase rank creatives by purchases per impression:
 #: variants in one ad set buy impressions at the same price and sell the same product, so purchases per
@@ -29,15 +30,6 @@ FATIGUE_DROP = 0.25  # a variant whose last days' rate is this much below its li
 FATIGUE_WINDOW_DAYS = 3
 
 
-@dataclass(frozen=True)
-class Decision:
-    kind: str  # "keep", "succeed" (replaces a fatigued variant), "explore" or "allocate"
-    variant_id: str | None
-    factors: dict
-    propensity: float
-    reason: str = ""
-
-
 def candidate_colours(brief: Brief) -> list[str]:
     """The palette, plus variations within the brief's CIEDE2000 distance when it allows new colours."""
     return palette_variations(brief.palette, brief.autoplay.palette_max_delta_e)
@@ -49,15 +41,16 @@ def approved_templates(brief: Brief) -> list[str]:
     return list(brief.templates) if gate is None else [t for t in brief.templates if t in gate]
 
 
-def factor_grid(brief: Brief) -> list[dict]:
+def factor_grid(brief: Brief) -> list[VariantFactors]:
     return [
-        {"template": t, "colour": c, "aspect": a}
+        VariantFactors(template=t, colour=c, aspect=a)
         for t, c, a in itertools.product(approved_templates(brief), candidate_colours(brief), brief.aspects)
     ]
 
 
-def factor_key(factors: dict) -> tuple:
-    return factors["template"], factors["colour"], factors["aspect"]
+def factor_frame(factors: list[VariantFactors]) -> pd.DataFrame:
+    """Factors as the policies' rows: one per combination, with the template's camera."""
+    return pd.DataFrame([f.as_dict() | {"camera": f.camera} for f in factors])
 
 
 def arm_table(brief: Brief, variants: pd.DataFrame, daily: pd.DataFrame) -> pd.DataFrame:
@@ -71,7 +64,7 @@ def evidence(brief: Brief, variants: pd.DataFrame, daily: pd.DataFrame) -> pd.Da
     Every variant gets at least one row (zero trials on the newest day), so untried ones are scored too.
     """
     num, den = GOAL_COLUMNS[brief.goal]
-    factors = variants[["variant_id", "template", "colour", "aspect"]].drop_duplicates("variant_id")
+    factors = variants[["variant_id", *FACTOR_NAMES]].drop_duplicates("variant_id")
     rows = daily[daily["variant_id"].isin(factors["variant_id"])] if len(daily) else daily
     frame = pd.DataFrame(
         {
@@ -126,7 +119,7 @@ def plan_generation(
     size, keep_n = brief.autoplay.live_variants, brief.autoplay.keep_per_generation
     decisions: list[Decision] = []
     chosen = set()
-    allowed = {factor_key(f) for f in factor_grid(brief)}
+    allowed = {f.key for f in factor_grid(brief)}
     if len(live) and history is not None:
         arms = totals(history, live)
         live_ev = history[history["variant_id"].isin(live["variant_id"])]
@@ -148,21 +141,21 @@ def plan_generation(
         by_id = live.set_index("variant_id")
         for i in np.argsort(-score, kind="stable")[:keep_n]:
             row = by_id.loc[order_ids[i]]
-            f = {"template": row["template"], "colour": row["colour"], "aspect": row["aspect"]}
-            if factor_key(f) not in allowed:
+            f = VariantFactors.of(row)
+            if f.key not in allowed:
                 continue  # its template lost approval or its colour left the palette: retire it
             if fatigued[i] and (successor := _successor(f, model, tried | chosen, allowed)) is not None:
                 decisions.append(Decision("succeed", None, successor, 1.0, f"replaces fatigued {order_ids[i]}"))
-                chosen.add(factor_key(successor))
+                chosen.add(successor.key)
             else:
                 decisions.append(Decision("keep", order_ids[i], f, 1.0))
-                chosen.add(factor_key(f))
+                chosen.add(f.key)
     else:
         model = None
-    untried = [f for f in factor_grid(brief) if factor_key(f) not in tried | chosen]
+    untried = [f for f in factor_grid(brief) if f.key not in tried | chosen]
     n_new = min(size - len(decisions), len(untried))
     if n_new and model is not None:
-        for j, propensity in model.propose(_with_camera(pd.DataFrame(untried)), n_new):
+        for j, propensity in model.propose(factor_frame(untried), n_new):
             decisions.append(Decision("explore", None, untried[j], propensity))
     elif n_new:
         for j in rng.choice(len(untried), size=n_new, replace=False):
@@ -176,18 +169,16 @@ def totals(history: pd.DataFrame, live: pd.DataFrame) -> pd.DataFrame:
     return totals.reindex(live["variant_id"]).fillna(0.0).reset_index()
 
 
-def _with_camera(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.assign(camera=[get_template(t).camera for t in frame["template"]])
-
-
-def _successor(factors: dict, model: FactorisedThompson, taken: set[tuple], allowed: set[tuple]) -> dict | None:
+def _successor(
+    factors: VariantFactors, model: FactorisedThompson, taken: set[tuple], allowed: set[tuple]
+) -> VariantFactors | None:
     """The untried combination that keeps the most of a fatigued winner's factors, best by the model:
     the same template and colour in another aspect or a nearby colour, else any two of the three."""
-    pool = [dict(zip(("template", "colour", "aspect"), k)) for k in allowed - taken]
+    pool = [VariantFactors(**dict(zip(FACTOR_NAMES, k))) for k in sorted(allowed - taken)]
     for need in (2, 1):
-        same = [f for f in pool if sum(f[k] == factors[k] for k in ("template", "colour", "aspect")) >= need]
+        same = [f for f in pool if sum(a == b for a, b in zip(f.key, factors.key)) >= need]
         if same:
-            scores = model.posterior_mean(_with_camera(pd.DataFrame(same)))
+            scores = model.posterior_mean(factor_frame(same))
             return same[int(np.argmax(scores))]
     return None
 
@@ -290,7 +281,7 @@ def leaderboard(
     policy = variant_policy(brief, arms, rng or np.random.default_rng(), discounted=False).fit(arms)
     lo, hi = policy.interval(0.95)
     num, den = GOAL_COLUMNS[brief.goal]
-    board = variants[["variant_id", "template", "colour", "aspect"]].copy()
+    board = variants[["variant_id", *FACTOR_NAMES]].copy()
     board[den] = arms["trials"].to_numpy()
     board[num] = arms["successes"].to_numpy()
     board[brief.goal] = np.where(board[den] > 0, board[num] / board[den].where(board[den] > 0, 1), 0.0)

@@ -18,9 +18,9 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types.schema import ParamSchema, ParamSpec
 
+from creative.vocabulary import get_template
 from experiments.factorised import FactorisedThompson
 from experiments.thompson import BetaThompson
-from rendering.templates import get_template
 
 ROOT = Path(__file__).resolve().parent.parent
 

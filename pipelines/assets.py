@@ -34,6 +34,7 @@ from pipelines.resources import (
     MlflowResource,
     ShopifyResource,
 )
+from rendering.outputs import RenderResult
 
 brief_partitions = DynamicPartitionsDefinition(name="briefs")
 variant_partitions = DynamicPartitionsDefinition(name="variants")
@@ -124,13 +125,13 @@ def renders(context: AssetExecutionContext, loop: LoopResource) -> MaterializeRe
     context.log.info(f"rendering {len(keys)} variants")
     done = []
 
-    def reported(r: dict) -> None:
-        done.append(r["variant_id"])
+    def reported(r: RenderResult) -> None:
+        done.append(r.variant_id)
         context.log_event(
             AssetObservation(
                 asset_key=context.asset_key,
-                partition=r["variant_id"],
-                metadata={"status": r["status"], "done": len(done), "of": len(keys), "error": r.get("error") or ""},
+                partition=r.variant_id,
+                metadata={"status": r.status, "done": len(done), "of": len(keys), "error": r.error or ""},
             )
         )
 
@@ -142,14 +143,14 @@ def renders(context: AssetExecutionContext, loop: LoopResource) -> MaterializeRe
         on_result=reported,
         max_jobs_per_worker=loop.render_max_jobs,
     )
-    manifests = [r["manifest"] for r in results]
+    manifests = [r.manifest for r in results]
     return MaterializeResult(
         metadata={
             "variants": len(results),
-            "cached": sum(r["status"] == "cached" for r in results),
-            "dirs": MetadataValue.json({r["variant_id"]: r["dir"] for r in results}),
-            "render_s": MetadataValue.json({m["variant_id"]: m["timings_s"]["render"] for m in manifests}),
-            "device": manifests[0]["device"]["kind"],
+            "cached": sum(r.status == "cached" for r in results),
+            "dirs": MetadataValue.json({r.variant_id: r.dir for r in results}),
+            "render_s": MetadataValue.json({m.variant_id: m.timings_s["render"] for m in manifests}),
+            "device": manifests[0].device["kind"],
         }
     )
 

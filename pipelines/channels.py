@@ -20,7 +20,7 @@ from connectors.meta import DEFAULT_GRAPH_URL, MetaAds
 from connectors.sandbox.meta_graph import MetaGraphSandbox
 from connectors.sandbox.shopify_admin import ShopifySandbox
 from connectors.shopify import ShopifyAdmin
-from experiments.brief import Brief
+from creative.brief import Brief
 from experiments.market import SimulatedMarket
 from pipelines.resources import MetaResource, ShopifyResource
 from pipelines.settings import Settings

@@ -16,7 +16,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pipelines import cli_loop
+from pipelines import cli_console, cli_loop
 from pipelines.cli_common import console, err
 from pipelines.cli_common import fail as _fail
 from pipelines.settings import SettingsError, load_settings
@@ -28,6 +28,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 cli_loop.register(app)
+cli_console.register(app)
 
 
 def print_leaderboard(board, goal: str) -> None:
@@ -64,7 +65,7 @@ def print_leaderboard(board, goal: str) -> None:
 @app.command()
 def templates() -> None:
     """List the shipped templates."""
-    from rendering.templates import TEMPLATES
+    from creative.vocabulary import TEMPLATES
 
     for t in TEMPLATES.values():
         recipe = f"{t.background} backdrop, {t.ground} ground, {t.lighting} light, {t.camera} {t.lens_mm:g} mm"
@@ -132,15 +133,15 @@ def render(
     failed = 0
     for job, r in zip(jobs, results):
         label = f"{job.template} {job.aspect}"
-        if r["status"] == "failed":
+        if r.status == "failed":
             failed += 1
-            err.print(f"[red]{label} failed:[/] {r['error']}")
+            err.print(f"[red]{label} failed:[/] {r.error}")
             continue
-        manifest = r["manifest"]
-        files = ", ".join(manifest["files"].values())
-        console.print(f"{label} {r['status']}: {r['dir']} ({files}; {manifest['device']['kind']})")
-        console.print(f"  QA: {QAReport.from_dict(manifest['qa']).summary()}")
-        failed += r["status"] == "qa_failed"
+        manifest = r.manifest
+        files = ", ".join(manifest.files.values())
+        console.print(f"{label} {r.status}: {r.dir} ({files}; {manifest.device['kind']})")
+        console.print(f"  QA: {QAReport.from_dict(manifest.qa).summary()}")
+        failed += r.status == "qa_failed"
     sheet = folder_contact_sheet(out, title=str(out))
     if sheet:
         console.print(f"contact sheet: {sheet}")
@@ -151,7 +152,7 @@ def render(
 def _brief_or_fail(brief: str | None):
     """``--brief``: a brief file, or the name of a brief in the catalog (AUTOPLAY_BRIEFS); without it, the
     catalog's only brief."""
-    from experiments.brief import BriefError, load_brief
+    from creative.brief import BriefError, load_brief
     from experiments.catalog import load_catalog
 
     try:
@@ -186,6 +187,7 @@ def publish(
     from connectors.shopify import RenderToAttach, ShopifyError
     from pipelines.channels import NoChannel, channel
     from pipelines.stages import alt_text, creative_for
+    from rendering.outputs import ManifestError, RenderManifest
 
     if channel_name not in ("meta", "shopify"):
         _fail(f"--channel {channel_name!r}: choose meta or shopify")
@@ -193,14 +195,10 @@ def publish(
     variants = []
     for folder in variant_dirs:
         try:
-            manifest = json.loads((folder / "manifest.json").read_text())
-            spec = manifest["spec"]
-            factors = {"template": spec["template"]["name"], "colour": spec["colour"], "aspect": spec["aspect"]}
-            variants.append({"variant_id": manifest["variant_id"], "render_dir": str(folder), **factors})
-        except FileNotFoundError:
-            _fail(f"{folder}: no manifest.json; pass a folder written by `autoplay render`")
-        except (KeyError, TypeError, json.JSONDecodeError) as exc:
-            _fail(f"{folder / 'manifest.json'}: not a render manifest ({type(exc).__name__}: {exc})")
+            manifest = RenderManifest.load(folder)
+        except ManifestError as exc:
+            _fail(str(exc))
+        variants.append({"variant_id": manifest.variant_id, "render_dir": str(folder), **manifest.factors.as_dict()})
     budget = brief.daily_budget / brief.autoplay.live_variants if daily_budget is None else daily_budget
     if not math.isfinite(budget) or budget <= 0 or budget > brief.daily_budget:
         _fail(f"--daily-budget {daily_budget}: must be above 0 and at most the brief's daily cap of "

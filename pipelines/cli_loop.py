@@ -164,7 +164,7 @@ def _ledger(create: bool = False):
 
 def _brief_named(ledger, given: str):
     """``--brief``: a brief file, or the name of a brief the ledger knows. Returns (name, Brief or None)."""
-    from experiments.brief import Brief, BriefError, load_brief
+    from creative.brief import Brief, BriefError, load_brief
 
     if Path(given).suffix in (".yaml", ".yml") or Path(given).is_file():
         try:
@@ -179,16 +179,6 @@ def _brief_named(ledger, given: str):
     return given, Brief.model_validate(spec)
 
 
-def _pause_on_meta(settings, brief, scope: str | None) -> str:
-    """Pause on Meta now the ads the loop published in ``brief``'s account (of brief ``scope``, or every
-    brief's); raises NoChannel or MetaError when the account cannot be reached."""
-    from pipelines.channels import channel
-
-    with channel(settings, brief, "meta", temporary_ok=False) as target:
-        paused = target.client.pause_all(scope)
-    return f"paused {len(paused)} ads and their ad sets on Meta (account {target.client.account_id})"
-
-
 def pause(
     brief: str = typer.Option(None, "--brief", help="a brief's name, or its file"),
     every: bool = typer.Option(False, "--all", help="every brief (with --brief FILE: reach that brief's account)"),
@@ -200,26 +190,19 @@ def pause(
     on Meta at once; exit 2 if Meta cannot be reached now."""
     from connectors.ledger import ALL_BRIEFS
     from connectors.meta import MetaError
-    from experiments.brief import Brief
     from pipelines.channels import NoChannel
+    from pipelines.status import pause_brief
 
     if not brief and not every:
         fail("pause: name one brief with --brief NAME, or every brief with --all")
     settings, ledger = _ledger(create=True)
     named = _brief_named(ledger, brief) if brief else None
-    ledger.set_paused(ALL_BRIEFS if every else named[0], True, ACTOR_CLI, reason)
-    console.print(f"{'every brief' if every else named[0]}: paused in the ledger ({settings.event_store_path})")
-    if every:
-        briefs = [named[1]] if named else [Brief.model_validate(ledger.brief_spec(n)) for n in ledger.briefs()["brief"]]
-        accounts = {b.meta.account_id: b for b in briefs if b.meta}
-        targets = [(b, None) for b in accounts.values()]
-    else:
-        targets = [(named[1], named[0])] if named[1].meta else []
+    target = ALL_BRIEFS if every else named[0]
     try:
-        for b, scope in targets:
-            console.print(_pause_on_meta(settings, b, scope))
+        note = pause_brief(settings, ledger, target, ACTOR_CLI, reason, reach=named[1] if named else None)
     except (NoChannel, MetaError) as exc:
         fail(f"recorded, but the ads could not be paused on Meta now: {exc}")
+    console.print(f"{'every brief' if every else named[0]}: paused in the ledger ({settings.event_store_path}); {note}")
 
 
 def resume(
@@ -246,57 +229,20 @@ def resume(
     console.print(f"{name}: resumed; the next day's run allocates again")
 
 
-def status_of(ledger, names: list[str]) -> dict:
-    """The `status --json` document, from the ledger alone."""
-    briefs = []
-    for name in names:
-        spec = ledger.brief_spec(name) or {}
-        days = ledger.days(name)
-        ads = []
-        variants = ledger.variants(name).set_index("variant_id")
-        for channel in ("meta", "shopify"):
-            pubs = ledger.publications(name, channel)
-            for p in pubs.itertuples():
-                cents = p.daily_budget_cents
-                ads.append(
-                    {
-                        "variant_id": p.variant_id,
-                        "channel": channel,
-                        "kind": variants.loc[p.variant_id, "kind"] if p.variant_id in variants.index else "still",
-                        "status": p.status,
-                        "daily_budget": round(cents / 100, 2) if channel == "meta" and cents == cents else None,
-                    }
-                )
-        budget_today = sum(a["daily_budget"] or 0 for a in ads if a["channel"] == "meta" and a["status"] == "ACTIVE")
-        generation = ledger.current_generation(name)
-        briefs.append(
-            {
-                "name": name,
-                "brand": spec.get("brand"),
-                "paused": ledger.is_paused(name),
-                "day": str(days["day"].max().date()) if len(days) else None,
-                "generation": None if generation is None else int(generation),
-                "daily_budget_cap": spec.get("daily_budget"),
-                "budget_today": round(budget_today, 2),
-                "ads": ads,
-                "shopify": {"model_3d": None},
-            }
-        )
-    return {"briefs": briefs}
-
-
 def status(
     brief: str = typer.Option(None, "--brief", help="one brief"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Where each brief stands: paused or not, day, generation, spend against the cap, every ad's status."""
+    from pipelines.status import brief_status
+
     _, ledger = _ledger()
     names = ledger.briefs()["brief"].tolist()
     if brief is not None:
         if brief not in names:
             fail(f"--brief {brief!r}: no such brief in the ledger (briefs: {', '.join(names) or 'none'})")
         names = [brief]
-    doc = status_of(ledger, names)
+    doc = {"briefs": [brief_status(ledger, n) for n in names]}
     if as_json:
         print(json.dumps(doc, indent=2))
         return

@@ -34,8 +34,8 @@ from dagster import (
 
 from connectors.ledger import Action
 from connectors.meta import DEFAULT_GRAPH_URL
+from creative.brief import Brief
 from experiments import cadence
-from experiments.brief import Brief
 from pipelines import stages
 from pipelines.assets import (
     BRIEF_TAG,
@@ -68,9 +68,16 @@ loop_job = define_asset_job(
     "read back, ingest, review, allocate). The sensor chooses which assets a run materialises.",
 )
 render_job = define_asset_job(
-    "render_variants", selection=AssetSelection.assets(renders), partitions_def=variant_partitions
+    "render_variants",
+    selection=AssetSelection.assets(renders),
+    partitions_def=variant_partitions,
+    description="Render a range of planned variants (one partition each) in Blender worker processes.",
 )
-ingest_job = define_asset_job("ingest_events", selection=AssetSelection.assets(event_store))
+ingest_job = define_asset_job(
+    "ingest_events",
+    selection=AssetSelection.assets(event_store),
+    description="Ingest the events topic into the event store between the loop's days.",
+)
 
 IN_FLIGHT = [
     DagsterRunStatus.QUEUED,

@@ -15,7 +15,7 @@ import pandas as pd
 
 from connectors.event_store import EventStore
 from connectors.ledger import Ledger
-from experiments.brief import Brief
+from creative.brief import Brief
 from experiments.market import SimulatedMarket
 from pipelines import stages
 from pipelines.deployment import DeploymentError, Reporter, deployment, turn

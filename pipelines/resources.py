@@ -16,7 +16,7 @@ from connectors.kafka_events import EventIngestor, EventProducer
 from connectors.ledger import Ledger
 from connectors.meta import DEFAULT_GRAPH_URL, MetaAds
 from connectors.shopify import ShopifyAdmin
-from experiments.brief import Brief
+from creative.brief import Brief
 from experiments.catalog import Catalog, load_catalog
 from experiments.tracking import TrackingTarget
 from pipelines.settings import kafka_client_config

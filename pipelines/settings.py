@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     shopify_admin_url: Optional = Field(None, alias="SHOPIFY_ADMIN_URL")
     ingest_host: str = Field("127.0.0.1", alias="AUTOPLAY_INGEST_HOST")
     ingest_port: int = Field(8787, ge=0, le=65535, alias="AUTOPLAY_INGEST_PORT")
+    console_port: int = Field(8080, ge=0, le=65535, alias="AUTOPLAY_CONSOLE_PORT")
     mlflow_tracking_uri: Optional = Field(None, alias="MLFLOW_TRACKING_URI")  # default: a SQLite file in home
     mlflow_experiment: str = Field("autoplay", alias="AUTOPLAY_MLFLOW_EXPERIMENT")
     mlflow_artifact_location: Optional = Field(None, alias="AUTOPLAY_MLFLOW_ARTIFACTS")

@@ -7,7 +7,7 @@ jobs, renders into creatives to publish, insights into events, stored events int
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -21,26 +21,27 @@ from connectors.kafka_events import EventIngestor, EventProducer, IngestStats
 from connectors.ledger import Action, Ledger
 from connectors.meta import AdReview, CreativeToPublish, MetaAds
 from connectors.shopify import RenderToAttach, ShopifyAdmin
+from creative.brief import Brief
+from creative.decision import Decision
+from creative.vocabulary import VariantFactors
 from experiments import evaluation, planning
-from experiments.brief import Brief
 from experiments.cadence import BriefProgress
 from experiments.policy_model import PolicyModel
 from experiments.tracking import TrackingTarget, log_training
 from rendering.batch import render_batch
 from rendering.contact_sheet import contact_sheet
+from rendering.outputs import RenderManifest
 from rendering.spec import RenderJob
 
 INSIGHTS_LOOKBACK_DAYS = 28  # Meta restates numbers for weeks: re-read them, snapshots upsert
 MIN_BUDGET_CENTS = 100  # the platform's minimum daily budget of an ad set; new ads start there, PAUSED
 
 
-def render_job(brief: Brief, factors: dict, profile: str) -> RenderJob:
+def render_job(brief: Brief, factors: VariantFactors, profile: str) -> RenderJob:
     """The render job of a variant: its factors on the brief's product, colours and orientation."""
     return RenderJob(
         model_path=str(brief.product.model),
-        template=factors["template"],
-        colour=factors["colour"],
-        aspect=factors["aspect"],
+        **factors.as_dict(),
         profile=profile,
         podium_colour=brief.podium_colour,
         accent_colour=brief.accent_colour,
@@ -75,22 +76,16 @@ def plan(
     live = ledger.live(brief.name, current) if current is not None else known.iloc[0:0]
     live = live[(live["render_status"] == "rendered") & live["retired_reason"].isna()] if len(live) else live
     history = planning.evidence(brief, known, brief_daily(ledger, store, brief)) if len(known) else None
-    tried = {planning.factor_key(r) for r in known.to_dict("records")}
+    tried = {VariantFactors.of(r).key for r in known.to_dict("records")}
     decisions = planning.plan_generation(brief, live, history, tried, rng)
 
     rows, logged = [], []
     for d in decisions:
         job = render_job(brief, d.factors, profile)
-        rows.append({"variant_id": job.variant_id, **d.factors, "profile": profile, "spec": job.model_dump_json()})
-        logged.append(
-            {
-                "kind": d.kind,
-                "variant_id": job.variant_id,
-                "factors": {**d.factors, "reason": d.reason} if d.reason else d.factors,
-                "propensity": d.propensity,
-                "policy_version": f"plan-g{generation}",
-            }
+        rows.append(
+            {"variant_id": job.variant_id, **d.factors.as_dict(), "profile": profile, "spec": job.model_dump_json()}
         )
+        logged.append(replace(d, variant_id=job.variant_id, policy_version=f"plan-g{generation}"))
     planned = pd.DataFrame(rows)
     ledger.start_generation(brief.name, generation, planned, logged, opened_on=today)
     new_ids = [r["variant_id"] for r, d in zip(rows, decisions) if d.kind in ("explore", "succeed")]
@@ -157,14 +152,14 @@ def render(
     results = render_batch(jobs, out_root, on_result=on_result, max_jobs_per_worker=max_jobs_per_worker)
     failed, refused = [], 0
     for variant_id, result in zip(variant_ids, results):
-        if result["status"] == "failed":
-            ledger.set_render(variant_id, "failed", None, result["error"])
-            failed.append(f"{variant_id}: {result['error']}")
-        elif result["status"] == "qa_failed":  # kept to look at, never published; the loop goes on
-            ledger.set_render(variant_id, "qa_failed", result["dir"], result["error"])
+        if result.status == "failed":
+            ledger.set_render(variant_id, "failed", None, result.error)
+            failed.append(f"{variant_id}: {result.error}")
+        elif result.status == "qa_failed":  # kept to look at, never published; the loop goes on
+            ledger.set_render(variant_id, "qa_failed", result.dir, result.error)
             refused += 1
         else:
-            ledger.set_render(variant_id, "rendered", result["dir"])
+            ledger.set_render(variant_id, "rendered", result.dir)
     for brief in sorted(set(ledger.briefs_of(variant_ids))):
         ledger.log_action(
             Action(
@@ -172,7 +167,7 @@ def render(
                 "render",
                 actor,
                 f"{len(jobs) - len(failed) - refused} rendered, {refused} refused by render QA, {len(failed)} failed",
-                {r["variant_id"]: r["status"] for r in results},
+                {r.variant_id: r.status for r in results},
             )
         )
     if failed:
@@ -185,15 +180,15 @@ def render(
 def creative_for(brief: Brief, variant: dict) -> CreativeToPublish:
     """The Meta creative of a rendered variant: its still, or its turntable with the poster."""
     render_dir = Path(variant["render_dir"])
-    files = json.loads((render_dir / "manifest.json").read_text())["files"]
-    video = files.get("mp4")
+    manifest = RenderManifest.load(render_dir)
+    video = manifest.files.get("mp4")
     return CreativeToPublish(
         variant_id=variant["variant_id"],
         brief=brief.name,
-        image_path=render_dir / (files.get("jpeg") or files["poster_jpeg"]),
+        image_path=render_dir / manifest.still_jpeg,
         link_url=brief.product.url,
         message=brief.product.message,
-        factors={"template": variant["template"], "colour": variant["colour"], "aspect": variant["aspect"]},
+        factors=VariantFactors.of(variant).as_dict(),
         aspect=variant["aspect"],
         video_path=render_dir / video if video else None,
     )
@@ -309,15 +304,7 @@ def review(brief: Brief, ledger: Ledger, meta: MetaAds, actor: str) -> list[AdRe
             ledger.log_decisions(
                 brief.name,
                 generation,
-                [
-                    {
-                        "kind": "retire",
-                        "variant_id": variant,
-                        "propensity": 0.0,
-                        "policy_version": "meta-review",
-                        "factors": {"reason": r.reason},
-                    }
-                ],
+                [Decision("retire", variant, None, 0.0, r.reason, policy_version="meta-review")],
             )
         else:
             ledger.set_status(brief.name, variant_of[r.ad_id], "meta", r.effective_status)
@@ -373,13 +360,14 @@ def allocate(
         brief.name,
         generation,
         [
-            {
-                "kind": "allocate",
-                "variant_id": vid,
-                "propensity": float(s),
-                "policy_version": f"ts-g{generation}",
-                "factors": {"daily_budget_cents": int(budgets[vid]), "day": today.isoformat()},
-            }
+            Decision(
+                "allocate",
+                vid,
+                None,
+                float(s),
+                policy_version=f"ts-g{generation}",
+                details={"daily_budget_cents": int(budgets[vid]), "day": today.isoformat()},
+            )
             for vid, s in shares.items()
         ],
     )
@@ -631,13 +619,14 @@ def promote(brief: Brief, ledger: Ledger, store: EventStore, tracking: TrackingT
         brief.name,
         ledger.current_generation(brief.name),
         [
-            {
-                "kind": "promote" if promoted else "keep_champion",
-                "variant_id": None,
-                "propensity": 1.0,
-                "policy_version": f"{name}/v{challenger.version}",
-                "factors": {"verdict": verdict, **metrics},
-            }
+            Decision(
+                "promote" if promoted else "keep_champion",
+                None,
+                None,
+                1.0,
+                policy_version=f"{name}/v{challenger.version}",
+                details={"verdict": verdict, **metrics},
+            )
         ],
     )
     ledger.log_action(

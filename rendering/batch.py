@@ -16,10 +16,10 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from rendering.outputs import cached_manifest, result_of, variant_dir
+from rendering.outputs import RenderResult, cached_manifest, result_of, variant_dir
 from rendering.spec import RenderJob
 
-ProgressCallback = Callable[[dict], None]
+ProgressCallback = Callable[[RenderResult], None]
 
 
 def render_batch(
@@ -28,21 +28,18 @@ def render_batch(
     on_result: ProgressCallback | None = None,
     log_path: str | Path | None = None,
     max_jobs_per_worker: int = 50,
-) -> list[dict]:
+) -> list[RenderResult]:
     """Render ``jobs`` into ``out_root/<variant_id>/``; returns one result dict per job, in order."""
     if max_jobs_per_worker < 1:
         raise ValueError("max_jobs_per_worker must be at least 1")
     out_root = Path(out_root)
-    results: dict[int, dict] = {}
+    results: dict[int, RenderResult] = {}
     todo: list[tuple[int, RenderJob]] = []
     for i, job in enumerate(jobs):
         try:
             manifest = cached_manifest(out_root, job)
         except OSError as exc:  # the model file is gone: that job fails, the batch goes on
-            manifest, results[i] = (
-                None,
-                {"variant_id": None, "status": "failed", "error": f"{job.model_path}: {exc.strerror}"},
-            )
+            manifest, results[i] = None, RenderResult(None, "failed", error=f"{job.model_path}: {exc.strerror}")
         if i in results:
             if on_result:
                 on_result(results[i])
@@ -64,17 +61,13 @@ def render_batch(
         todo = todo[len(done) :]
         if crashed:  # the worker died on todo[0]: fail that one, go on with the rest
             i, job = todo.pop(0)
-            results[i] = {
-                "variant_id": job.variant_id,
-                "status": "failed",
-                "error": f"render worker crashed; see {log_path}",
-            }
+            results[i] = RenderResult(job.variant_id, "failed", error=f"render worker crashed; see {log_path}")
             if on_result:
                 on_result(results[i])
     return [results[i] for i in range(len(jobs))]
 
 
-def _run_worker(todo, out_root: Path, log_path: Path, on_result) -> list[dict]:
+def _run_worker(todo, out_root: Path, log_path: Path, on_result) -> list[RenderResult]:
     read_fd, write_fd = os.pipe()
     payload = json.dumps([{"job": job.model_dump(), "out_root": str(out_root)} for _, job in todo])
     env = {
@@ -93,10 +86,10 @@ def _run_worker(todo, out_root: Path, log_path: Path, on_result) -> list[dict]:
     os.close(write_fd)
     proc.stdin.write(payload.encode())
     proc.stdin.close()
-    done: list[dict] = []
+    done: list[RenderResult] = []
     with os.fdopen(read_fd) as lines:
         for line in lines:
-            result = json.loads(line)
+            result = RenderResult.from_json(line)
             done.append(result)
             if on_result:
                 on_result(result)

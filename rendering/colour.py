@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
-_HEX = re.compile(r"^#?([0-9a-fA-F]{6})$")
-
-
-def normalise_hex(value: str) -> str:
-    """Return ``#RRGGBB`` in upper case, or raise ValueError naming the bad value."""
-    match = _HEX.match(str(value).strip())
-    if not match:
-        raise ValueError(f"{value!r} is not a colour in #RRGGBB hex form")
-    return "#" + match.group(1).upper()
+from creative.vocabulary import normalise_hex
 
 
 def hex_to_rgb8(value: str) -> tuple[int, int, int]:

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from creative.vocabulary import Template
 from rendering.colour import hex_to_rgb8, shade
-from rendering.templates import Template
 
 FLOOR_SHADE = 0.9  # a tabletop a little darker than the wall behind it
 HORIZON_SOFTNESS = 0.025  # share of the frame height over which floor and wall blend

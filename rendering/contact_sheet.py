@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from rendering.outputs import MANIFEST
+from rendering.outputs import MANIFEST, ManifestError, RenderManifest
 
 
 def contact_sheet(
@@ -56,17 +55,16 @@ def folder_contact_sheet(folder: str | Path, title: str = "", out: str | Path | 
     manifests = sorted(folder.glob(f"*/{MANIFEST}"), key=lambda p: p.stat().st_mtime)
     for path in manifests:
         try:
-            manifest = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
+            manifest = RenderManifest.load(path.parent)
+        except ManifestError:
             continue
-        files, job, qa = manifest.get("files", {}), manifest.get("job", {}), manifest.get("qa") or {}
-        still = files.get("png") or files.get("poster_png")
-        if not still or not (path.parent / still).is_file():
+        if not (path.parent / manifest.still).is_file():
             continue
-        passed = qa.get("passed", True)
-        verdict = "QA pass" if passed else "QA FAIL: " + "; ".join(qa.get("failures", []))
-        label = f"{Path(job.get('model_path', '?')).stem} {job.get('template')} {job.get('aspect')}\n{verdict}"
-        items.append((path.parent / still, label, passed))
+        qa = manifest.qa
+        verdict = "QA pass" if manifest.qa_passed else "QA FAIL: " + "; ".join(qa.get("failures", []))
+        job = manifest.job
+        label = f"{Path(job.model_path).stem} {job.template} {job.aspect}\n{verdict}"
+        items.append((path.parent / manifest.still, label, manifest.qa_passed))
     if not items:
         return None
     return contact_sheet(items, out or folder / "contact_sheet.png", title=title)

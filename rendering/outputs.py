@@ -4,13 +4,101 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import version
 from pathlib import Path
+from typing import Literal
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from creative.vocabulary import VariantFactors
 from rendering.spec import RenderJob
 
 MANIFEST = "manifest.json"
+
+
+class ManifestError(ValueError):
+    """A folder without a readable render manifest; the message names the file."""
+
+
+class RenderManifest(BaseModel):
+    """The record written beside every render's files: what was rendered, from which inputs, how it was
+    framed and staged, its QA report, and where the time went."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    variant_id: str
+    spec: dict
+    job: RenderJob
+    inputs: dict[str, str]
+    cache_key: str
+    size: tuple[int, int]
+    files: dict[str, str]
+    framing: dict
+    normalised: dict
+    staging: dict
+    qa: dict
+    device: dict
+    worker: dict
+    timings_s: dict[str, float]
+    rendered_at: str
+
+    @property
+    def factors(self) -> VariantFactors:
+        return VariantFactors.of(self.job.model_dump())
+
+    @property
+    def qa_passed(self) -> bool:
+        return bool(self.qa.get("passed", True))
+
+    @property
+    def still(self) -> str:
+        """The PNG still, or the turntable's poster."""
+        return self.files.get("png") or self.files["poster_png"]
+
+    @property
+    def still_jpeg(self) -> str:
+        return self.files.get("jpeg") or self.files["poster_jpeg"]
+
+    @classmethod
+    def load(cls, folder: str | Path) -> RenderManifest:
+        path = Path(folder) / MANIFEST
+        try:
+            return cls.model_validate_json(path.read_bytes())
+        except FileNotFoundError:
+            raise ManifestError(f"{folder}: no {MANIFEST}; pass a folder written by `autoplay render`") from None
+        except (OSError, ValidationError) as exc:
+            raise ManifestError(f"{path}: not a render manifest ({type(exc).__name__}: {exc})") from None
+
+    def write(self, folder: Path) -> None:
+        (folder / MANIFEST).write_text(self.model_dump_json(indent=2))
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    """What became of one job: ``ok`` or ``cached`` (its folder and manifest), ``qa_failed`` (files kept to
+    look at, never published) or ``failed`` (the reason in ``error``)."""
+
+    variant_id: str | None
+    status: Literal["ok", "cached", "qa_failed", "failed"]
+    dir: str | None = None
+    manifest: RenderManifest | None = None
+    error: str | None = None
+
+    @property
+    def usable(self) -> bool:
+        return self.status in ("ok", "cached")
+
+    def to_json(self) -> str:
+        manifest = self.manifest.model_dump(mode="json") if self.manifest else None
+        return json.dumps({**self.__dict__, "manifest": manifest})
+
+    @classmethod
+    def from_json(cls, line: str) -> RenderResult:
+        data = json.loads(line)
+        manifest = data.pop("manifest")
+        return cls(**data, manifest=RenderManifest.model_validate(manifest) if manifest else None)
 
 
 @lru_cache(maxsize=1)
@@ -46,26 +134,24 @@ def variant_dir(out_root: str | Path, job: RenderJob) -> Path:
     return Path(out_root) / job.variant_id
 
 
-def cached_manifest(out_root: str | Path, job: RenderJob) -> dict | None:
+def cached_manifest(out_root: str | Path, job: RenderJob) -> RenderManifest | None:
     """The manifest of an earlier render of exactly these inputs, if its files are all there."""
-    path = variant_dir(out_root, job) / MANIFEST
+    folder = variant_dir(out_root, job)
     try:
-        manifest = json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        manifest = RenderManifest.load(folder)
+    except ManifestError:
         return None
-    if manifest.get("cache_key") != cache_key(job):
+    if manifest.cache_key != cache_key(job):
         return None
-    if not all((path.parent / name).is_file() for name in manifest.get("files", {}).values()):
+    if not all((folder / name).is_file() for name in manifest.files.values()):
         return None
     return manifest
 
 
-def result_of(job: RenderJob, folder: Path, manifest: dict, cached: bool = False) -> dict:
+def result_of(job: RenderJob, folder: Path, manifest: RenderManifest, cached: bool = False) -> RenderResult:
     """A render's result: ``ok`` (or ``cached``) with its folder and manifest, or ``qa_failed`` with the
     reasons its QA gave; a QA failure keeps its files for people to look at but is never published."""
-    qa = manifest.get("qa") or {}
-    status = "cached" if cached else "ok"
-    result = {"variant_id": job.variant_id, "status": status, "dir": str(folder), "manifest": manifest}
-    if qa and not qa.get("passed", False):
-        result.update(status="qa_failed", error="render QA: " + "; ".join(qa.get("failures", [])))
-    return result
+    if not manifest.qa_passed:
+        error = "render QA: " + "; ".join(manifest.qa.get("failures", []))
+        return RenderResult(job.variant_id, "qa_failed", str(folder), manifest, error)
+    return RenderResult(job.variant_id, "cached" if cached else "ok", str(folder), manifest)

@@ -4,16 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from creative.vocabulary import ASPECTS, check_aspect
 from rendering.framing import SafeZone
-
-#: Native sizes of the placements we render for (feed, portrait feed, stories/reels, landscape).
-ASPECTS: dict[str, tuple[int, int]] = {
-    "1:1": (1080, 1080),
-    "4:5": (1080, 1350),
-    "9:16": (1080, 1920),
-    "16:9": (1920, 1080),
-}
-
 
 #: Safe zones per aspect, as (left, top, right, bottom) margins in shares of the frame. The product stays
 #: inside: stories and reels cover about the top 14% (account name) and bottom 20% (reply box, CTA) with
@@ -50,12 +42,6 @@ def get_profile(name: str) -> RenderProfile:
         return PROFILES[name]
     except KeyError:
         raise ValueError(f"unknown render profile {name!r}; choose one of {sorted(PROFILES)}") from None
-
-
-def check_aspect(aspect: str) -> str:
-    if aspect not in ASPECTS:
-        raise ValueError(f"unknown aspect ratio {aspect!r}; choose one of {list(ASPECTS)}")
-    return aspect
 
 
 def pixel_size(aspect: str, profile: RenderProfile) -> tuple[int, int]:

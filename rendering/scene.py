@@ -13,13 +13,13 @@ import bpy
 import numpy as np
 from mathutils import Matrix, Vector
 
+from creative.vocabulary import CAMERA_ANGLES, Template
 from rendering.colour import ciede2000, hex_to_lab, hex_to_linear, neutral_preimage
 from rendering.framing import SafeZone, camera_basis, horizon_from_top, place_camera, project
 from rendering.model_check import MAX_EXTENT, MIN_EXTENT, ModelError, check_model_file, resolve_slot
 from rendering.orientation import upright_rotation
 from rendering.profiles import RenderProfile
 from rendering.staging import Shape, camera_elevation, min_camera_height, podium_size
-from rendering.templates import CAMERA_ANGLES, Template
 
 STAGE = "autoplay_stage"
 PRODUCT = "autoplay_product"

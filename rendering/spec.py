@@ -6,13 +6,13 @@ import hashlib
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from rendering.colour import normalise_hex, shade
-from rendering.profiles import check_aspect, get_profile
-from rendering.templates import get_template
+from creative.vocabulary import ORIENTATIONS, HexColour, check_aspect, get_template, normalise_hex
+from rendering.colour import shade
+from rendering.profiles import get_profile
 
 
 @lru_cache(maxsize=64)
@@ -30,13 +30,8 @@ def file_sha256(path: str | Path) -> str:
     return _file_sha256(str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
 
 
-#: A brand colour field: any ``#RRGGBB`` spelling in, upper-case ``#RRGGBB`` out, a clear error otherwise.
-HexColour = Annotated[str, AfterValidator(normalise_hex)]
-
 #: Template fields that describe the picture to people and do not change it: never part of a variant id.
 PROSE_FIELDS = {"description"}
-
-ORIENTATIONS = ("auto", "as_is", "+x", "-x", "+y", "-y", "+z", "-z")
 
 
 class RenderJob(BaseModel):

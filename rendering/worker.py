@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 from PIL.Image import Image
 
+from creative.vocabulary import get_template
 from rendering.compose import composite, save_still
-from rendering.outputs import MANIFEST, cache_key, input_hashes, result_of, variant_dir
+from rendering.outputs import RenderManifest, RenderResult, cache_key, input_hashes, result_of, variant_dir
 from rendering.profiles import get_profile, pixel_size, safe_zone
 from rendering.qa import check_render
 from rendering.spec import RenderJob
-from rendering.templates import get_template
 
 #: What a reframe aims for: a little above the QA thresholds (2.5% of the frame, 45% of its limiting side).
 REFRAME_COVERAGE, REFRAME_SHARE = 0.032, 0.5
@@ -43,7 +43,7 @@ class Worker:
         self.normalised: dict = {}
         self.jobs_done = 0
 
-    def render(self, job: RenderJob, out_root: Path) -> dict:
+    def render(self, job: RenderJob, out_root: Path) -> RenderResult:
         from rendering import scene  # bpy: only in this process
 
         started = time.perf_counter()
@@ -77,36 +77,38 @@ class Worker:
             )
             checked = time.perf_counter()
             self.jobs_done += 1
-            manifest = {
-                "variant_id": job.variant_id,
-                "spec": job.canonical_spec(),
-                "job": job.model_dump(),
-                "inputs": {**input_hashes(job), "device": self.device["kind"]},
-                "cache_key": cache_key(job),
-                "size": [width, height],
-                "files": files,
-                "framing": {
-                    **framing,
-                    "measured_box": measured_box,
-                    "safe_zone": zone.__dict__,
-                    "fill": template.fill,
-                },
-                "normalised": self.normalised,
-                "staging": {**staging, "exposure": round(exposure, 3)},
-                "qa": report.as_dict(),
-                "device": self.device,
-                "worker": {"pid": os.getpid(), "job_number": self.jobs_done},
-                "timings_s": {
-                    "import": round(imported - started, 3),
-                    "stage": round(staged - imported, 3),
-                    "render": round(rendered - staged, 3),
-                    "cycles": round(cycles_s, 3),
-                    "qa": round(checked - rendered, 3),
-                    "total": round(time.perf_counter() - started, 3),
-                },
-                "rendered_at": datetime.now(UTC).isoformat(),
-            }
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+            manifest = RenderManifest(
+                **{
+                    "variant_id": job.variant_id,
+                    "spec": job.canonical_spec(),
+                    "job": job,
+                    "inputs": {**input_hashes(job), "device": self.device["kind"]},
+                    "cache_key": cache_key(job),
+                    "size": [width, height],
+                    "files": files,
+                    "framing": {
+                        **framing,
+                        "measured_box": measured_box,
+                        "safe_zone": zone.__dict__,
+                        "fill": template.fill,
+                    },
+                    "normalised": self.normalised,
+                    "staging": {**staging, "exposure": round(exposure, 3)},
+                    "qa": report.as_dict(),
+                    "device": self.device,
+                    "worker": {"pid": os.getpid(), "job_number": self.jobs_done},
+                    "timings_s": {
+                        "import": round(imported - started, 3),
+                        "stage": round(staged - imported, 3),
+                        "render": round(rendered - staged, 3),
+                        "cycles": round(cycles_s, 3),
+                        "qa": round(checked - rendered, 3),
+                        "total": round(time.perf_counter() - started, 3),
+                    },
+                    "rendered_at": datetime.now(UTC).isoformat(),
+                }
+            )
+            manifest.write(tmp)
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
@@ -180,8 +182,8 @@ def main(argv: list[str]) -> int:
         except Exception as exc:  # one variant fails with its reason; the others go on
             worker.loaded = None
             traceback.print_exc()
-            result = {"variant_id": job.variant_id, "status": "failed", "error": str(exc)}
-        results.write(json.dumps(result) + "\n")
+            result = RenderResult(job.variant_id, "failed", error=str(exc))
+        results.write(result.to_json() + "\n")
     return 0
 
 

@@ -17,6 +17,38 @@ EXAMPLE_BRIEF = REPO / "examples" / "waterbottle" / "brief.yaml"
 os.environ["AUTOPLAY_ASSET_ROOTS"] = str(REPO / "examples")
 
 
+def rendered_folder(folder: Path, colour: str, aspect: str = "1:1", variant_id: str | None = None) -> Path:
+    """A render folder as the worker leaves it (a still and its manifest), without running Blender: for
+    tests of what happens after rendering."""
+    from PIL import Image
+
+    from rendering.outputs import RenderManifest
+    from rendering.spec import RenderJob
+
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (64, 64), colour).save(folder / "still.jpg")
+    Image.new("RGB", (64, 64), colour).save(folder / "still.png")
+    job = RenderJob(model_path=str(WATERBOTTLE), template="studio", colour=colour, aspect=aspect)
+    RenderManifest(
+        variant_id=variant_id or folder.name,
+        spec={},
+        job=job,
+        inputs={},
+        cache_key="",
+        size=(64, 64),
+        files={"png": "still.png", "jpeg": "still.jpg"},
+        framing={},
+        normalised={},
+        staging={},
+        qa={"passed": True, "failures": []},
+        device={"kind": "CPU"},
+        worker={},
+        timings_s={},
+        rendered_at="2026-11-01T00:00:00+00:00",
+    ).write(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory):
     """One real Kafka-protocol broker for the session; tests use their own topics."""

@@ -22,7 +22,7 @@ from connectors.meta import Asset, CreativeToPublish, MetaAds, MetaError
 from connectors.retry import Backoff
 from connectors.sandbox.meta_graph import MetaGraphSandbox
 from experiments.market import SimulatedMarket
-from tests.conftest import REPO
+from tests.conftest import REPO, rendered_folder
 
 TOKEN = "sandbox-secret-token-9c2e"
 
@@ -179,7 +179,7 @@ import sys
 from connectors.event_store import EventStore
 from connectors.ledger import Ledger
 from connectors.meta import MetaAds
-from experiments.brief import load_brief
+from creative.brief import load_brief
 from pipelines import stages
 home, brief_path, url, token = sys.argv[1:5]
 brief = load_brief(brief_path)
@@ -194,7 +194,7 @@ def test_a_publish_killed_midway_and_rerun_leaves_exactly_one_of_everything(sand
     import pandas as pd
 
     from connectors.ledger import Ledger
-    from experiments.brief import load_brief
+    from creative.brief import load_brief
 
     brief_path = brief_file(**{"meta.account_id": "act_42", "meta.campaign_id": sandbox.campaign_id})
     brief = load_brief(brief_path)
@@ -202,9 +202,7 @@ def test_a_publish_killed_midway_and_rerun_leaves_exactly_one_of_everything(sand
     variants = []
     for i, colour in enumerate(["#E8D5C4", "#1F6FEB", "#2E7D32", "#F4C430"]):
         variant_dir = tmp_path / "renders" / f"vkill{i}"
-        variant_dir.mkdir(parents=True)
-        still(variant_dir, colour)
-        (variant_dir / "manifest.json").write_text('{"files": {"jpeg": "still.jpg"}}')
+        rendered_folder(variant_dir, colour)
         variants.append({"variant_id": f"vkill{i}", "template": "studio", "colour": colour, "aspect": "1:1",
                          "profile": "preview", "dir": str(variant_dir)})  # fmt: skip
     planned = pd.DataFrame(variants).drop(columns="dir")

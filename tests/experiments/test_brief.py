@@ -1,6 +1,6 @@
 import pytest
 
-from experiments.brief import BriefError, load_brief
+from creative.brief import BriefError, load_brief
 from tests.conftest import EXAMPLE_BRIEF
 
 

@@ -4,8 +4,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from creative.brief import load_brief
+from creative.vocabulary import VariantFactors
 from experiments import planning
-from experiments.brief import load_brief
 from rendering.colour import ciede2000, hex_to_lab
 from tests.conftest import EXAMPLE_BRIEF
 
@@ -22,43 +23,43 @@ def daily(rows: list[tuple[str, str, float, float]]) -> pd.DataFrame:
 def test_first_generation_draws_distinct_combinations_with_their_inclusion_probability():
     decisions = planning.plan_generation(BRIEF, pd.DataFrame(), None, set(), np.random.default_rng(0))
     assert len(decisions) == BRIEF.autoplay.live_variants
-    assert len({planning.factor_key(d.factors) for d in decisions}) == len(decisions)
+    assert len({d.factors.key for d in decisions}) == len(decisions)
     grid = len(planning.factor_grid(BRIEF))
     assert all(d.kind == "explore" and d.propensity == BRIEF.autoplay.live_variants / grid for d in decisions)
 
 
 def test_next_generation_keeps_the_posterior_favourites_and_explores_only_untried_combinations():
     grid = planning.factor_grid(BRIEF)
-    live = pd.DataFrame([{"variant_id": f"v{i}", **f} for i, f in enumerate(grid[:6])])
+    live = pd.DataFrame([{"variant_id": f"v{i}", **f.as_dict()} for i, f in enumerate(grid[:6])])
     clicks = [50, 400, 60, 300, 55, 250]
     history = planning.evidence(BRIEF, live, daily([(f"v{i}", "2026-11-01", 20_000, c) for i, c in enumerate(clicks)]))
-    tried = {planning.factor_key(f) for f in grid[:6]}
+    tried = {f.key for f in grid[:6]}
     decisions = planning.plan_generation(BRIEF, live, history, tried, np.random.default_rng(0))
     kept = [d.variant_id for d in decisions if d.kind == "keep"]
     by_clicks = [f"v{i}" for i in sorted(range(6), key=lambda i: -clicks[i])]
     assert kept == by_clicks[: BRIEF.autoplay.keep_per_generation]
     explored = [d for d in decisions if d.kind == "explore"]
     assert len(explored) == BRIEF.autoplay.live_variants - BRIEF.autoplay.keep_per_generation
-    assert all(planning.factor_key(d.factors) not in tried for d in explored)
+    assert all(d.factors.key not in tried for d in explored)
     assert all(0 < d.propensity <= 1 for d in explored)
 
 
 def test_a_fatigued_winner_is_replaced_by_a_successor_that_keeps_its_template_and_colour():
     grid = planning.factor_grid(BRIEF)  # template x colour x aspect, aspects varying fastest
     picked = [grid[i] for i in (0, 3, 6, 9, 12, 15)]  # v0 in one aspect; its other aspects are untried
-    live = pd.DataFrame([{"variant_id": f"v{i}", **f} for i, f in enumerate(picked)])
+    live = pd.DataFrame([{"variant_id": f"v{i}", **f.as_dict()} for i, f in enumerate(picked)])
     rows = []
     for day in range(10):  # v0 was the best by far, and has lost most of its clicks over the last days
         v0_clicks = 600 if day < 6 else 120
         rows += [("v0", f"2026-11-{day + 1:02d}", 20_000, v0_clicks)]
         rows += [(f"v{i}", f"2026-11-{day + 1:02d}", 20_000, 200) for i in range(1, 6)]
     history = planning.evidence(BRIEF, live, daily(rows))
-    tried = {planning.factor_key(f) for f in picked}
+    tried = {f.key for f in picked}
     decisions = planning.plan_generation(BRIEF, live, history, tried, np.random.default_rng(0))
     [successor] = [d for d in decisions if d.kind == "succeed"]
     assert "v0" in successor.reason and "v0" not in [d.variant_id for d in decisions]
-    assert (successor.factors["template"], successor.factors["colour"]) == (grid[0]["template"], grid[0]["colour"])
-    assert planning.factor_key(successor.factors) not in tried
+    assert successor.factors.key[:2] == grid[0].key[:2]
+    assert successor.factors.key not in tried
 
 
 def test_delayed_purchases_do_not_make_a_new_variant_look_worse_than_an_old_one():
@@ -129,17 +130,19 @@ def test_plans_stay_inside_the_brief_whatever_the_evidence(approved, delta_e, se
     )
     rng = np.random.default_rng(seed)
     grid = planning.factor_grid(brief)
-    live = pd.DataFrame([{"variant_id": f"v{i}", **grid[i % len(grid)]} for i in range(6)]).drop_duplicates("template")
+    live = pd.DataFrame([{"variant_id": f"v{i}", **grid[i % len(grid)].as_dict()} for i in range(6)]).drop_duplicates(
+        "template"
+    )
     rows = [(vid, "2026-11-01", n, round(n * r)) for vid, (n, r) in zip(live["variant_id"], evidence_rows)]
     history = planning.evidence(brief, live, daily(rows))
-    tried = {planning.factor_key(f) for f in live.to_dict("records")}
+    tried = {VariantFactors.of(f).key for f in live.to_dict("records")}
     decisions = planning.plan_generation(brief, live, history, tried, rng)
     assert len(decisions) <= brief.autoplay.live_variants
-    assert len({planning.factor_key(d.factors) for d in decisions}) == len(decisions)
+    assert len({d.factors.key for d in decisions}) == len(decisions)
     palette = [hex_to_lab(c) for c in brief.palette]
     for d in decisions:
-        assert d.factors["template"] in approved
-        assert min(ciede2000(hex_to_lab(d.factors["colour"]), p) for p in palette) <= delta_e + 1e-6
+        assert d.factors.template in approved
+        assert min(ciede2000(hex_to_lab(d.factors.colour), p) for p in palette) <= delta_e + 1e-6
         assert 0 < d.propensity <= 1
     judged = dict(zip(live["variant_id"], [n >= brief.autoplay.min_impressions for n, _ in evidence_rows]))
     unjudged = [v for v, ok in judged.items() if not ok]

@@ -6,7 +6,6 @@ from datetime import date, timedelta
 
 import pandas as pd
 import pytest
-from PIL import Image
 
 from connectors.event_store import EventStore
 from connectors.ledger import Ledger
@@ -15,9 +14,10 @@ from connectors.retry import Backoff
 from connectors.sandbox.meta_graph import MetaGraphSandbox
 from connectors.sandbox.shopify_admin import ShopifySandbox
 from connectors.shopify import ShopifyAdmin
-from experiments.brief import load_brief
+from creative.brief import load_brief
 from experiments.market import SimulatedMarket
 from pipelines import stages
+from tests.conftest import rendered_folder
 
 TOKEN = "stage-test-token-3f9a7c"
 ACTOR = "test"
@@ -35,10 +35,7 @@ def world(tmp_path, brief_file):
         ledger = Ledger(EventStore(tmp_path / "events.duckdb"))
         rows = []
         for i, colour in enumerate(COLOURS):
-            folder = tmp_path / "renders" / f"vst{i}"
-            folder.mkdir(parents=True)
-            Image.new("RGB", (64, 64), colour).save(folder / "still.jpg")
-            (folder / "manifest.json").write_text(json.dumps({"files": {"jpeg": "still.jpg"}}))
+            rendered_folder(tmp_path / "renders" / f"vst{i}", colour)
             rows.append({"variant_id": f"vst{i}", "template": "studio", "colour": colour,
                          "aspect": "9:16" if i % 2 else "1:1", "profile": "preview"})  # fmt: skip
         ledger.start_generation(brief.name, 0, pd.DataFrame(rows), [], opened_on=DAY)

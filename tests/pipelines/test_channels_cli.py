@@ -1,10 +1,7 @@
 """`autoplay publish` and `autoplay pause-all` as a user runs them, against sandboxes over real HTTP, and
 secrets coming from a secrets file."""
 
-import json
-
 import pytest
-from PIL import Image
 from typer.testing import CliRunner
 
 from connectors.sandbox.meta_graph import MetaGraphSandbox
@@ -12,20 +9,14 @@ from connectors.sandbox.shopify_admin import ShopifySandbox
 from experiments.market import SimulatedMarket
 from pipelines.cli import app
 from pipelines.settings import SecretsFileError, load_secrets, load_settings
+from tests.conftest import rendered_folder
 
 META_TOKEN = "meta-sandbox-token-5e8f1a"
 SHOP_TOKEN = "shpat_sandbox_token_77c1d2"
 
 
 def variant_dir(root, variant_id, aspect="1:1", colour="#1F6FEB"):
-    folder = root / variant_id
-    folder.mkdir()
-    Image.new("RGB", (64, 64), colour).save(folder / "still.jpg")
-    Image.new("RGB", (64, 64), colour).save(folder / "still.png")
-    manifest = {"variant_id": variant_id, "files": {"png": "still.png", "jpeg": "still.jpg"},
-                "spec": {"template": {"name": "studio"}, "colour": colour, "aspect": aspect}}  # fmt: skip
-    (folder / "manifest.json").write_text(json.dumps(manifest))
-    return folder
+    return rendered_folder(root / variant_id, colour, aspect)
 
 
 @pytest.fixture

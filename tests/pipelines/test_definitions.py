@@ -1,11 +1,14 @@
+import os
 from datetime import date
+from pathlib import Path
 
+import pytest
 from dagster import DagsterInstance, DefaultSensorStatus, DynamicPartitionsDefinition, build_sensor_context
 
 from pipelines.assets import LOOP_ASSETS, brief_partitions, renders
 from pipelines.definitions import autoplay_sensor, defs
 from pipelines.resources import ClockResource, LoopResource
-from tests.conftest import WATERBOTTLE
+from tests.conftest import REPO, WATERBOTTLE
 
 
 def test_definitions_hold_one_asset_per_stage_and_validate():
@@ -63,7 +66,7 @@ def test_a_removed_brief_gets_its_ads_paused_then_its_partition_dropped(tmp_path
 
     from connectors.meta import CreativeToPublish, MetaAds
     from connectors.sandbox.meta_graph import MetaGraphSandbox
-    from experiments.brief import load_brief
+    from creative.brief import load_brief
     from experiments.market import SimulatedMarket
     from pipelines.definitions import withdraw_job
     from pipelines.resources import MetaResource
@@ -103,3 +106,16 @@ def test_a_removed_brief_gets_its_ads_paused_then_its_partition_dropped(tmp_path
         assert after.run_requests == []
         (drop,) = after.dynamic_partitions_requests
         assert drop.partition_keys == [brief.name] and type(drop).__name__.startswith("Delete")
+
+
+@pytest.mark.slow
+def test_dg_finds_and_checks_the_definitions_with_no_arguments(tmp_path):
+    """`dg check defs` in the repository root loads the code location the pyproject names."""
+    import subprocess
+    import sys
+
+    dg = Path(sys.executable).parent / "dg"
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "VIRTUAL_ENV": str(Path(sys.executable).parent.parent)}
+    done = subprocess.run([str(dg), "check", "defs"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "All definitions loaded successfully" in done.stdout + done.stderr

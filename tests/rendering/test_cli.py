@@ -4,8 +4,8 @@ import json
 
 from typer.testing import CliRunner
 
+from creative.vocabulary import TEMPLATES
 from pipelines.cli import app
-from rendering.templates import TEMPLATES
 from tests.conftest import WATERBOTTLE
 from tests.rendering.corpus import write_corpus
 

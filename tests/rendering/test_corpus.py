@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from creative.vocabulary import TEMPLATES
 from rendering.batch import render_batch
 from rendering.colour import ciede2000, hex_to_lab
 from rendering.contact_sheet import folder_contact_sheet
 from rendering.spec import RenderJob
-from rendering.templates import TEMPLATES
 from tests.rendering.corpus import CORPUS, low_poly_can, wooden_crate, write_corpus
 
 pytestmark = pytest.mark.slow
@@ -48,15 +48,15 @@ def corpus_renders(tmp_path_factory):
 @pytest.mark.parametrize("model", list(CORPUS))
 def test_every_template_passes_render_qa_on_every_corpus_model_in_every_aspect(corpus_renders, model):
     failures = {
-        (template, aspect): r.get("error")
+        (template, aspect): r.error
         for (name, template, aspect), r in corpus_renders.items()
-        if name == model and r["status"] != "ok"
+        if name == model and r.status != "ok"
     }
     assert not failures, failures
     for (name, template, aspect), r in corpus_renders.items():
         if name != model:
             continue
-        qa, framing = r["manifest"]["qa"], r["manifest"]["framing"]
+        qa, framing = r.manifest.qa, r.manifest.framing
         assert qa["passed"] and framing["camera_above_floor"], (template, aspect, qa)
         left, top, right, bottom = qa["box"]
         assert left > 0 and top > 0 and right < 1 and bottom < 1, "the whole product inside the frame"
@@ -64,11 +64,11 @@ def test_every_template_passes_render_qa_on_every_corpus_model_in_every_aspect(c
 
 def test_flat_products_are_seen_from_above_and_wide_ones_not_edge_on(corpus_renders):
     for (name, template, aspect), r in corpus_renders.items():
-        framing = r["manifest"]["framing"]
+        framing = r.manifest.framing
         if name in ("watch", "tote_bag"):
             assert framing["elevation"] >= 30, (name, template, aspect, framing["elevation"])
         if name in ("desk", "sofa"):
-            shape = r["manifest"]["normalised"]["shape"]
+            shape = r.manifest.normalised["shape"]
             assert framing["camera_height"] >= shape["height"], (name, template, aspect)
 
 
@@ -77,7 +77,7 @@ def test_the_open_backdrop_stays_the_exact_hex(corpus_renders):
     for (name, template, aspect), r in corpus_renders.items():
         if TEMPLATES[template].background != "solid" or TEMPLATES[template].ground == "floor":
             continue
-        pixels = np.asarray(Image.open(Path(r["dir"]) / "still.png").convert("RGB")).astype(int)
+        pixels = np.asarray(Image.open(Path(r.dir) / "still.png").convert("RGB")).astype(int)
         corners = pixels[[0, 0, -1, -1], [0, -1, 0, -1]]
         assert np.abs(corners - backdrop).max() == 0, (name, template, aspect, corners)
 
@@ -85,7 +85,7 @@ def test_the_open_backdrop_stays_the_exact_hex(corpus_renders):
 def test_a_podium_stays_in_frame_and_takes_its_colour(corpus_renders):
     for (name, template, aspect), r in corpus_renders.items():
         if TEMPLATES[template].ground == "podium":
-            assert r["manifest"]["qa"]["hidden_share"] <= 0.02, (name, aspect)
+            assert r.manifest.qa["hidden_share"] <= 0.02, (name, aspect)
 
 
 def test_colourways_match_their_swatch_and_a_texture_keeps_its_grain(tmp_path):
@@ -94,12 +94,12 @@ def test_colourways_match_their_swatch_and_a_texture_keeps_its_grain(tmp_path):
     jobs = [thumbnail(can, t, "1:1", colourway={"label": c}) for c in swatches for t in ("studio", "spotlight")]
     jobs += [thumbnail(crate, "studio", "1:1"), thumbnail(crate, "studio", "1:1", colourway={"wood": "#2E5E4E"})]
     results = render_batch(jobs, tmp_path / "renders")
-    assert all(r["status"] == "ok" for r in results), [r.get("error") for r in results]
+    assert all(r.status == "ok" for r in results), [r.error for r in results]
     for job, r in zip(jobs[:-2], results):
-        assert r["manifest"]["qa"]["delta_e"]["label"] <= 5.0, (job.colourway, r["manifest"]["qa"]["delta_e"])
+        assert r.manifest.qa["delta_e"]["label"] <= 5.0, (job.colourway, r.manifest.qa["delta_e"])
 
     def product_pixels(result) -> np.ndarray:
-        pixels = np.asarray(Image.open(Path(result["dir"]) / "still.png").convert("RGB")).astype(float)
+        pixels = np.asarray(Image.open(Path(result.dir) / "still.png").convert("RGB")).astype(float)
         far = np.abs(pixels - [232, 228, 220]).max(axis=2) > 40
         return pixels[far]
 
@@ -135,8 +135,8 @@ def test_a_worker_killed_mid_render_leaves_no_staging_folder(tmp_path):
     thread.start()
     thread.join(timeout=300)
     results = thread_results["r"]
-    assert killed and [r["status"] for r in results].count("failed") == 1
-    assert "crashed" in next(r["error"] for r in results if r["status"] == "failed")
+    assert killed and [r.status for r in results].count("failed") == 1
+    assert "crashed" in next(r.error for r in results if r.status == "failed")
     assert not list(out.glob(".*")), "no staging folder left"
-    ok = [r for r in results if r["status"] == "ok"]
-    assert len(ok) == 3 and all(json.loads((Path(r["dir"]) / "manifest.json").read_text()) for r in ok)
+    ok = [r for r in results if r.status == "ok"]
+    assert len(ok) == 3 and all(json.loads((Path(r.dir) / "manifest.json").read_text()) for r in ok)

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from creative.vocabulary import ASPECTS, TEMPLATES
 from rendering.batch import render_batch
 from rendering.colour import hex_to_rgb8
 from rendering.contact_sheet import contact_sheet
-from rendering.profiles import ASPECTS, PROFILES, pixel_size
+from rendering.profiles import PROFILES, pixel_size
 from rendering.spec import RenderJob
-from rendering.templates import TEMPLATES
 from rendering.video import describe
 from tests.conftest import WATERBOTTLE
 from tests.rendering.models import broken_glb, lying_bottle_obj, mug_blend
@@ -46,11 +46,11 @@ def batch(tmp_path_factory):
 
 
 def image(result, name="still.png") -> np.ndarray:
-    return np.asarray(Image.open(Path(result["dir"]) / name).convert("RGB")).astype(int)
+    return np.asarray(Image.open(Path(result.dir) / name).convert("RGB")).astype(int)
 
 
 def manifest(result) -> dict:
-    return json.loads(Path(result["dir"], "manifest.json").read_text())
+    return json.loads(Path(result.dir, "manifest.json").read_text())
 
 
 def product_mask(pixels: np.ndarray, backdrop_hex: str) -> np.ndarray:
@@ -63,7 +63,7 @@ def product_mask(pixels: np.ndarray, backdrop_hex: str) -> np.ndarray:
 @pytest.mark.parametrize("aspect", list(ASPECTS))
 def test_each_aspect_has_its_exact_pixel_size_and_the_brand_hex_background(batch, aspect):
     job, result = batch[1][f"aspect {aspect}"]
-    assert result["status"] == "ok", result.get("error")
+    assert result.status == "ok", result.error
     pixels = image(result)
     assert pixels.shape[1::-1] == pixel_size(aspect, PROFILES["thumbnail"])
     assert tuple(pixels[0, 0]) == hex_to_rgb8(BLUE)  # top corner: backdrop, exact
@@ -97,7 +97,7 @@ def test_a_story_frame_keeps_the_top_and_bottom_interface_bands_clear(batch):
 
 def test_a_model_in_centimetres_lying_on_its_side_is_stood_up_and_normalised(batch):
     job, result = batch[1]["obj in cm on its side"]
-    assert result["status"] == "ok", result.get("error")
+    assert result.status == "ok", result.error
     m = manifest(result)
     assert m["normalised"]["stood_up"] is True
     assert m["normalised"]["original_size"][2] == pytest.approx(26.0, rel=0.01)  # centimetres in, 1 unit tall out
@@ -109,7 +109,7 @@ def test_a_model_in_centimetres_lying_on_its_side_is_stood_up_and_normalised(bat
 
 def test_a_blend_file_renders_with_its_own_materials(batch):
     job, result = batch[1]["blend"]
-    assert result["status"] == "ok", result.get("error")
+    assert result.status == "ok", result.error
     pixels = image(result)
     red = (pixels[..., 0] > pixels[..., 1] + 60) & (pixels[..., 0] > pixels[..., 2] + 60)
     assert red.mean() > 0.03, "the mug's red glaze shows"
@@ -119,11 +119,11 @@ def test_a_blend_file_renders_with_its_own_materials(batch):
 def test_a_colourway_recolours_the_named_slot_and_an_unknown_slot_fails_naming_it(batch):
     _, plain = batch[1]["aspect 1:1"]
     _, recoloured = batch[1]["colourway"]
-    assert recoloured["status"] == "ok", recoloured.get("error")
+    assert recoloured.status == "ok", recoloured.error
     green = lambda p: ((p[..., 1] > p[..., 0] + 40) & (p[..., 1] > p[..., 2] + 40)).mean()  # noqa: E731
     assert green(image(recoloured)) > 0.05 > green(image(plain))
     _, unknown = batch[1]["unknown slot"]
-    assert unknown["status"] == "failed" and "'cap'" in unknown["error"] and "lambert1" in unknown["error"]
+    assert unknown.status == "failed" and "'cap'" in unknown.error and "lambert1" in unknown.error
 
 
 def test_the_podium_takes_the_podium_colour(batch):
@@ -138,8 +138,8 @@ def test_a_turntable_is_h264_bt709_faststart_with_the_right_frames_and_loops_sea
     import imageio_ffmpeg
 
     job, result = batch[1]["turntable"]
-    assert result["status"] == "ok", result.get("error")
-    video = Path(result["dir"]) / "turntable.mp4"
+    assert result.status == "ok", result.error
+    video = Path(result.dir) / "turntable.mp4"
     info = describe(video)
     assert info["codec"] == "h264" and info["pix_fmt"] == "yuv420p" and "bt709" in info["colour"]
     assert info["faststart"] and info["fps"] == 12 and info["frames"] == 12
@@ -163,11 +163,11 @@ def test_a_turntable_is_h264_bt709_faststart_with_the_right_frames_and_loops_sea
 def test_a_broken_model_fails_with_its_reason_and_leaves_no_files(batch):
     out, results = batch
     job, result = results["broken"]
-    assert result["status"] == "failed"
-    assert "broken.glb" in result["error"] and "GLB" in result["error"]
+    assert result.status == "failed"
+    assert "broken.glb" in result.error and "GLB" in result.error
     assert not (out / job.variant_id).exists()
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "no temporary folders left behind"
-    assert all(r["status"] == "ok" for name, (_, r) in results.items() if name not in ("broken", "unknown slot"))
+    assert all(r.status == "ok" for name, (_, r) in results.items() if name not in ("broken", "unknown slot"))
 
 
 def test_manifest_records_inputs_framing_timings_and_device(batch):
@@ -180,7 +180,7 @@ def test_manifest_records_inputs_framing_timings_and_device(batch):
 
 
 def test_one_worker_imports_once_renders_many_and_is_replaced_after_its_job_limit(batch):
-    manifests = [manifest(r) for _, r in batch[1].values() if r["status"] == "ok"]
+    manifests = [manifest(r) for _, r in batch[1].values() if r.status == "ok"]
     per_worker: dict[int, list[int]] = {}
     for m in manifests:
         per_worker.setdefault(m["worker"]["pid"], []).append(m["worker"]["job_number"])
@@ -194,16 +194,16 @@ def test_same_inputs_are_answered_from_the_cache_and_a_changed_input_renders_aga
     job, _ = results["aspect 1:1"]
     before = (out / job.variant_id / "still.png").stat().st_mtime_ns
     again = render_batch([job, job.model_copy(update={"colour": "#1F6FEC"})], out)
-    assert again[0]["status"] == "cached"
+    assert again[0].status == "cached"
     assert (out / job.variant_id / "still.png").stat().st_mtime_ns == before
-    assert again[1]["status"] == "ok" and again[1]["variant_id"] != job.variant_id
+    assert again[1].status == "ok" and again[1].variant_id != job.variant_id
 
 
 def test_contact_sheet_lays_out_labelled_thumbnails(batch, tmp_path):
     items = [
-        (Path(r["dir"]) / "still.png", name)
+        (Path(r.dir) / "still.png", name)
         for name, (_, r) in batch[1].items()
-        if "png" in r.get("manifest", {}).get("files", {})
+        if r.manifest and "png" in r.manifest.files
     ]
     sheet = Image.open(contact_sheet(items, tmp_path / "sheet.png", title="test", cell=100, columns=4))
     assert sheet.width == 4 * 110 + 10 and sheet.height > 2 * 100

@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from rendering.colour import hex_to_linear, normalise_hex, srgb_to_linear
+from creative.vocabulary import ASPECTS, normalise_hex
+from rendering.colour import hex_to_linear, srgb_to_linear
 from rendering.framing import camera_basis, fields_of_view, fit_distance
-from rendering.profiles import ASPECTS, PROFILES, pixel_size
+from rendering.profiles import PROFILES, pixel_size
 from rendering.spec import RenderJob
 from tests.conftest import WATERBOTTLE
 
@@ -102,7 +103,7 @@ def test_the_horizon_sits_above_the_centre_when_looking_down_and_below_when_look
 
 
 def test_rewording_a_template_keeps_every_variant_id_but_a_recipe_change_does_not(monkeypatch):
-    from rendering import templates
+    from creative import vocabulary as templates
 
     job = RenderJob(model_path=str(WATERBOTTLE), template="studio", colour="#1F6FEB", aspect="1:1")
     before = job.variant_id

@@ -1,10 +1,44 @@
-"""Templates: scene recipes as data. A template says how the stage looks; the brief says its colours."""
+"""The creative vocabulary: template names and recipes, aspect ratios, brand colours, orientations, and
+the factors that make one variant differ from another. Plain data and validation, no rendering."""
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+_HEX = re.compile(r"^#?([0-9a-fA-F]{6})$")
+
+
+def normalise_hex(value: str) -> str:
+    """Return ``#RRGGBB`` in upper case, or raise ValueError naming the bad value."""
+    match = _HEX.match(str(value).strip())
+    if not match:
+        raise ValueError(f"{value!r} is not a colour in #RRGGBB hex form")
+    return "#" + match.group(1).upper()
+
+
+#: A brand colour field: any ``#RRGGBB`` spelling in, upper-case ``#RRGGBB`` out, a clear error otherwise.
+HexColour = Annotated[str, AfterValidator(normalise_hex)]
+
+#: Which model axis points up; ``auto`` stands products lying on their side upright.
+ORIENTATIONS = ("auto", "as_is", "+x", "-x", "+y", "-y", "+z", "-z")
+
+#: Native sizes of the placements we render for (feed, portrait feed, stories/reels, landscape).
+ASPECTS: dict[str, tuple[int, int]] = {
+    "1:1": (1080, 1080),
+    "4:5": (1080, 1350),
+    "9:16": (1080, 1920),
+    "16:9": (1920, 1080),
+}
+
+
+def check_aspect(aspect: str) -> str:
+    if aspect not in ASPECTS:
+        raise ValueError(f"unknown aspect ratio {aspect!r}; choose one of {list(ASPECTS)}")
+    return aspect
+
 
 #: Camera presets: (elevation above the product's centre, azimuth from the front), in degrees.
 CAMERA_ANGLES: dict[str, tuple[float, float]] = {
@@ -111,3 +145,34 @@ def get_template(name: str) -> Template:
         return TEMPLATES[name]
     except KeyError:
         raise ValueError(f"unknown template {name!r}; choose one of {sorted(TEMPLATES)}") from None
+
+
+class VariantFactors(BaseModel):
+    """What the learner varies between variants of one product: template, backdrop colour and aspect.
+    The one record of them, wherever they travel (plan, ledger rows, creatives, the market)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    template: Annotated[str, AfterValidator(lambda name: get_template(name).name)]
+    colour: HexColour
+    aspect: Annotated[str, AfterValidator(check_aspect)]
+
+    @classmethod
+    def of(cls, row) -> VariantFactors:
+        """The factors of a mapping that carries them among other fields (a ledger row, a frame row)."""
+        return cls(template=row["template"], colour=row["colour"], aspect=row["aspect"])
+
+    @property
+    def camera(self) -> str:
+        return get_template(self.template).camera
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return self.template, self.colour, self.aspect
+
+    def as_dict(self) -> dict[str, str]:
+        return self.model_dump()
+
+
+#: The factor names, in the order of ``VariantFactors.key``.
+FACTOR_NAMES: tuple[str, ...] = tuple(VariantFactors.model_fields)

@@ -10,11 +10,8 @@ import pycountry
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from rendering.colour import normalise_hex
+from creative.vocabulary import ORIENTATIONS, HexColour, check_aspect, get_template, normalise_hex
 from rendering.model_check import ModelError, check_render_inputs
-from rendering.profiles import check_aspect
-from rendering.spec import ORIENTATIONS, HexColour
-from rendering.templates import get_template
 
 
 class BriefError(ValueError):

@@ -1,0 +1,334 @@
+"""The web console for growth marketers: sign in, see each brief's leaderboard, spend against the cap and
+what wins by factor, and pause or resume, on the same ASGI stack (starlette on uvicorn) as the ingest endpoint.
+
+Server-rendered pages, no JavaScript. Every page needs a session; a marketer reaches only her brands' briefs
+(any other brief answers 404, the same as one that does not exist). Every POST carries the session's CSRF
+token (sign-in: a double-submit cookie); sessions live in HttpOnly, SameSite=Strict cookies.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from connectors.event_store import EventStore
+from connectors.ledger import ALL_BRIEFS, Ledger
+from connectors.meta import MetaError
+from connectors.users import Session, User, UserError, UserStore
+from creative.brief import Brief
+from experiments import reporting
+from pipelines import stages
+from pipelines.channels import NoChannel
+from pipelines.settings import Settings
+from pipelines.status import brief_status, pause_brief
+
+HERE = Path(__file__).parent / "console_files"
+log = logging.getLogger("autoplay.console")
+SESSION_COOKIE = "autoplay_session"
+SIGNIN_COOKIE = "autoplay_signin_csrf"
+HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+_pages = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
+
+
+@dataclass
+class Console:
+    """What the pages read and change: the deployment's ledger, event store and users."""
+
+    settings: Settings
+
+    def __post_init__(self) -> None:
+        self.store = EventStore(self.settings.event_store_path)
+        self.ledger = Ledger(self.store)
+        self.users = UserStore(self.store)
+
+    def visible_briefs(self, user: User) -> pd.DataFrame:
+        briefs = self.ledger.briefs()
+        return briefs[[user.may_see(b) for b in briefs["brand"]]]
+
+    def brief_for(self, user: User, name: str) -> Brief:
+        """The brief, if this user may see it; 404 otherwise (whether or not it exists)."""
+        spec = self.ledger.brief_spec(name)
+        if spec is None or not user.may_see(spec.get("brand")):
+            raise HTTPException(404, f"no brief {name!r}")
+        return Brief.model_validate(spec)
+
+
+def create_app(settings: Settings) -> Starlette:
+    console = Console(settings)
+
+    def page(request: Request, template: str, session: Session | None, code: int = 200, **context) -> Response:
+        body = _pages.get_template(template).render(
+            request=request, session=session, user=session.user if session else None, **context
+        )
+        return HTMLResponse(body, status_code=code, headers=HEADERS)
+
+    def signed_in(request: Request) -> Session:
+        session = console.users.session(request.cookies.get(SESSION_COOKIE))
+        if session is None:
+            raise HTTPException(303, headers={"Location": f"/signin?next={request.url.path}"})
+        return session
+
+    async def checked_form(request: Request, session: Session) -> dict:
+        form = dict(await request.form())
+        if not secrets.compare_digest(str(form.get("csrf", "")), session.csrf):
+            raise HTTPException(403, "missing or wrong CSRF token: reload the page and try again")
+        return form
+
+    async def signin(request: Request) -> Response:
+        if request.method == "GET":
+            token = secrets.token_urlsafe(32)
+            response = page(request, "signin.html", None, csrf=token, next=_safe_next(request.query_params.get("next")))
+            response.set_cookie(SIGNIN_COOKIE, token, httponly=True, samesite="strict", secure=_https(request))
+            return response
+        form = dict(await request.form())
+        cookie = request.cookies.get(SIGNIN_COOKIE, "")
+        if not cookie or not secrets.compare_digest(str(form.get("csrf", "")), cookie):
+            raise HTTPException(403, "missing or wrong CSRF token: reload the sign-in page")
+        try:
+            session = console.users.sign_in(str(form.get("email", "")), str(form.get("password", "")))
+        except UserError as exc:
+            return page(request, "signin.html", None, 401, csrf=cookie, error=str(exc), email=form.get("email", ""))
+        response = RedirectResponse(_safe_next(str(form.get("next", ""))), status_code=303, headers=HEADERS)
+        response.set_cookie(
+            SESSION_COOKIE, session.token, httponly=True, samesite="strict", secure=_https(request), max_age=43200
+        )
+        response.delete_cookie(SIGNIN_COOKIE)
+        return response
+
+    async def signout(request: Request) -> Response:
+        session = signed_in(request)
+        await checked_form(request, session)
+        console.users.sign_out(session.token)
+        response = RedirectResponse("/signin", status_code=303, headers=HEADERS)
+        response.delete_cookie(SESSION_COOKIE)
+        return response
+
+    async def home(request: Request) -> Response:
+        session = signed_in(request)
+        rows = []
+        for name in console.visible_briefs(session.user)["brief"]:
+            brief = console.brief_for(session.user, name)
+            status = brief_status(console.ledger, name)
+            board, _ = stages.current_leaderboard(brief, console.ledger, console.store)
+            leader = board.iloc[0]["variant_id"] if len(board) else None
+            rows.append({"brief": brief, "status": status, "leader": leader})
+        return page(request, "home.html", session, rows=rows, all_paused=console.ledger.is_paused(ALL_BRIEFS))
+
+    async def brief_page(request: Request) -> Response:
+        session = signed_in(request)
+        brief = console.brief_for(session.user, request.path_params["name"])
+        return page(request, "brief.html", session, **brief_view(console, brief))
+
+    async def thumbnail(request: Request) -> Response:
+        session = signed_in(request)
+        brief = console.brief_for(session.user, request.path_params["name"])
+        variants = console.ledger.variants(brief.name).set_index("variant_id")
+        vid = request.path_params["variant_id"]
+        if vid not in variants.index or not isinstance(variants.loc[vid, "render_dir"], str):
+            raise HTTPException(404, "no render")
+        still = Path(variants.loc[vid, "render_dir"]) / "still.jpg"
+        if not still.is_file():
+            still = still.with_name("poster.jpg")
+        if not still.is_file():
+            raise HTTPException(404, "no render")
+        return FileResponse(still, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+    async def control(request: Request) -> Response:
+        """GET: a confirmation page; POST (with the CSRF token): pause or resume, recorded as the signed-in user."""
+        session = signed_in(request)
+        action, name = request.path_params["action"], request.path_params.get("name")
+        if action not in ("pause", "resume"):
+            raise HTTPException(404, "no such control")
+        if name is None and session.user.role != "admin":
+            raise HTTPException(403, "only an admin pauses or resumes every brief")
+        target = console.brief_for(session.user, name).name if name else ALL_BRIEFS
+        if request.method == "GET":
+            return page(request, "confirm.html", session, action=action, brief=name)
+        form = await checked_form(request, session)
+        reason = str(form.get("reason", ""))[:500]
+        who = f"console:{session.user.email}"
+        if action == "pause":
+            try:
+                note = pause_brief(console.settings, console.ledger, target, who, reason)
+            except (NoChannel, MetaError) as exc:
+                note = f"paused in the ledger (the loop keeps its ads PAUSED); Meta could not be reached now: {exc}"
+        else:
+            console.ledger.set_paused(target, False, who, reason)
+            note = "resumed; the next day's run allocates again"
+        back = f"/briefs/{name}" if name else "/"
+        return page(request, "done.html", session, message=f"{name or 'every brief'}: {note}", back=back)
+
+    async def not_allowed(request: Request, exc: HTTPException) -> Response:
+        if exc.status_code == 303:
+            return RedirectResponse(exc.headers["Location"], status_code=303, headers=HEADERS)
+        session = console.users.session(request.cookies.get(SESSION_COOKIE))
+        return page(request, "error.html", session, exc.status_code, message=exc.detail)
+
+    async def broken(request: Request, exc: Exception) -> Response:
+        log.exception("console: %s %s failed", request.method, request.url.path, exc_info=exc)
+        return HTMLResponse("<h1>Something went wrong</h1><p>It is in the console's log.</p>", 500, headers=HEADERS)
+
+    routes = [
+        Route("/signin", signin, methods=["GET", "POST"]),
+        Route("/signout", signout, methods=["POST"]),
+        Route("/", home),
+        Route("/briefs/{name}", brief_page),
+        Route("/briefs/{name}/thumb/{variant_id}", thumbnail),
+        Route("/briefs/{name}/{action}", control, methods=["GET", "POST"]),
+        Route("/all/{action}", control, methods=["GET", "POST"]),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+    return Starlette(routes=routes, exception_handlers={HTTPException: not_allowed, Exception: broken})
+
+
+def brief_view(console: Console, brief: Brief) -> dict:
+    """Everything the brief's page shows."""
+    ledger, store = console.ledger, console.store
+    board, traffic = stages.current_leaderboard(brief, ledger, store)
+    daily = stages.brief_daily(ledger, store, brief)
+    metrics = reporting.variant_metrics(daily)
+    status = brief_status(ledger, brief.name)
+    ad_status = {a["variant_id"]: a["status"] for a in status["ads"] if a["channel"] == "meta"}
+    variants = ledger.variants(brief.name).set_index("variant_id")
+    current = ledger.current_generation(brief.name)
+    live = set(ledger.live(brief.name, current)["variant_id"]) if current is not None else set()
+    rows = []
+    for r in board.itertuples():
+        v = variants.loc[r.variant_id]
+        state = _variant_state(v, ad_status.get(r.variant_id), r.variant_id in live)
+        m = metrics.loc[r.variant_id] if r.variant_id in metrics.index else None
+        rows.append(
+            {
+                "variant_id": r.variant_id,
+                "template": r.template,
+                "colour": r.colour,
+                "aspect": r.aspect,
+                "kind": v["kind"],
+                "state": state,
+                "impressions": int(m["impressions"]) if m is not None else 0,
+                "ctr": float(m["ctr"]) if m is not None else 0.0,
+                "cvr": float(m["cvr"]) if m is not None else 0.0,
+                "roas": float(m["roas"]) if m is not None else 0.0,
+                "low": float(r.ci_low),
+                "high": float(r.ci_high),
+                "share": float(r.traffic_share),
+            }
+        )
+    today = pd.Timestamp(status["day"]) if status["day"] else None
+    spend_today = reporting.spend_between(daily, today, today) if today is not None else 0.0
+    spend_week = reporting.spend_between(daily, today - pd.Timedelta(days=6), today) if today is not None else 0.0
+    effects = reporting.factor_effects(brief, variants.reset_index(), daily)
+    curve = reporting.learning_curve(brief, traffic, daily, ledger.generations(brief.name))
+    actions = ledger.actions(brief.name).tail(50).iloc[::-1]
+    return {
+        "brief": brief,
+        "status": status,
+        "rows": rows,
+        "spend_today": spend_today,
+        "spend_week": spend_week,
+        "charts": [
+            (f, bar_chart_svg(effects[effects["factor"] == f], brief.goal)) for f in ("template", "colour", "aspect")
+        ],
+        "curve": line_chart_svg(curve, brief.goal),
+        "actions": actions.to_dict("records"),
+    }
+
+
+def _variant_state(variant: pd.Series, ad_status: str | None, live: bool) -> str:
+    if variant["render_status"] in ("planned", None):
+        return "rendering"
+    if variant["render_status"] in ("failed", "qa_failed"):
+        return variant["render_status"].replace("_", " ")
+    if isinstance(variant.get("retired_reason"), str):
+        return "disapproved: " + variant["retired_reason"] if "disapprov" in variant["retired_reason"] else "retired"
+    if ad_status == "PENDING_REVIEW":
+        return "in review"
+    if ad_status == "ACTIVE" and live:
+        return "live"
+    if ad_status == "PAUSED":
+        return "paused"
+    return "retired" if not live else (ad_status or "rendered").lower()
+
+
+def bar_chart_svg(rows: pd.DataFrame, goal: str, width: int = 360) -> str:
+    """Horizontal bars of each level's rate with its interval as a whisker; a level's colour is its own hex
+    when the level is a colour."""
+    if rows.empty:
+        return ""
+    top = max(float(rows["high"].max()), 1e-6)
+    bar_h, pad, label_w = 22, 6, 120
+    height = len(rows) * (bar_h + pad) + pad
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
+             f'aria-label="{goal} by level with 95% intervals">']  # fmt: skip
+    scale = (width - label_w - 60) / top
+    for i, r in enumerate(rows.sort_values("rate", ascending=False).itertuples()):
+        y = pad + i * (bar_h + pad)
+        fill = r.level if str(r.level).startswith("#") else "#4c6ef5"
+        parts.append(f'<text x="0" y="{y + 15}" font-size="12">{_esc(r.level)}</text>')
+        parts.append(f'<rect x="{label_w}" y="{y}" width="{r.rate * scale:.1f}" height="{bar_h}" fill="{fill}" '
+                     f'stroke="#333" stroke-width="0.5"/>')  # fmt: skip
+        x0, x1 = label_w + r.low * scale, label_w + r.high * scale
+        mid = y + bar_h / 2
+        parts.append(f'<line x1="{x0:.1f}" x2="{x1:.1f}" y1="{mid}" y2="{mid}" stroke="#111" stroke-width="1.5"/>')
+        parts.append(f'<text x="{x1 + 4:.1f}" y="{y + 15}" font-size="11">{r.rate:.2%}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def line_chart_svg(curve: pd.DataFrame, goal: str, width: int = 360, height: int = 160) -> str:
+    """The goal rate by generation, with its interval as a band."""
+    if curve.empty:
+        return ""
+    top = max(float(curve["high"].max()), 1e-6)
+    n = max(len(curve) - 1, 1)
+    xs = [30 + (width - 60) * i / n for i in range(len(curve))]
+
+    def y(v: float) -> float:
+        return height - 20 - (height - 40) * v / top
+
+    band = " ".join(f"{x:.1f},{y(h):.1f}" for x, h in zip(xs, curve["high"]))
+    band += " " + " ".join(f"{x:.1f},{y(lo):.1f}" for x, lo in zip(reversed(xs), reversed(curve["low"].tolist())))
+    line = " ".join(f"{x:.1f},{y(r):.1f}" for x, r in zip(xs, curve["rate"]))
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
+             f'aria-label="{goal} by generation with 95% intervals">',
+             f'<polygon points="{band}" fill="#c5d0fa"/>',
+             f'<polyline points="{line}" fill="none" stroke="#364fc7" stroke-width="2"/>']  # fmt: skip
+    for x, g, r in zip(xs, curve["generation"], curve["rate"]):
+        parts.append(f'<circle cx="{x:.1f}" cy="{y(r):.1f}" r="3" fill="#364fc7"/>')
+        parts.append(f'<text x="{x - 8:.1f}" y="{height - 4}" font-size="11">g{int(g)}</text>')
+        parts.append(f'<text x="{x - 12:.1f}" y="{y(r) - 8:.1f}" font-size="10">{r:.2%}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _esc(text: object) -> str:
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site: never ``//evil.example`` or a full URL (no open redirect)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def _https(request: Request) -> bool:
+    return request.url.scheme == "https"

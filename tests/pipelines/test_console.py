@@ -1,0 +1,156 @@
+"""The console over real HTTP (uvicorn on a port): sign-in, brand isolation, CSRF, lockout, controls."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pytest
+import requests
+import yaml
+from typer.testing import CliRunner
+
+from connectors.asgi_server import BackgroundServer
+from connectors.event_store import EventStore
+from connectors.ledger import ALL_BRIEFS, Ledger
+from connectors.users import MAX_FAILED, UserStore
+from creative.brief import load_brief
+from pipelines.cli import app
+from pipelines.console import create_app
+from pipelines.settings import load_settings
+from tests.conftest import EXAMPLE_BRIEF, WATERBOTTLE, rendered_folder
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def deployment_home(tmp_path):
+    """A home whose ledger holds two briefs of two brands, each with a rendered, published variant."""
+    settings = load_settings({"AUTOPLAY_HOME": str(tmp_path / "home"), "AUTOPLAY_BRIEFS": str(tmp_path / "briefs")})
+    settings.home.mkdir(parents=True)
+    ledger = Ledger(EventStore(settings.event_store_path))
+    for name, brand, colour in (("aqua-launch", "Aqua Co", "#1F6FEB"), ("other-launch", "Other Co", "#E8D5C4")):
+        data = yaml.safe_load(EXAMPLE_BRIEF.read_text()) | {"name": name, "brand": brand}
+        data["product"]["model"] = str(WATERBOTTLE)
+        path = tmp_path / "briefs" / name / "brief.yaml"
+        path.parent.mkdir(parents=True)
+        path.write_text(yaml.safe_dump(data))
+        brief = load_brief(path)
+        ledger.record_brief(name, brand, str(path), brief.model_dump(mode="json"))
+        vid = f"v{name[:5]}"
+        row = {"variant_id": vid, "template": "studio", "colour": colour, "aspect": "1:1", "profile": "thumbnail"}
+        ledger.start_generation(name, 0, pd.DataFrame([row]), [])
+        ledger.set_render(vid, "rendered", str(rendered_folder(tmp_path / "renders" / vid, colour)))
+        ledger.record_publication(name, vid, "meta", ad_id=f"ad-{name}", adset_id=f"as-{name}", status="ACTIVE")
+    users = UserStore(EventStore(settings.event_store_path))
+    users.add("mia@aqua.example", "marketer", ["Aqua Co"], PASSWORD)
+    users.add("root@autoplay.example", "admin", [], PASSWORD)
+    return settings, ledger
+
+
+@pytest.fixture
+def console(deployment_home):
+    settings, ledger = deployment_home
+    with BackgroundServer(create_app(settings), name="console") as server:
+        yield server.url, ledger
+
+
+def sign_in(url: str, email: str, password: str = PASSWORD) -> tuple[requests.Session, requests.Response]:
+    browser = requests.Session()
+    form = browser.get(f"{url}/signin")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
+    answer = browser.post(f"{url}/signin", data={"csrf": csrf, "email": email, "password": password, "next": "/"})
+    return browser, answer
+
+
+def csrf_of(page: requests.Response) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+
+
+def test_every_page_redirects_to_sign_in_without_a_session(console):
+    url, _ = console
+    for path in ("/", "/briefs/aqua-launch", "/briefs/aqua-launch/thumb/vaqua-", "/briefs/aqua-launch/pause"):
+        answer = requests.get(url + path, allow_redirects=False)
+        assert answer.status_code == 303 and answer.headers["location"].startswith("/signin"), path
+    answer = requests.post(f"{url}/briefs/aqua-launch/pause", allow_redirects=False)
+    assert answer.status_code == 303
+
+
+def test_a_marketer_sees_only_her_brands_briefs_and_cannot_touch_another(console):
+    url, ledger = console
+    browser, answer = sign_in(url, "mia@aqua.example")
+    assert answer.status_code == 200 and "aqua-launch" in answer.text and "other-launch" not in answer.text
+    cookie = answer.history[0].headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
+    assert browser.get(f"{url}/briefs/aqua-launch/thumb/vaqua-").headers["content-type"] == "image/jpeg"
+    page = browser.get(f"{url}/briefs/aqua-launch")
+    assert page.status_code == 200 and "vaqua-" in page.text
+    for path in ("/briefs/other-launch", "/briefs/other-launch/thumb/vother", "/briefs/nope"):
+        assert browser.get(url + path).status_code == 404, path
+    token = csrf_of(page)
+    assert browser.post(f"{url}/briefs/other-launch/pause", data={"csrf": token}).status_code == 404
+    assert browser.post(f"{url}/all/pause", data={"csrf": token}).status_code == 403
+    assert not ledger.is_paused("other-launch") and not ledger.is_paused(ALL_BRIEFS)
+
+
+def test_a_post_without_its_csrf_token_is_refused_and_changes_nothing(console):
+    url, ledger = console
+    browser, _ = sign_in(url, "mia@aqua.example")
+    assert browser.post(f"{url}/briefs/aqua-launch/pause", data={}).status_code == 403
+    assert browser.post(f"{url}/briefs/aqua-launch/pause", data={"csrf": "forged"}).status_code == 403
+    assert not ledger.is_paused("aqua-launch")
+    confirm = browser.get(f"{url}/briefs/aqua-launch/pause")
+    done = browser.post(f"{url}/briefs/aqua-launch/pause", data={"csrf": csrf_of(confirm), "reason": "stock out"})
+    assert done.status_code == 200 and "paused" in done.text
+    assert ledger.is_paused("aqua-launch")
+    last = ledger.actions("aqua-launch").iloc[-1]
+    assert (last["action"], last["actor"], last["reason"]) == ("pause", "console:mia@aqua.example", "stock out")
+    # sign-in itself needs the token of its own form
+    assert requests.post(f"{url}/signin", data={"email": "mia@aqua.example", "password": PASSWORD}).status_code == 403
+
+
+def test_repeated_failures_lock_the_account_and_sign_out_ends_the_session(console):
+    url, _ = console
+    for _ in range(MAX_FAILED):
+        _, answer = sign_in(url, "mia@aqua.example", "wrong password!")
+        assert answer.status_code == 401
+    _, answer = sign_in(url, "mia@aqua.example")  # the right password, but locked now
+    assert answer.status_code == 401 and "locked" in answer.text
+    browser, answer = sign_in(url, "root@autoplay.example")
+    assert "aqua-launch" in answer.text and "other-launch" in answer.text  # an admin sees every brand
+    token = browser.cookies.get("autoplay_session")
+    browser.post(f"{url}/signout", data={"csrf": csrf_of(answer)})
+    stale = requests.get(f"{url}/", cookies={"autoplay_session": token}, allow_redirects=False)
+    assert stale.status_code == 303
+
+
+def test_sign_in_never_redirects_off_site(console):
+    url, _ = console
+    browser = requests.Session()
+    form = browser.get(f"{url}/signin?next=//evil.example/x")
+    assert "//evil.example" not in form.text
+    answer = browser.post(
+        f"{url}/signin",
+        data={"csrf": csrf_of(form), "email": "mia@aqua.example", "password": PASSWORD, "next": "https://evil.example"},
+        allow_redirects=False,
+    )
+    assert answer.status_code == 303 and answer.headers["location"] == "/"
+
+
+def test_users_are_added_listed_and_removed_from_the_cli(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUTOPLAY_HOME", str(tmp_path / "home"))
+    runner = CliRunner()
+    added = runner.invoke(
+        app, ["users", "add", "zoe@aqua.example", "--role", "marketer", "--brand", "Aqua Co", "--password-stdin"],
+        input=PASSWORD + "\n",
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    assert "zoe@aqua.example  marketer  Aqua Co" in runner.invoke(app, ["users", "list"]).output
+    short = runner.invoke(app, ["users", "add", "x@aqua.example", "--role", "admin", "--password-stdin"], input="abc\n")
+    assert short.exit_code == 2 and "password" in short.output
+    bad_role = runner.invoke(
+        app, ["users", "add", "x@a.example", "--role", "owner", "--password-stdin"], input=PASSWORD
+    )
+    assert bad_role.exit_code == 2 and "role 'owner'" in bad_role.output
+    assert runner.invoke(app, ["users", "remove", "zoe@aqua.example"]).exit_code == 0
+    assert runner.invoke(app, ["users", "remove", "zoe@aqua.example"]).exit_code == 2

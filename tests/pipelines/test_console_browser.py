@@ -1,0 +1,153 @@
+"""The console in a real browser (Playwright driving Debian's chromium, headless) over a real loop's ledger:
+`autoplay console` serves a copy of the shared loop run's home, as a marketer of one of its two brands meets it.
+
+Screenshots of every page, at desktop and phone width, go to bench/out/console/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import REPO
+from tests.pipelines.loop_run import OTHER
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = REPO / "bench" / "out" / "console"
+PASSWORD = "a marketer's long passphrase"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def autoplay(env: dict, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "autoplay"), *args], env=env, input=stdin, capture_output=True, text=True
+    )
+
+
+@pytest.fixture(scope="module")
+def console_url(loop_run, tmp_path_factory):
+    settings, _, _ = loop_run
+    home = tmp_path_factory.mktemp("console") / "home"
+    home.mkdir()
+    shutil.copy(settings.event_store_path, home / settings.event_store_path.name)  # its own ledger to change
+    env = {**os.environ, "AUTOPLAY_HOME": str(home)}
+    added = autoplay(env, "users", "add", "mia@aqua.example", "--role", "marketer", "--brand", "Aqua Co",
+                     "--password-stdin", stdin=PASSWORD + "\n")  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    port = _free_port()
+    server = subprocess.Popen([str(Path(sys.executable).parent / "autoplay"), "console", "--port", str(port)], env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            requests.get(f"{url}/signin", timeout=1)
+            break
+        except requests.ConnectionError:
+            assert time.monotonic() < deadline and server.poll() is None, "the console did not start"
+            time.sleep(0.2)
+    yield url, env
+    server.terminate()
+    server.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+def shoot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def images_loaded(page) -> list[bool]:
+    return page.eval_on_selector_all("main img", "imgs => imgs.map(i => i.complete && i.naturalWidth > 0)")
+
+
+def test_a_marketer_signs_in_reads_her_brief_pauses_it_and_signs_out(console_url, browser):
+    url, env = console_url
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    problems = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+
+    page.goto(f"{url}/")
+    assert page.url.startswith(f"{url}/signin")  # every page needs a session
+    shoot(page, "signin")
+    # keyboard only: the email field has focus, Tab reaches the password, Enter signs in
+    assert page.evaluate("document.activeElement.id") == "email"
+    page.keyboard.type("mia@aqua.example")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "password"
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{url}/")
+    briefs = page.locator("ul.briefs li")
+    assert briefs.count() == 1 and "waterbottle-launch" in briefs.inner_text()
+    assert OTHER not in page.content()  # another brand's brief is not shown
+    assert all(images_loaded(page))  # the current leader's thumbnail
+    shoot(page, "home")
+
+    page.click("text=waterbottle-launch")
+    page.wait_for_url(f"{url}/briefs/waterbottle-launch")
+    rows = page.locator("table").first.locator("tbody tr")
+    assert rows.count() >= 4
+    loaded = images_loaded(page)
+    assert loaded and all(loaded), "every variant's thumbnail loads"
+    assert page.locator("figure svg").count() == 4  # template, colour, aspect, learning curve
+    shoot(page, "brief")
+    states = page.eval_on_selector_all("table tbody td.state", "cells => cells.map(c => c.textContent)")
+    assert set(states) <= {"live", "paused", "retired", "in review", "rendering", "qa failed"}, states
+
+    page.set_viewport_size({"width": 390, "height": 844})  # phone width: nothing wider than the screen
+    for path, name in (("/", "home-phone"), ("/briefs/waterbottle-launch", "brief-phone")):
+        page.goto(url + path)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 391, path
+        shoot(page, name)
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+    page.click("text=Pause")
+    page.wait_for_url(f"{url}/briefs/waterbottle-launch/pause")
+    shoot(page, "confirm-pause")
+    page.fill("#reason", "out of stock")
+    page.click("button:has-text('Yes, pause')")
+    assert "paused in the ledger" in page.inner_text("main")
+    shoot(page, "paused")
+    status = autoplay(env, "status", "--brief", "waterbottle-launch", "--json")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["briefs"][0]["paused"] is True
+    audit = json.loads(autoplay(env, "audit", "--brief", "waterbottle-launch", "--json").stdout)["actions"]
+    assert (audit[-1]["action"], audit[-1]["actor"]) == ("pause", "console:mia@aqua.example")
+
+    assert problems == [], problems
+    page.goto(f"{url}/briefs/{OTHER}")  # (the browser logs the 404 itself)
+    assert page.locator("h1").inner_text().startswith("no brief")  # another brand's brief: not found
+    shoot(page, "not-found")
+    page.goto(f"{url}/")
+    page.click("button:has-text('Sign out')")
+    page.wait_for_url(f"{url}/signin")
+    page.goto(f"{url}/briefs/waterbottle-launch")
+    assert page.url.startswith(f"{url}/signin")
+    context.close()
