@@ -25,13 +25,14 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from connectors import asgi_server
+from connectors.asgi_server import BackgroundServer
 from connectors.secrets import register_secret
 from connectors.storefront_ingest import BadPayload, SeenIds, order_event, pixel_event, verify_hmac
 
@@ -276,52 +277,18 @@ class IngestApp:
         return JSONResponse({"accepted": len(events), "rejected": rejected}, status_code=202, headers=headers)
 
 
-class IngestServer:
-    """The app on uvicorn in a background thread (for `autoplay up` and the tests); ``stop`` within seconds."""
+class IngestServer(BackgroundServer):
+    """The ingest endpoint on uvicorn in a background thread (for `autoplay up` and the tests)."""
 
     def __init__(self, producer, config: IngestConfig, host: str = "127.0.0.1", port: int = 0) -> None:
         self.ingest = IngestApp(producer, config)
-        self._server = uvicorn.Server(server_config(self.ingest, host, port))
-        self._thread: threading.Thread | None = None
+        super().__init__(self.ingest, host, port, name="ingest endpoint")
 
     @property
     def counts(self) -> dict:
         return self.ingest.counts
 
-    @property
-    def url(self) -> str:
-        sock = self._server.servers[0].sockets[0]
-        host, port = sock.getsockname()[:2]
-        return f"http://{host}:{port}"
-
-    def start(self, timeout_s: float = 10.0) -> IngestServer:
-        self._thread = threading.Thread(target=self._server.run, name="ingest-endpoint", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + timeout_s
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the ingest endpoint did not start")
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def __enter__(self) -> IngestServer:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-
-def server_config(app: IngestApp, host: str, port: int) -> uvicorn.Config:
-    """Sized for bursts (a deep listen backlog), quick to stop (5 s of grace), our own access log only."""
-    return uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, backlog=4096,
-                          timeout_keep_alive=5, timeout_graceful_shutdown=5, lifespan="off")  # fmt: skip
-
 
 def serve_forever(producer, config: IngestConfig, host: str, port: int) -> None:
     """`autoplay ingest-endpoint`: in the foreground; uvicorn stops on SIGINT or SIGTERM within seconds."""
-    uvicorn.Server(server_config(IngestApp(producer, config), host, port)).run()
+    asgi_server.serve_forever(IngestApp(producer, config), host, port)

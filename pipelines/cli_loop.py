@@ -75,6 +75,8 @@ def up(
     profile: str = typer.Option(None, help="render profile: thumbnail, preview or production"),
     ui_port: int = typer.Option(3000, help="port of the Dagster UI"),
     ui: bool = typer.Option(True, "--ui/--no-ui", help="start the Dagster webserver"),
+    console_port: int = typer.Option(None, help="port of the web console (default AUTOPLAY_CONSOLE_PORT, 8080)"),
+    web_console: bool = typer.Option(True, "--console/--no-console", help="serve the web console"),
 ) -> None:
     """Start everything on the embedded defaults and keep the loop turning until Ctrl-C or SIGTERM."""
     from pipelines.deployment import DeploymentError, deployment, turn
@@ -83,7 +85,8 @@ def up(
     settings = _settings(briefs, profile)
     reporter = ConsoleReporter()
     try:
-        with deployment(settings, ui_port=ui_port if ui else None) as running:
+        port = (console_port if console_port is not None else settings.console_port) if web_console else None
+        with deployment(settings, ui_port=ui_port if ui else None, console_port=port) as running:
             reporter.started(running)
             console.print("autoplay is up; Ctrl-C stops it")
             turn(running, reporter, stop, day_seconds=day_seconds, bounded=False)

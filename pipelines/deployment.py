@@ -30,6 +30,7 @@ from pathlib import Path
 
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
+from connectors.asgi_server import BackgroundServer
 from connectors.event_store import EventStore
 from connectors.ingest_server import IngestConfig, IngestServer
 from connectors.kafka_broker import EmbeddedBroker, die_with_parent, ensure_topics
@@ -244,6 +245,7 @@ def deployment(
     market: SimulatedMarket | None = None,
     ui_port: int | None = 3000,
     stale_reason: str = "its process was stopped before the run finished",
+    console_port: int | None = None,
 ) -> Iterator[Running]:
     """Everything up, in order, and always stopped in reverse order, children and their children included."""
     from dagster import Definitions
@@ -310,6 +312,11 @@ def deployment(
             )
             running.children.append(web)
             running.where["dagster_ui"] = f"http://127.0.0.1:{ui_port}"
+        if console_port is not None:
+            from pipelines.console import create_app
+
+            web_console = stack.enter_context(BackgroundServer(create_app(settings), port=console_port, name="console"))
+            running.where["console"] = web_console.url + "/"
         try:
             yield running
         finally:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 
 from tests.conftest import EXAMPLE_BRIEF, REPO, WATERBOTTLE
@@ -84,8 +85,9 @@ def test_sigterm_stops_up_within_10s_even_with_sigint_ignored_and_a_second_up_re
     def ignore_sigint() -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-    up = subprocess.Popen([AUTOPLAY, "up", "--no-ui", "--day-seconds", "5"], env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, preexec_fn=ignore_sigint, cwd=REPO)  # fmt: skip
+    command = [AUTOPLAY, "up", "--no-ui", "--console-port", "0", "--day-seconds", "5"]
+    up = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          preexec_fn=ignore_sigint, cwd=REPO)  # fmt: skip
     lines = []
     try:
         deadline = time.monotonic() + 120
@@ -96,6 +98,8 @@ def test_sigterm_stops_up_within_10s_even_with_sigint_ignored_and_a_second_up_re
                 break
         else:
             pytest.fail("up never turned the loop: " + "".join(lines))
+        [console_url] = [line.split()[-1] for line in lines if line.split()[1:2] == ["console"]]
+        assert requests.get(console_url + "signin", timeout=10).status_code == 200  # up serves the console
         second = subprocess.run([AUTOPLAY, "up", "--no-ui"], env=env, capture_output=True, text=True, timeout=60,
                                 cwd=REPO)  # fmt: skip
         assert second.returncode == 2 and "is in use by autoplay process" in second.stderr, second.stderr
