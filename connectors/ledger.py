@@ -68,6 +68,11 @@ create table if not exists leases (
     taken_at timestamptz default now(),
     primary key (brief, variant_id, channel)
 );
+create table if not exists brief_versions (
+    brief varchar not null, version integer not null, yaml varchar not null, actor varchar not null,
+    saved_at timestamptz default now(),
+    primary key (brief, version)
+);
 create table if not exists actions (
     "at" timestamptz default now(), brief varchar not null, action varchar not null, actor varchar not null,
     reason varchar, details json
@@ -139,6 +144,23 @@ class Ledger:
     def brief_spec(self, brief: str) -> dict | None:
         df = self._query("select spec from briefs where brief = ?", [brief])
         return None if df.empty else json.loads(df.iloc[0]["spec"])
+
+    def record_brief_version(self, brief: str, text: str, actor: str) -> int:
+        """Keep this text of the brief's file as its next version (who saved it, when); an unchanged text
+        keeps the version it has. Returns the version number."""
+        with self.store.connect() as con:
+            last = con.execute(
+                "select version, yaml from brief_versions where brief = ? order by version desc limit 1", [brief]
+            ).fetchone()
+            if last is not None and last[1] == text:
+                return int(last[0])
+            version = 1 if last is None else int(last[0]) + 1
+            con.execute("insert into brief_versions (brief, version, yaml, actor) values (?, ?, ?, ?)",
+                        [brief, version, text, actor])  # fmt: skip
+            return version
+
+    def brief_versions(self, brief: str) -> pd.DataFrame:
+        return self._query("select * from brief_versions where brief = ? order by version desc", [brief])
 
     # generations ----------------------------------------------------------------------------------
     def current_generation(self, brief: str) -> int | None:

@@ -15,7 +15,12 @@ from rendering.model_check import ModelError, check_render_inputs
 
 
 class BriefError(ValueError):
-    """A brief that cannot be used. The message names the file, the field and the problem."""
+    """A brief that cannot be used. The message names the file, the field and the problem; ``fields`` maps
+    each bad field (dotted, as in the YAML) to its problem."""
+
+    def __init__(self, message: str, fields: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.fields = fields or {}
 
 
 class _Strict(BaseModel):
@@ -208,8 +213,8 @@ def asset_roots(brief_path: Path) -> list[Path]:
     return [brief_path.resolve().parent, *extra]
 
 
-def load_brief(path: str | Path) -> Brief:
-    """Load and validate a brief; the product model path is resolved against the brief's folder."""
+def read_brief_data(path: str | Path) -> dict:
+    """The brief file's YAML as a mapping (duplicate keys refused), before validation."""
     path = Path(path)
     try:
         data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
@@ -221,14 +226,26 @@ def load_brief(path: str | Path) -> Brief:
         raise BriefError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise BriefError(f"{path}: a brief must be a YAML mapping of fields")
+    return data
+
+
+def load_brief(path: str | Path) -> Brief:
+    """Load and validate a brief; the product model path is resolved against the brief's folder."""
+    return validate_brief(path, read_brief_data(path))
+
+
+def validate_brief(path: str | Path, data: dict) -> Brief:
+    """The brief that ``data`` describes for a file at ``path``: every field checked, the model found and
+    checked; a BriefError names each bad field (``fields`` maps the dotted field to its problem)."""
+    path = Path(path)
     try:
         brief = Brief.model_validate(data)
     except ValidationError as exc:
-        problems = []
+        fields = {}
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"]) or "brief"
-            problems.append(f"field '{where}': {err['msg'].removeprefix('Value error, ')}")
-        raise BriefError(f"{path}: " + "; ".join(problems)) from None
+            fields.setdefault(where, err["msg"].removeprefix("Value error, "))
+        raise BriefError(f"{path}: " + "; ".join(f"field '{k}': {v}" for k, v in fields.items()), fields) from None
     model = (
         brief.product.model if brief.product.model.is_absolute() else (path.parent / brief.product.model)
     ).resolve()
@@ -236,12 +253,25 @@ def load_brief(path: str | Path) -> Brief:
     if not any(model.is_relative_to(root) for root in roots):
         raise BriefError(
             f"{path}: field 'product.model': {brief.product.model} is outside the brief's folder "
-            f"(and AUTOPLAY_ASSET_ROOTS); put the model beside the brief"
+            f"(and AUTOPLAY_ASSET_ROOTS); put the model beside the brief",
+            {"product.model": "outside the brief's folder"},
         )
     if not model.is_file():
-        raise BriefError(f"{path}: field 'product.model': no model file at {model}")
+        raise BriefError(f"{path}: field 'product.model': no model file at {model}", {"product.model": "no file"})
     try:  # a colourway slot the model lacks, or an absurd size, is the brief's error, found before any render
         check_render_inputs(model, brief.product.colourway)
     except ModelError as exc:
-        raise BriefError(f"{path}: field 'product': {exc}") from None
+        raise BriefError(f"{path}: field 'product': {exc}", {"product": str(exc)}) from None
     return brief.model_copy(update={"product": brief.product.model_copy(update={"model": model.resolve()})})
+
+
+def save_brief(path: str | Path, data: dict) -> tuple[Brief, str]:
+    """Validate ``data`` as the brief at ``path`` and write it there atomically (nothing is written when it
+    is refused); returns the brief and the YAML written."""
+    path = Path(path)
+    brief = validate_brief(path, data)
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    tmp = path.with_name(f".{path.name}.saving")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return brief, text

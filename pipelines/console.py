@@ -23,12 +23,13 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from connectors.event_store import EventStore
-from connectors.ledger import ALL_BRIEFS, Ledger
+from connectors.ledger import ALL_BRIEFS, Action, Ledger
 from connectors.meta import MetaError
 from connectors.users import Session, User, UserError, UserStore
-from creative.brief import Brief
+from creative.brief import Brief, BriefError, load_brief, read_brief_data, save_brief, validate_brief
 from experiments import reporting
 from pipelines import stages
+from pipelines.brief_form import apply_form, decide_approval, form_view, picker_value, waiting_for_approval
 from pipelines.channels import NoChannel
 from pipelines.settings import Settings
 from pipelines.status import brief_status, pause_brief
@@ -46,6 +47,7 @@ HEADERS = {
 }
 
 _pages = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
+_pages.globals["picker_value"] = picker_value
 
 
 @dataclass
@@ -62,6 +64,19 @@ class Console:
     def visible_briefs(self, user: User) -> pd.DataFrame:
         briefs = self.ledger.briefs()
         return briefs[[user.may_see(b) for b in briefs["brand"]]]
+
+    def brief_file(self, user: User, name: str) -> Path:
+        """The brief's YAML file (the format; the form reads and writes it), if this user may see the brief."""
+        self.brief_for(user, name)
+        briefs = self.ledger.briefs().set_index("brief")
+        path = Path(briefs.loc[name, "path"])
+        if not path.is_file():
+            raise HTTPException(404, f"brief {name!r} has no file at {path} any more")
+        return path
+
+    def file_version(self, name: str, path: Path) -> None:
+        """A hand edit of the file shows up: a text the ledger has not seen becomes a version by "file"."""
+        self.ledger.record_brief_version(name, path.read_text(), "file")
 
     def brief_for(self, user: User, name: str) -> Brief:
         """The brief, if this user may see it; 404 otherwise (whether or not it exists)."""
@@ -135,7 +150,11 @@ def create_app(settings: Settings) -> Starlette:
     async def brief_page(request: Request) -> Response:
         session = signed_in(request)
         brief = console.brief_for(session.user, request.path_params["name"])
-        return page(request, "brief.html", session, **brief_view(console, brief))
+        try:
+            waiting = waiting_for_approval(load_brief(console.brief_file(session.user, brief.name)))
+        except (BriefError, HTTPException):
+            waiting = []  # a file being edited by hand that does not validate: the form shows why
+        return page(request, "brief.html", session, waiting=waiting, **brief_view(console, brief))
 
     async def thumbnail(request: Request) -> Response:
         session = signed_in(request)
@@ -150,6 +169,59 @@ def create_app(settings: Settings) -> Starlette:
         if not still.is_file():
             raise HTTPException(404, "no render")
         return FileResponse(still, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+    async def edit(request: Request) -> Response:
+        """The brief in a form: GET shows the file as it is now; POST validates with the brief's own model,
+        writes the file, and keeps the text as a version with who saved it."""
+        session = signed_in(request)
+        name = request.path_params["name"]
+        path = console.brief_file(session.user, name)
+        console.file_version(name, path)
+        data = read_brief_data(path)
+        errors, saved = {}, None
+        if request.method == "POST":
+            await checked_form(request, session)
+            form = await request.form()
+            submitted: dict[str, list[str]] = {}
+            for key, value in form.multi_items():
+                submitted.setdefault(key, []).append(str(value))
+            data = apply_form(data, submitted)
+            try:
+                brief, text = save_brief(path, data)
+            except BriefError as exc:
+                errors = exc.fields or {"brief": str(exc)}
+            else:
+                who = f"console:{session.user.email}"
+                version = console.ledger.record_brief_version(name, text, who)
+                console.ledger.record_brief(brief.name, brief.brand, str(path), brief.model_dump(mode="json"))
+                console.ledger.log_action(Action(name, "edit", who, f"brief saved as version {version}", {}))
+                saved = version
+        versions = console.ledger.brief_versions(name).head(20).to_dict("records")
+        code = 400 if errors else 200
+        return page(request, "edit.html", session, code, name=name, form=form_view(data), errors=errors,
+                    saved=saved, versions=versions)  # fmt: skip
+
+    async def approvals(request: Request) -> Response:
+        """Approve a template family (it may go live) or reject it (it leaves the brief), with a note."""
+        session = signed_in(request)
+        name = request.path_params["name"]
+        path = console.brief_file(session.user, name)
+        form = await checked_form(request, session)
+        template, verdict = str(form.get("template", "")), str(form.get("decision", ""))
+        brief = validate_brief(path, read_brief_data(path))
+        if verdict not in ("approve", "reject") or template not in waiting_for_approval(brief):
+            raise HTTPException(400, f"nothing waits for approval as {template!r} ({verdict!r})")
+        console.file_version(name, path)
+        try:
+            brief, text = save_brief(path, decide_approval(read_brief_data(path), template, verdict == "approve"))
+        except BriefError as exc:
+            raise HTTPException(400, f"{verdict} {template}: {exc}") from None
+        who, note = f"console:{session.user.email}", str(form.get("note", ""))[:500]
+        version = console.ledger.record_brief_version(name, text, who)
+        console.ledger.record_brief(brief.name, brief.brand, str(path), brief.model_dump(mode="json"))
+        details = {"template": template, "version": version}
+        console.ledger.log_action(Action(name, verdict, who, f"template {template}: {note}".rstrip(": "), details))
+        return RedirectResponse(f"/briefs/{name}", status_code=303, headers=HEADERS)
 
     async def control(request: Request) -> Response:
         """GET: a confirmation page; POST (with the CSRF token): pause or resume, recorded as the signed-in user."""
@@ -192,6 +264,8 @@ def create_app(settings: Settings) -> Starlette:
         Route("/", home),
         Route("/briefs/{name}", brief_page),
         Route("/briefs/{name}/thumb/{variant_id}", thumbnail),
+        Route("/briefs/{name}/edit", edit, methods=["GET", "POST"]),
+        Route("/briefs/{name}/approvals", approvals, methods=["POST"]),
         Route("/briefs/{name}/{action}", control, methods=["GET", "POST"]),
         Route("/all/{action}", control, methods=["GET", "POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),

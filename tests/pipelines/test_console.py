@@ -154,3 +154,72 @@ def test_users_are_added_listed_and_removed_from_the_cli(tmp_path, monkeypatch):
     assert bad_role.exit_code == 2 and "role 'owner'" in bad_role.output
     assert runner.invoke(app, ["users", "remove", "zoe@aqua.example"]).exit_code == 0
     assert runner.invoke(app, ["users", "remove", "zoe@aqua.example"]).exit_code == 2
+
+
+def form_fields(page: requests.Response) -> list[tuple[str, str]]:
+    """The fields a browser would submit from the edit form as it is shown (ticked boxes only)."""
+    fields = []
+    for tag in re.findall(r"<input[^>]*>", page.text):
+        name = re.search(r'name="([^"]+)"', tag)
+        value = re.search(r'value="([^"]*)"', tag)
+        if not name or ('type="checkbox"' in tag and "checked" not in tag):
+            continue
+        fields.append((name.group(1), value.group(1) if value else ""))
+    selected = re.search(r'<option value="([^"]+)" selected>', page.text)
+    fields.append(("goal", selected.group(1)))
+    return fields
+
+
+def test_editing_a_brief_validates_beside_the_field_writes_the_yaml_and_keeps_versions(console, deployment_home):
+    url, ledger = console
+    path = ledger.briefs().set_index("brief").loc["aqua-launch", "path"]
+    browser, _ = sign_in(url, "mia@aqua.example")
+    page = browser.get(f"{url}/briefs/aqua-launch/edit")
+    assert page.status_code == 200 and 'name="palette_hex_0"' in page.text
+    fields = [(k, "lots" if k == "daily_budget" else v) for k, v in form_fields(page)]
+    bad = browser.post(f"{url}/briefs/aqua-launch/edit", data=fields)
+    assert bad.status_code == 400 and 'id="err-daily_budget"' in bad.text
+    assert yaml.safe_load(open(path))["daily_budget"] != "lots"  # nothing written
+    fields = [(k, "450" if k == "daily_budget" else v) for k, v in form_fields(page)]
+    fields = [(k, "#2e5e4e" if k == "palette_hex_0" else v) for k, v in fields]
+    saved = browser.post(f"{url}/briefs/aqua-launch/edit", data=fields)
+    assert saved.status_code == 200 and "Saved as version 2" in saved.text
+    on_disk = yaml.safe_load(open(path))
+    assert on_disk["daily_budget"] == 450.0 and on_disk["palette"][0] == "#2e5e4e"
+    assert on_disk["meta"]["account_id"]  # fields the form does not edit are kept
+    versions = ledger.brief_versions("aqua-launch")
+    assert list(versions["actor"]) == ["console:mia@aqua.example", "file"]
+    with open(path, "a") as f:  # a hand edit shows up as a version of its own
+        f.write("# edited by hand\n")
+    assert "edited by hand" not in browser.get(f"{url}/briefs/aqua-launch/edit").text
+    assert ledger.brief_versions("aqua-launch").iloc[0]["actor"] == "file"
+    assert browser.post(f"{url}/briefs/other-launch/edit", data=fields).status_code == 404
+
+
+def test_a_new_template_family_waits_for_approval_and_is_approved_or_rejected_with_a_note(console):
+    url, ledger = console
+    path = ledger.briefs().set_index("brief").loc["aqua-launch", "path"]
+    data = yaml.safe_load(open(path))
+    data["templates"] = [*data["templates"], "spotlight", "minimal"]
+    data["autoplay"]["approved_templates"] = [t for t in data["templates"] if t not in ("spotlight", "minimal")]
+    with open(path, "w") as f:
+        yaml.safe_dump(data, f)
+    browser, _ = sign_in(url, "mia@aqua.example")
+    page = browser.get(f"{url}/briefs/aqua-launch")
+    assert "Waiting for approval" in page.text and "Approve spotlight" in page.text
+    token = csrf_of(page)
+    approvals = f"{url}/briefs/aqua-launch/approvals"
+    assert browser.post(approvals, data={"template": "spotlight", "decision": "approve"}).status_code == 403
+    answer = browser.post(approvals, data={"csrf": token, "template": "spotlight", "decision": "approve",
+                                           "note": "fits the winter look"})  # fmt: skip
+    assert answer.status_code == 200 and "Approve spotlight" not in answer.text
+    browser.post(approvals, data={"csrf": token, "template": "minimal", "decision": "reject", "note": "off brand"})
+    on_disk = yaml.safe_load(open(path))
+    assert "spotlight" in on_disk["autoplay"]["approved_templates"] and "minimal" not in on_disk["templates"]
+    assert browser.post(approvals, data={"csrf": token, "template": "hero", "decision": "approve"}).status_code == 400
+    actions = ledger.actions("aqua-launch")
+    assert list(actions["action"].tail(2)) == ["approve", "reject"]
+    assert list(actions["reason"].tail(2)) == [
+        "template spotlight: fits the winter look",
+        "template minimal: off brand",
+    ]
