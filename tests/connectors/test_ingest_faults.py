@@ -24,6 +24,8 @@ from connectors.kafka_events import EventIngestor, EventProducer
 from connectors.ledger import Ledger
 from tests.netns import NetnsHost
 
+pytestmark = pytest.mark.slow  # Blender, the real broker or the sandboxes: the integration lane
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NOW = datetime.now(UTC).replace(microsecond=0)
 VARIANTS = [f"v{i:03d}" for i in range(20)]

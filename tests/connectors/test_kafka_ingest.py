@@ -10,6 +10,8 @@ from connectors.events import AdditiveEvent, BadEvent, MetricSnapshot, parse_eve
 from connectors.kafka_broker import ensure_topics
 from connectors.kafka_events import EventIngestor, EventProducer
 
+pytestmark = pytest.mark.slow  # Blender, the real broker or the sandboxes: the integration lane
+
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
 
 

@@ -24,6 +24,8 @@ from connectors.sandbox.meta_graph import MetaGraphSandbox
 from experiments.market import SimulatedMarket
 from tests.conftest import REPO, rendered_folder
 
+pytestmark = pytest.mark.slow  # the SDKs over real HTTP against the sandboxes: the integration lane
+
 TOKEN = "sandbox-secret-token-9c2e"
 
 

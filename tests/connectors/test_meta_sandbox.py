@@ -12,6 +12,8 @@ from connectors.sandbox.meta_graph import MetaGraphSandbox
 from experiments.market import SimulatedMarket
 from tests.conftest import WATERBOTTLE  # noqa: F401  (keeps the shared fixtures importable)
 
+pytestmark = pytest.mark.slow  # the SDKs over real HTTP against the sandboxes: the integration lane
+
 TOKEN = "sandbox-secret-token-4b1d"
 
 

@@ -20,6 +20,8 @@ from connectors.sandbox.shopify_admin import ShopifySandbox
 from connectors.shopify import RenderToAttach, ShopifyAdmin, ShopifyError
 from connectors.storefront_ingest import verify_hmac
 
+pytestmark = pytest.mark.slow  # the SDKs over real HTTP against the sandboxes: the integration lane
+
 TOKEN = "shpat_sandbox_secret_7f3a9c"
 APP_SECRET = "shopify-app-secret-0d9e1b"
 PRODUCT = "gid://shopify/Product/8000000000001"

@@ -19,6 +19,8 @@ from experiments.market import SimulatedMarket
 from pipelines import stages
 from tests.conftest import rendered_folder
 
+pytestmark = pytest.mark.slow  # Blender, the real broker or the sandboxes: the integration lane
+
 TOKEN = "stage-test-token-3f9a7c"
 ACTOR = "test"
 DAY = date(2026, 11, 1)

@@ -11,6 +11,8 @@ from pipelines.cli import app
 from pipelines.settings import SecretsFileError, load_secrets, load_settings
 from tests.conftest import rendered_folder
 
+pytestmark = pytest.mark.slow  # the SDKs over real HTTP against the sandboxes: the integration lane
+
 META_TOKEN = "meta-sandbox-token-5e8f1a"
 SHOP_TOKEN = "shpat_sandbox_token_77c1d2"
 

@@ -2,12 +2,15 @@
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from creative.vocabulary import TEMPLATES
 from pipelines.cli import app
 from tests.conftest import WATERBOTTLE
 from tests.rendering.corpus import write_corpus
+
+pytestmark = pytest.mark.slow  # Blender, the real broker or the sandboxes: the integration lane
 
 runner = CliRunner()
 

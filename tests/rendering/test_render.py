@@ -17,6 +17,8 @@ from rendering.video import describe
 from tests.conftest import WATERBOTTLE
 from tests.rendering.models import broken_glb, lying_bottle_obj, mug_blend
 
+pytestmark = pytest.mark.slow  # Blender, the real broker or the sandboxes: the integration lane
+
 BLUE = "#1F6FEB"
 PER_WORKER = 6
 
