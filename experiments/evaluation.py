@@ -61,6 +61,24 @@ def snips(rewards, logging_propensities, target_propensities) -> Estimate:
     return Estimate("snips", value, value - half, value + half, len(r), _effective_n(w))
 
 
+def snips_counts(successes, trials, logging_propensities, target_propensities) -> Estimate:
+    """SNIPS over aggregated rows: each row stands for ``trials`` decisions with the same propensities, of
+    which ``successes`` earned reward 1. The same value and interval as ``snips`` on the expanded rows,
+    in memory of the row count, not the impression count."""
+    t = _array(trials, "trials")
+    s = np.minimum(_array(successes, "successes", len(t)), t)
+    _, w = _weights(np.zeros(len(t)), logging_propensities, target_propensities)
+    n, total = t.sum(), (w * t).sum()
+    if total <= 0:
+        raise ValueError("the target policy gives probability 0 to every logged action; nothing to estimate")
+    value = float((w * s).sum() / total)
+    mean_w = total / n
+    squares = (w**2 * (s * (1 - value) ** 2 + (t - s) * value**2)).sum() / mean_w**2
+    half = Z_95 * np.sqrt(squares / (n - 1)) / np.sqrt(n) if n > 1 else np.inf
+    effective = float(total**2 / (w**2 * t).sum())
+    return Estimate("snips", value, value - half, value + half, int(n), effective)
+
+
 def dr(rewards, logging_propensities, target_propensities, predicted_rewards, target_predicted_rewards) -> Estimate:
     """Doubly robust: the reward model's value of the target policy, corrected by weighted residuals.
 

@@ -226,6 +226,17 @@ def budgets_in_cents(
     return pd.Series(cents.astype(int), index=shares.index, name="daily_budget_cents")
 
 
+def logged_propensities(budgets: pd.Series) -> pd.Series:
+    """The share of the day each variant was given, as delivery follows it: its budget over the total.
+
+    This, not the Thompson share, is the logging policy that ran: budgets are floored at the platform minimum
+    and move at most ``max_budget_step`` a day, so offline evaluation must weigh outcomes by them."""
+    total = float(budgets.sum())
+    if total <= 0:
+        raise ValueError("no budget to share: every live variant has 0")
+    return budgets.astype(float) / total
+
+
 @dataclass(frozen=True)
 class AdSetting:
     ad_id: str

@@ -65,7 +65,7 @@ def model_requirements() -> list[str]:
 def log_policy_model(model: PolicyModel, registered_name: str) -> str:
     """Log the policy in the active run, register a new version, point ``challenger`` at it; returns the version.
 
-    The experiments and rendering packages travel with the model (code paths), so it loads without this repo.
+    The experiments, rendering and creative packages travel with the model (code paths), so it loads without this repo.
     """
     # no input schema: "allocate" and "propose" take different columns; the params schema lets callers pass
     # the action (without it MLflow drops params)
@@ -80,7 +80,7 @@ def log_policy_model(model: PolicyModel, registered_name: str) -> str:
             info = mlflow.pyfunc.log_model(
                 name="policy",
                 python_model=model,
-                code_paths=[str(ROOT / "experiments"), str(ROOT / "rendering")],
+                code_paths=[str(ROOT / "experiments"), str(ROOT / "rendering"), str(ROOT / "creative")],
                 signature=signature,
                 registered_model_name=registered_name,
                 pip_requirements=model_requirements(),  # given, not inferred: inference costs seconds a model

@@ -45,6 +45,8 @@ def log_training(
     tags: dict | None = None,
     policy_model: PolicyModel | None = None,
     registered_name: str | None = None,
+    tables: dict[str, pd.DataFrame] | None = None,
+    plots: list[Path] | None = None,
 ) -> str:
     """Log one training as an MLflow run; returns the run id.
 
@@ -63,6 +65,11 @@ def log_training(
             mlflow.log_artifact(str(learning_curve(history, Path(tmp) / "learning_curve.png")), "plots")
         for image in images:
             mlflow.log_artifact(str(image), "contact_sheets")
+        for name, table in (tables or {}).items():
+            table.to_csv(Path(tmp) / name, index=False)
+            mlflow.log_artifact(str(Path(tmp) / name))
+        for plot in plots or []:
+            mlflow.log_artifact(str(plot), "plots")
         if policy_model is not None:
             log_policy_model(policy_model, registered_name)
         return run.info.run_id

@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import pandas as pd
 import typer
 from rich.table import Table
 
@@ -293,8 +294,57 @@ def audit(
     console.print(table)
 
 
+def insights(
+    brand: str = typer.Option(None, "--brand", help="one brand's briefs (and the catalog beside them)"),
+    brief: str = typer.Option(None, "--brief", help="one brief"),
+    goal: str = typer.Option("ctr", help="the metric: ctr, conversion_rate or roas"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+    plot: Path = typer.Option(None, help="write the lift chart here (PNG)"),
+) -> None:
+    """What wins, by factor: each level's lift in the goal against the most-tried level, with a 95% interval,
+    per brand and across the catalog (evidence pooled, not yet partially pooled)."""
+    from creative.brief import Brief
+    from experiments import reporting
+    from experiments.planning import GOAL_COLUMNS
+    from pipelines.stages import variant_evidence
+
+    if goal not in GOAL_COLUMNS:
+        fail(f"--goal {goal!r}: choose one of {sorted(GOAL_COLUMNS)}")
+    settings, ledger = _ledger()
+    from connectors.event_store import EventStore
+
+    store = EventStore(settings.event_store_path)
+    recorded = ledger.briefs()
+    if brief is not None and brief not in set(recorded["brief"]):
+        fail(f"--brief {brief!r}: no such brief in the ledger (briefs: {', '.join(recorded['brief']) or 'none'})")
+    if brand is not None and brand not in set(recorded["brand"]):
+        brands = ", ".join(sorted(set(recorded["brand"])))
+        fail(f"--brand {brand!r}: no brief of that brand in the ledger (brands: {brands})")
+    frames = [
+        variant_evidence(Brief.model_validate(json.loads(r.spec)), ledger, store, goal) for r in recorded.itertuples()
+    ]
+    evidence = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    scopes = [("catalog", evidence)]
+    if brand is not None:
+        scopes.append((brand, evidence[evidence["brand"] == brand]))
+    if brief is not None:
+        scopes.append((brief, evidence[evidence["brief"] == brief]))
+    if brand is None and brief is None:
+        scopes += [(b, evidence[evidence["brand"] == b]) for b in sorted(set(evidence.get("brand", [])))]
+    lifts = pd.concat([reporting.factor_lifts(e, name) for name, e in scopes], ignore_index=True)
+    if plot is not None and len(lifts):
+        reporting.lift_plot(lifts, plot)
+    if as_json:
+        print(json.dumps({"goal": goal, "lifts": lifts.to_dict("records")}, indent=2))
+        return
+    for row in lifts.to_dict("records"):
+        console.print(reporting.lift_sentence(row), highlight=False)
+    if plot is not None:
+        console.print(f"chart: {plot}")
+
+
 def register(app: typer.Typer) -> None:
-    for command in (up, demo, pause, resume, status, audit):
+    for command in (up, demo, pause, resume, status, audit, insights):
         app.command()(command)
     app.command("pause-all")(pause_all)
 

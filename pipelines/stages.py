@@ -24,7 +24,7 @@ from connectors.shopify import RenderToAttach, ShopifyAdmin
 from creative.brief import Brief
 from creative.decision import Decision
 from creative.vocabulary import VariantFactors
-from experiments import evaluation, planning
+from experiments import evaluation, planning, reporting
 from experiments.cadence import BriefProgress
 from experiments.policy_model import PolicyModel
 from experiments.tracking import TrackingTarget, log_training
@@ -350,6 +350,7 @@ def allocate(
     events = planning.evidence(brief, live, brief_daily(ledger, store, brief))
     shares = planning.allocate(brief, events, np.random.default_rng([seed, generation, today.toordinal()]))
     budgets = planning.budgets_in_cents(brief, shares, previous_budgets(ledger, brief))
+    ran = planning.logged_propensities(budgets)
     plan = planning.adset_plan(pubs, budgets, brief.autoplay.activate, MIN_BUDGET_CENTS)
     for variant_id, ad in plan.ads.items():
         meta.set_ad_status(ad.ad_id, ad.active)
@@ -364,9 +365,9 @@ def allocate(
                 "allocate",
                 vid,
                 None,
-                float(s),
+                float(ran[vid]),
                 policy_version=f"ts-g{generation}",
-                details={"daily_budget_cents": int(budgets[vid]), "day": today.isoformat()},
+                details={"daily_budget_cents": int(budgets[vid]), "day": today.isoformat(), "thompson_share": s},
             )
             for vid, s in shares.items()
         ],
@@ -432,6 +433,20 @@ def brief_daily(ledger: Ledger, store: EventStore, brief: Brief) -> pd.DataFrame
     return store.variant_daily(ledger.publications(brief.name, "meta")["ad_id"].tolist())
 
 
+def variant_evidence(brief: Brief, ledger: Ledger, store: EventStore, goal: str) -> pd.DataFrame:
+    """One row per rendered variant of the brief: brand, brief, its factors, and ``goal``'s successes and
+    trials over everything its ads served (zero for a variant not served yet)."""
+    num, den = planning.GOAL_COLUMNS[goal]
+    variants = ledger.variants(brief.name)
+    variants = variants[variants["render_status"] == "rendered"]
+    daily = brief_daily(ledger, store, brief)
+    totals = daily.groupby("variant_id")[[num, den]].sum() if len(daily) else pd.DataFrame(columns=[num, den])
+    frame = variants[["variant_id", "template", "colour", "aspect"]].merge(
+        totals.rename(columns={num: "successes", den: "trials"}), left_on="variant_id", right_index=True, how="left"
+    )
+    return frame.fillna({"successes": 0.0, "trials": 0.0}).assign(brand=brief.brand, brief=brief.name)
+
+
 def ingest(ingestor: EventIngestor) -> IngestStats:
     """Read the topic up to the end offsets it has now (no idle wait), into the store."""
     return ingestor.run(until_idle=True)
@@ -477,6 +492,10 @@ def train(
         .reset_index()
     )
     sheet = generation_sheet(brief, ledger, board, generation, sheets_dir)
+    lifts = reporting.factor_lifts(variant_evidence(brief, ledger, store, brief.goal), brief.name)
+    lift_chart = sheet.with_name(f"factor-lifts-{generation}.png")
+    if len(lifts):
+        reporting.lift_plot(lifts, lift_chart)
     num, den = planning.GOAL_COLUMNS[brief.goal]
     model = fit_policy_model(brief, ledger, store, seed)
     live_ids = list(latest.index)
@@ -513,6 +532,8 @@ def train(
         board=board,
         history=history,
         images=[sheet],
+        tables={"factor_lifts.csv": lifts},
+        plots=[lift_chart] if len(lifts) else [],
         tags={"autoplay.brief": brief.name, "autoplay.generation": str(generation)},
         policy_model=model,
         registered_name=registered_model_name(brief),
@@ -566,16 +587,16 @@ def logged_allocations(brief: Brief, ledger: Ledger, store: EventStore) -> pd.Da
 
 
 def offline_estimate(model, log: pd.DataFrame) -> evaluation.Estimate:
-    """SNIPS value of ``model`` (a loaded pyfunc) on the logged allocations, one row per trial."""
+    """SNIPS value of ``model`` (a loaded pyfunc) on the logged allocations (one row per variant and day,
+    standing for its trials)."""
     target = []
     for _, day in log.groupby("day", sort=False):
         shares = model.predict(day[["variant_id"]], params={"action": "allocate"})
         target.append(day["variant_id"].map(dict(zip(shares["variant_id"], shares["share"]))))
     log = log.assign(target=pd.concat(target).reindex(log.index))
-    trials = log["trials"].round().astype(int).to_numpy()
-    successes = np.minimum(log["successes"].round().astype(int).to_numpy(), trials)
-    rewards = np.concatenate([np.r_[np.ones(s), np.zeros(t - s)] for s, t in zip(successes, trials)])
-    return evaluation.snips(rewards, np.repeat(log["propensity"], trials), np.repeat(log["target"], trials))
+    log = log[log["trials"].round() > 0]
+    trials = log["trials"].round().to_numpy()
+    return evaluation.snips_counts(log["successes"].round(), trials, log["propensity"], log["target"])
 
 
 def promote(brief: Brief, ledger: Ledger, store: EventStore, tracking: TrackingTarget, actor: str) -> dict:

@@ -63,3 +63,18 @@ def test_open_bandit_dataset_uniform_ctr_from_the_thompson_log():
     for est in estimates:
         assert est.contains(truth), est
         assert est.n == 10_000 and 0 < est.effective_n < 10_000
+
+
+def test_snips_over_counts_equals_snips_over_the_expanded_trials():
+    from experiments.evaluation import snips, snips_counts
+
+    rng = np.random.default_rng(3)
+    trials = rng.integers(1, 400, size=12)
+    successes = rng.binomial(trials, 0.05)
+    logging, target = rng.uniform(0.05, 0.6, 12), rng.uniform(0.0, 0.6, 12)
+    rewards = np.concatenate([np.r_[np.ones(s), np.zeros(t - s)] for s, t in zip(successes, trials)])
+    expanded = snips(rewards, np.repeat(logging, trials), np.repeat(target, trials))
+    counted = snips_counts(successes, trials, logging, target)
+    for field in ("value", "low", "high", "effective_n"):
+        assert getattr(counted, field) == pytest.approx(getattr(expanded, field), rel=1e-9)
+    assert counted.n == expanded.n == trials.sum()

@@ -160,3 +160,13 @@ def test_allocation_keeps_the_exploration_floor_and_sums_to_one(arms, seed):
     shares = planning.allocate(BRIEF, planning.evidence(BRIEF, variants, daily(rows)), np.random.default_rng(seed))
     assert shares.sum() == pytest.approx(1.0)
     assert (shares >= BRIEF.autoplay.exploration_floor - 1e-12).all()
+
+
+def test_the_logged_propensity_is_the_budget_share_that_ran_not_the_thompson_share():
+    shares = pd.Series({"a": 0.9, "b": 0.05, "c": 0.05})
+    previous = pd.Series({"a": 10_000, "b": 10_000, "c": 10_000})  # yesterday's budgets: the step holds them
+    budgets = planning.budgets_in_cents(BRIEF, shares, previous)
+    ran = planning.logged_propensities(budgets)
+    assert ran.sum() == pytest.approx(1.0)
+    assert ran["a"] < 0.5 < shares["a"]  # delivery followed the clamped budgets
+    assert ran.to_dict() == pytest.approx((budgets / budgets.sum()).to_dict())

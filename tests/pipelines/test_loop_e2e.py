@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 import yaml
 from dagster import DagsterInstance
@@ -74,6 +75,18 @@ def test_each_days_budgets_stay_within_each_cap(loop_run):
     for day in reporter.days.values():
         for cents in day["spend_cents"].values():
             assert cents <= 60000  # both briefs' daily cap is 600
+    settings = loop_run[0]
+    from connectors.event_store import EventStore
+    from connectors.ledger import Ledger
+
+    decisions = Ledger(EventStore(settings.event_store_path)).decisions("waterbottle-launch")
+    alloc = decisions[decisions["kind"] == "allocate"]
+    details = pd.DataFrame([json.loads(f) for f in alloc["factors"]], index=alloc.index)
+    for _, day in details.assign(propensity=alloc["propensity"]).groupby("day"):
+        # the logged propensity is the budget share that ran, not the Thompson share before the guardrails
+        assert day["propensity"].to_numpy() == pytest.approx(
+            (day["daily_budget_cents"] / day["daily_budget_cents"].sum()).to_numpy()
+        )
 
 
 def test_status_and_audit_read_the_ledger_with_nothing_running(loop_run):
@@ -100,6 +113,27 @@ def test_status_and_audit_read_the_ledger_with_nothing_running(loop_run):
     assert {"plan", "render", "publish", "allocate", "train", "pause", "resume"} <= kinds
     assert {a["actor"] for a in audit if a["action"] == "pause"} == {"cli:test"}
     assert all(a["actor"].startswith("dagster:autoplay_sensor:") for a in audit if a["action"] == "allocate")
+
+
+def test_insights_find_the_winning_template_and_colour_per_brand_and_across_the_catalog(loop_run, tmp_path):
+    settings, _, _ = loop_run
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    env = {"AUTOPLAY_HOME": str(settings.home)}
+    chart = tmp_path / "lifts.png"
+    out = CliRunner().invoke(app, ["insights", "--brand", "Aqua Co", "--json", "--plot", str(chart)], env=env)
+    assert out.exit_code == 0, out.output
+    lifts = json.loads(out.output)["lifts"]
+    assert {r["scope"] for r in lifts} == {"catalog", "Aqua Co"}
+    for scope in ("catalog", "Aqua Co"):  # the easy market boosts podium and #1F6FEB: the others lose, surely
+        rows = {(r["factor"], r["level"]): r for r in lifts if r["scope"] == scope}
+        assert rows[("template", "studio")]["reference"] == "podium"
+        assert rows[("template", "studio")]["lift_high"] < 0 and rows[("colour", "#E8D5C4")]["lift_high"] < 0
+    assert chart.stat().st_size > 10_000
+    bad = CliRunner().invoke(app, ["insights", "--brand", "Nobody"], env=env)
+    assert bad.exit_code == 2 and "no brief of that brand" in bad.output
 
 
 def test_events_reached_the_store_through_kafka(loop_run):
@@ -142,7 +176,7 @@ def test_each_training_is_an_mlflow_run_with_leaderboard_and_contact_sheet(loop_
         Path(settings.mlflow_tracking_uri.removeprefix("sqlite:///")).parent.as_uri()
     )
     artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
-    assert {"leaderboard.csv", "plots", "contact_sheets"} <= artifacts
+    assert {"leaderboard.csv", "factor_lifts.csv", "plots", "contact_sheets"} <= artifacts
     assert all(sheet.is_file() for sheet in result.sheets) and len(result.sheets) == GENERATIONS
     metrics = runs[0].data.metrics
     assert {"expected_regret_per_trial", "offline_snips_challenger"} <= set(metrics)
