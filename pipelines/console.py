@@ -12,6 +12,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -23,6 +24,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from connectors.event_store import EventStore
+from connectors.ingest_server import Refused, read_body
 from connectors.ledger import ALL_BRIEFS, Action, Ledger
 from connectors.meta import MetaError
 from connectors.users import Session, User, UserError, UserStore
@@ -37,6 +39,8 @@ from pipelines.status import brief_status, pause_brief
 HERE = Path(__file__).parent / "console_files"
 log = logging.getLogger("autoplay.console")
 SESSION_COOKIE = "autoplay_session"
+MAX_FORM_BYTES = 64 * 1024
+MAX_FORM_FIELDS = 400
 SIGNIN_COOKIE = "autoplay_signin_csrf"
 HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; form-action 'self'; "
@@ -101,11 +105,15 @@ def create_app(settings: Settings) -> Starlette:
             raise HTTPException(303, headers={"Location": f"/signin?next={request.url.path}"})
         return session
 
-    async def checked_form(request: Request, session: Session) -> dict:
-        form = dict(await request.form())
-        if not secrets.compare_digest(str(form.get("csrf", "")), session.csrf):
+    async def checked_fields(request: Request, session: Session) -> dict[str, list[str]]:
+        """The post's fields, once its CSRF token is the session's (403 otherwise)."""
+        fields = await form_fields(request)
+        if not secrets.compare_digest((fields.get("csrf") or [""])[-1], session.csrf):
             raise HTTPException(403, "missing or wrong CSRF token: reload the page and try again")
-        return form
+        return fields
+
+    async def checked_form(request: Request, session: Session) -> dict[str, str]:
+        return {k: v[-1] for k, v in (await checked_fields(request, session)).items()}
 
     async def signin(request: Request) -> Response:
         if request.method == "GET":
@@ -113,7 +121,7 @@ def create_app(settings: Settings) -> Starlette:
             response = page(request, "signin.html", None, csrf=token, next=_safe_next(request.query_params.get("next")))
             response.set_cookie(SIGNIN_COOKIE, token, httponly=True, samesite="strict", secure=_https(request))
             return response
-        form = dict(await request.form())
+        form = {k: v[-1] for k, v in (await form_fields(request)).items()}
         cookie = request.cookies.get(SIGNIN_COOKIE, "")
         if not cookie or not secrets.compare_digest(str(form.get("csrf", "")), cookie):
             raise HTTPException(403, "missing or wrong CSRF token: reload the sign-in page")
@@ -180,12 +188,7 @@ def create_app(settings: Settings) -> Starlette:
         data = read_brief_data(path)
         errors, saved = {}, None
         if request.method == "POST":
-            await checked_form(request, session)
-            form = await request.form()
-            submitted: dict[str, list[str]] = {}
-            for key, value in form.multi_items():
-                submitted.setdefault(key, []).append(str(value))
-            data = apply_form(data, submitted)
+            data = apply_form(data, await checked_fields(request, session))
             try:
                 brief, text = save_brief(path, data)
             except BriefError as exc:
@@ -271,6 +274,27 @@ def create_app(settings: Settings) -> Starlette:
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: not_allowed, Exception: broken})
+
+
+async def form_fields(request: Request) -> dict[str, list[str]]:
+    """A form post's fields (each with all its values), read with the same limits as the ingest endpoint:
+    at most ``MAX_FORM_BYTES`` and ``MAX_FORM_FIELDS``, URL-encoded only (the console's forms are)."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip()
+    try:
+        body = await read_body(request, MAX_FORM_BYTES)
+        if kind != "application/x-www-form-urlencoded" and (body or kind):
+            raise HTTPException(415, f"a form post is application/x-www-form-urlencoded, not {kind or 'untyped'}")
+        pairs = parse_qsl(body.decode(), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
+    except Refused as exc:
+        raise HTTPException(exc.status, exc.reason) from None
+    except UnicodeDecodeError:
+        raise HTTPException(400, "the form is not UTF-8") from None
+    except ValueError:
+        raise HTTPException(413, f"more than {MAX_FORM_FIELDS} form fields") from None
+    fields: dict[str, list[str]] = {}
+    for key, value in pairs:
+        fields.setdefault(key, []).append(value)
+    return fields
 
 
 def brief_view(console: Console, brief: Brief) -> dict:

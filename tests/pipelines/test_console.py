@@ -223,3 +223,18 @@ def test_a_new_template_family_waits_for_approval_and_is_approved_or_rejected_wi
         "template spotlight: fits the winter look",
         "template minimal: off brand",
     ]
+
+
+def test_oversized_crowded_or_foreign_bodies_are_refused_before_anything_is_read_into_a_form(console):
+    url, ledger = console
+    browser, answer = sign_in(url, "mia@aqua.example")
+    token = csrf_of(answer)
+    pause = f"{url}/briefs/aqua-launch/pause"
+    assert browser.post(pause, data={"csrf": token, "reason": "x" * 200_000}).status_code == 413
+    crowded = "&".join(f"f{i}=1" for i in range(1000)) + f"&csrf={token}"
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    assert browser.post(pause, data=crowded, headers=headers).status_code == 413
+    assert browser.post(pause, json={"csrf": token}).status_code == 415
+    assert browser.post(pause, data=b"csrf=\xff\xfe", headers=headers).status_code == 400
+    assert not ledger.is_paused("aqua-launch")
+    assert browser.get(f"{url}/briefs/aqua-launch/thumb/..%2F..%2Fetc%2Fpasswd").status_code == 404
