@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -39,6 +40,7 @@ SESSION_TTL = timedelta(hours=12)
 MIN_PASSWORD = 10
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _HASHER = PasswordHasher()
+_FAILURES = threading.Lock()
 # verified against when the email is unknown, so a wrong email costs the same time as a wrong password
 _DUMMY_HASH = _HASHER.hash("not a password of anyone")
 
@@ -115,20 +117,25 @@ class UserStore:
         if row is None:
             _verify(_DUMMY_HASH, password)
             raise UserError("wrong email or password")
-        role, brands, hashed, failed, locked_until = row
+        role, brands, hashed, _, locked_until = row
         if locked_until is not None and locked_until > now:
             raise UserError("too many failed sign-ins: this account is locked for a while; try again later")
         if not _verify(hashed, password):
-            failed += 1
-            lock = now + timedelta(seconds=LOCKOUT_S) if failed >= MAX_FAILED else None
-            with self.store.connect() as con:
-                con.execute(
-                    "update users set failed_signins = ?, locked_until = ? where email = ?",
-                    [0 if lock else failed, lock, email],
-                )
+            # counted in the database, one update at a time (DuckDB refuses two writers of one row at once;
+            # another process waits for the file), so guesses made at once all count
+            with _FAILURES, self.store.connect() as con:
+                (failed,) = con.execute(
+                    "update users set failed_signins = failed_signins + 1 where email = ? returning failed_signins",
+                    [email],
+                ).fetchone()
+                if failed >= MAX_FAILED:
+                    con.execute(
+                        "update users set failed_signins = 0, locked_until = ? where email = ?",
+                        [now + timedelta(seconds=LOCKOUT_S), email],
+                    )
             raise UserError("wrong email or password")
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-        with self.store.connect() as con:
+        with _FAILURES, self.store.connect() as con:
             con.execute("update users set failed_signins = 0, locked_until = null where email = ?", [email])
             con.execute("delete from console_sessions where expires_at < ?", [now])
             con.execute(

@@ -238,3 +238,23 @@ def test_oversized_crowded_or_foreign_bodies_are_refused_before_anything_is_read
     assert browser.post(pause, data=b"csrf=\xff\xfe", headers=headers).status_code == 400
     assert not ledger.is_paused("aqua-launch")
     assert browser.get(f"{url}/briefs/aqua-launch/thumb/..%2F..%2Fetc%2Fpasswd").status_code == 404
+
+
+def test_guesses_made_at_once_all_count_towards_the_lockout(deployment_home):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from connectors.users import UserError
+
+    settings, _ = deployment_home
+    users = UserStore(EventStore(settings.event_store_path))
+
+    def guess(_):
+        try:
+            users.sign_in("mia@aqua.example", "not her password")
+        except UserError as exc:
+            return str(exc)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(guess, range(MAX_FAILED)))
+    with pytest.raises(UserError, match="locked"):
+        users.sign_in("mia@aqua.example", PASSWORD)
