@@ -171,12 +171,15 @@ def create_app(settings: Settings) -> Starlette:
         vid = request.path_params["variant_id"]
         if vid not in variants.index or not isinstance(variants.loc[vid, "render_dir"], str):
             raise HTTPException(404, "no render")
-        still = Path(variants.loc[vid, "render_dir"]) / "still.jpg"
-        if not still.is_file():
-            still = still.with_name("poster.jpg")
-        if not still.is_file():
+        folder = Path(variants.loc[vid, "render_dir"])
+        if request.url.path.split("/")[3] == "video":  # the turntable that plays in the leaderboard
+            names, media = ["turntable.mp4"], "video/mp4"
+        else:
+            names, media = ["still.jpg", "poster.jpg"], "image/jpeg"
+        found = [folder / n for n in names if (folder / n).is_file()]
+        if not found:
             raise HTTPException(404, "no render")
-        return FileResponse(still, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+        return FileResponse(found[0], media_type=media, headers={"Cache-Control": "private, max-age=3600"})
 
     async def edit(request: Request) -> Response:
         """The brief in a form: GET shows the file as it is now; POST validates with the brief's own model,
@@ -267,6 +270,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/", home),
         Route("/briefs/{name}", brief_page),
         Route("/briefs/{name}/thumb/{variant_id}", thumbnail),
+        Route("/briefs/{name}/video/{variant_id}", thumbnail),
         Route("/briefs/{name}/edit", edit, methods=["GET", "POST"]),
         Route("/briefs/{name}/approvals", approvals, methods=["POST"]),
         Route("/briefs/{name}/{action}", control, methods=["GET", "POST"]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -258,3 +259,19 @@ def test_guesses_made_at_once_all_count_towards_the_lockout(deployment_home):
         list(pool.map(guess, range(MAX_FAILED)))
     with pytest.raises(UserError, match="locked"):
         users.sign_in("mia@aqua.example", PASSWORD)
+
+
+def test_a_turntable_plays_from_its_poster_in_the_leaderboard(console, tmp_path):
+    url, ledger = console
+    folder = Path(ledger.variants("aqua-launch").iloc[0]["render_dir"])
+    (folder / "still.jpg").rename(folder / "poster.jpg")
+    (folder / "turntable.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    ledger._execute("update variants set kind = 'turntable' where brief = 'aqua-launch'")
+    browser, _ = sign_in(url, "mia@aqua.example")
+    page = browser.get(f"{url}/briefs/aqua-launch")
+    assert re.search(r'<video src="/briefs/aqua-launch/video/[\w-]+" poster="/briefs/aqua-launch/thumb/', page.text)
+    vid = ledger.variants("aqua-launch").iloc[0]["variant_id"]
+    video = browser.get(f"{url}/briefs/aqua-launch/video/{vid}")
+    assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
+    assert browser.get(f"{url}/briefs/aqua-launch/thumb/{vid}").headers["content-type"] == "image/jpeg"
+    assert browser.get(f"{url}/briefs/other-launch/video/vother").status_code == 404
