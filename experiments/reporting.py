@@ -97,6 +97,7 @@ def factor_lifts(
     rows = []
     for factor in FACTOR_NAMES:
         levels = evidence.groupby(factor)[["successes", "trials"]].sum() if len(evidence) else pd.DataFrame()
+        levels = levels[levels["trials"] > 0] if len(levels) else levels  # an untried level says nothing yet
         if levels.empty:
             continue
         reference = str(levels["trials"].idxmax())

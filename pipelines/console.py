@@ -8,6 +8,7 @@ token (sign-in: a double-submit cookie); sessions live in HttpOnly, SameSite=Str
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from dataclasses import dataclass
@@ -340,6 +341,16 @@ def brief_view(console: Console, brief: Brief) -> dict:
     effects = reporting.factor_effects(brief, variants.reset_index(), daily)
     curve = reporting.learning_curve(brief, traffic, daily, ledger.generations(brief.name))
     actions = ledger.actions(brief.name).tail(50).iloc[::-1]
+    catalog = pd.concat(
+        [stages.variant_evidence(Brief.model_validate(json.loads(r.spec)), ledger, store, brief.goal)
+         for r in ledger.briefs().itertuples()],
+        ignore_index=True,
+    )  # fmt: skip
+    lifts = pd.concat(
+        [reporting.factor_lifts(catalog[catalog["brand"] == brief.brand], brief.brand),
+         reporting.factor_lifts(catalog, "all brands")],
+        ignore_index=True,
+    )  # fmt: skip
     return {
         "brief": brief,
         "status": status,
@@ -351,6 +362,7 @@ def brief_view(console: Console, brief: Brief) -> dict:
         ],
         "curve": line_chart_svg(curve, brief.goal),
         "actions": actions.to_dict("records"),
+        "lifts": [reporting.lift_sentence(r) for r in lifts.to_dict("records") if r["level"] != r["reference"]],
     }
 
 

@@ -130,6 +130,8 @@ def test_a_marketer_signs_in_reads_her_brief_pauses_it_and_signs_out(console_url
     loaded = images_loaded(page)
     assert loaded and all(loaded), "every variant's thumbnail loads"
     assert page.locator("figure svg").count() == 4  # template, colour, aspect, learning curve
+    lifts = page.inner_text("ul.lifts")
+    assert "against podium (Aqua Co" in lifts and "against podium (all brands" in lifts  # what wins, with intervals
     shoot(page, "brief")
     states = page.eval_on_selector_all("table tbody td.state", "cells => cells.map(c => c.textContent)")
     assert set(states) <= {"live", "paused", "retired", "in review", "rendering", "qa failed"}, states
