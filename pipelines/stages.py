@@ -441,6 +441,7 @@ def variant_evidence(brief: Brief, ledger: Ledger, store: EventStore, goal: str)
     variants = variants[variants["render_status"] == "rendered"]
     daily = brief_daily(ledger, store, brief)
     totals = daily.groupby("variant_id")[[num, den]].sum() if len(daily) else pd.DataFrame(columns=[num, den])
+    totals = totals.astype(float)
     frame = variants[["variant_id", "template", "colour", "aspect"]].merge(
         totals.rename(columns={num: "successes", den: "trials"}), left_on="variant_id", right_index=True, how="left"
     )
