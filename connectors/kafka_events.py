@@ -97,8 +97,9 @@ class EventProducer:
                                f"{type(exc).__name__}: {exc}") from exc  # fmt: skip
         return len(futures)
 
-    def send_raw(self, key: bytes | None, value: bytes, topic: str | None = None) -> None:
-        self._producer.send(topic or self.topic, key=key, value=value)
+    def send_raw(self, key: bytes | None, value: bytes, topic: str | None = None):
+        """Send bytes as they are (dead letters, tests); returns the send's future, for callers that check it."""
+        return self._producer.send(topic or self.topic, key=key, value=value)
 
     def flush(self) -> None:
         self._producer.flush()
