@@ -125,6 +125,11 @@ def test_stopping_reaps_processes_that_left_the_process_group():
     env = {**os.environ, DEPLOYMENT_VAR: f"test-{os.getpid()}"}
     stray = subprocess.Popen(["sleep", "60"], env=env, start_new_session=True)
     other = subprocess.Popen(["sleep", "60"], start_new_session=True)  # not ours: left alone
+    marker = f"{DEPLOYMENT_VAR}=test-{os.getpid()}".encode()
+    deadline = time.monotonic() + 10
+    while marker not in Path(f"/proc/{stray.pid}/environ").read_bytes().split(b"\0"):  # until it has exec'd
+        assert time.monotonic() < deadline, "the stray process never started"
+        time.sleep(0.01)
     try:
         assert reap(f"test-{os.getpid()}") == [stray.pid]
         assert stray.wait(timeout=5) in (-signal.SIGTERM, -signal.SIGKILL)
