@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl
 
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import escape
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -396,7 +397,7 @@ def bar_chart_svg(rows: pd.DataFrame, goal: str, width: int = 360) -> str:
     for i, r in enumerate(rows.sort_values("rate", ascending=False).itertuples()):
         y = pad + i * (bar_h + pad)
         fill = r.level if str(r.level).startswith("#") else "#4c6ef5"
-        parts.append(f'<text x="0" y="{y + 15}" font-size="12">{_esc(r.level)}</text>')
+        parts.append(f'<text x="0" y="{y + 15}" font-size="12">{escape(r.level)}</text>')
         parts.append(f'<rect x="{label_w}" y="{y}" width="{r.rate * scale:.1f}" height="{bar_h}" fill="{fill}" '
                      f'stroke="#333" stroke-width="0.5"/>')  # fmt: skip
         x0, x1 = label_w + r.low * scale, label_w + r.high * scale
@@ -431,10 +432,6 @@ def line_chart_svg(curve: pd.DataFrame, goal: str, width: int = 360, height: int
         parts.append(f'<text x="{x - 12:.1f}" y="{y(r) - 8:.1f}" font-size="10">{r:.2%}</text>')
     parts.append("</svg>")
     return "".join(parts)
-
-
-def _esc(text: object) -> str:
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
 
 def _safe_next(target: str | None) -> str:
