@@ -438,6 +438,8 @@ def _safe_next(target: str | None) -> str:
     """Only a path on this site: never ``//evil.example`` or a full URL (no open redirect)."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return "/"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in target):  # a header split (CR LF) or other control bytes
+        return "/"
     return target
 
 

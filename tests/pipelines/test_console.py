@@ -136,6 +136,15 @@ def test_sign_in_never_redirects_off_site(console):
         allow_redirects=False,
     )
     assert answer.status_code == 303 and answer.headers["location"] == "/"
+    form = browser.get(f"{url}/signin")
+    split = "/x\r\nSet-Cookie: autoplay_session=forged"  # a header split in the redirect target
+    answer = browser.post(
+        f"{url}/signin",
+        data={"csrf": csrf_of(form), "email": "mia@aqua.example", "password": PASSWORD, "next": split},
+        allow_redirects=False,
+    )
+    assert answer.status_code == 303 and answer.headers["location"] == "/"
+    assert "forged" not in answer.headers.get("set-cookie", "")
 
 
 def test_users_are_added_listed_and_removed_from_the_cli(tmp_path, monkeypatch):
