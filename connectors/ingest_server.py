@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -90,24 +91,28 @@ class IngestConfig:
     pixel_burst_per_session: float = 200.0
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The raw body, refused with 413 as soon as it passes ``limit`` bytes (a declared or a streamed size)."""
+async def bounded_stream(request: Request, limit: int) -> AsyncIterator[bytes]:
+    """The body's chunks, refused with 413 as soon as it passes ``limit`` bytes (a declared or a streamed size)."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
             raise Refused(400, f"Content-Length {declared!r} is not a number")
         if int(declared) > limit:
             raise Refused(413, f"body of {declared} bytes; at most {limit}")
-    chunks, size = [], 0
+    size = 0
     try:
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
                 raise Refused(413, f"body over {limit} bytes")
-            chunks.append(chunk)
+            yield chunk
     except ClientDisconnect:
         raise Refused(400, "the client went away before sending the whole body") from None
-    return b"".join(chunks)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, at most ``limit`` bytes (413 past it)."""
+    return b"".join([chunk async for chunk in bounded_stream(request, limit)])
 
 
 def parse_json(body: bytes, what: str) -> object:

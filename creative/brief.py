@@ -125,6 +125,14 @@ class Autoplay(_Strict):
     approved_templates: list[str] | None = Field(
         default=None, max_length=64, description="when set, the approval gate: only these template families go live"
     )
+    approved_colours: list[HexColour] | None = Field(
+        default=None,
+        max_length=256,
+        description="when set, the gate for new colours: of the colours outside the palette, only these go live",
+    )
+    rejected_colours: list[HexColour] = Field(
+        default_factory=list, max_length=256, description="new colours a person turned down: never proposed again"
+    )
 
 
 class Brief(_Strict):

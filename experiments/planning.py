@@ -31,14 +31,39 @@ FATIGUE_WINDOW_DAYS = 3
 
 
 def candidate_colours(brief: Brief) -> list[str]:
-    """The palette, plus variations within the brief's CIEDE2000 distance when it allows new colours."""
-    return palette_variations(brief.palette, brief.autoplay.palette_max_delta_e)
+    """The palette, plus variations within the brief's CIEDE2000 distance when it allows new colours: with
+    the colour gate on, only the approved ones; never one a person rejected."""
+    a = brief.autoplay
+    return [
+        c
+        for c in palette_variations(brief.palette, a.palette_max_delta_e)
+        if c in brief.palette
+        or (c not in a.rejected_colours and (a.approved_colours is None or c in a.approved_colours))
+    ]
+
+
+def waiting_colours(brief: Brief) -> list[str]:
+    """New colours the planner would try that the brief's colour gate has not let through (nor turned down)."""
+    a = brief.autoplay
+    if a.approved_colours is None:
+        return []
+    return [
+        c
+        for c in palette_variations(brief.palette, a.palette_max_delta_e)
+        if c not in brief.palette and c not in a.approved_colours and c not in a.rejected_colours
+    ]
 
 
 def approved_templates(brief: Brief) -> list[str]:
     """Templates the plan may use: all the brief's, or only the approved ones when it has a gate."""
     gate = brief.autoplay.approved_templates
     return list(brief.templates) if gate is None else [t for t in brief.templates if t in gate]
+
+
+def waiting_templates(brief: Brief) -> list[str]:
+    """Template families the brief names that its approval gate has not let through yet."""
+    gate = brief.autoplay.approved_templates
+    return [] if gate is None else [t for t in brief.templates if t not in gate]
 
 
 def factor_grid(brief: Brief) -> list[VariantFactors]:

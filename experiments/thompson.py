@@ -72,6 +72,8 @@ class BetaThompson:
 
     def prob_best(self) -> np.ndarray:
         """P(each variant has the highest rate), by Monte Carlo over the posteriors."""
+        if not len(self.alpha_):
+            return np.zeros(0)
         draws = self._rng.beta(self.alpha_[:, None], self.beta_[:, None], size=(len(self.alpha_), self.n_draws))
         wins = np.bincount(draws.argmax(axis=0), minlength=len(self.alpha_))
         return wins / self.n_draws

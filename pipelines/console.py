@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets
+import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl
@@ -19,21 +22,33 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import escape
 from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from connectors.event_store import EventStore
-from connectors.ingest_server import Refused, read_body
+from connectors.ingest_server import Refused, bounded_stream, read_body
 from connectors.ledger import ALL_BRIEFS, Action, Ledger
 from connectors.meta import MetaError
 from connectors.users import Session, User, UserError, UserStore
 from creative.brief import Brief, BriefError, load_brief, read_brief_data, save_brief, validate_brief
 from experiments import reporting
+from experiments.catalog import BRIEF_FILE
+from experiments.planning import waiting_colours, waiting_templates
 from pipelines import stages
-from pipelines.brief_form import apply_form, decide_approval, form_view, picker_value, waiting_for_approval
+from pipelines.brief_form import (
+    CHANNEL_FIELDS,
+    apply_form,
+    apply_new_form,
+    decide_approval,
+    form_view,
+    new_brief_data,
+    picker_value,
+)
 from pipelines.channels import NoChannel
 from pipelines.settings import Settings
 from pipelines.status import brief_status, pause_brief
@@ -44,6 +59,12 @@ SESSION_COOKIE = "autoplay_session"
 MAX_FORM_BYTES = 64 * 1024
 MAX_FORM_FIELDS = 400
 SIGNIN_COOKIE = "autoplay_signin_csrf"
+MAX_MODEL_BYTES = 100 * 1024 * 1024
+#: A new brief's model comes as one file: a .gltf's buffers would need more, and a .blend may carry scripts.
+MODEL_SUFFIXES = (".glb", ".obj")
+#: Where a new brief's upload waits until the brief validates; one level below the catalog's */brief.yaml.
+STAGING = ".staging"
+STAGING_KEEP_S = 24 * 3600
 HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'",
@@ -83,6 +104,27 @@ class Console:
     def file_version(self, name: str, path: Path) -> None:
         """A hand edit of the file shows up: a text the ledger has not seen becomes a version by "file"."""
         self.ledger.record_brief_version(name, path.read_text(), "file")
+
+    def brand_brief_data(self, brand: str) -> dict | None:
+        """The YAML of the brand's most recently seen brief (where a new brief's channel settings come from)."""
+        briefs = self.ledger.briefs()
+        briefs = briefs[briefs["brand"] == brand].sort_values("seen_at")
+        for path in reversed(list(briefs["path"])):
+            try:
+                return read_brief_data(path)
+            except BriefError:
+                continue
+        return None
+
+    def staging(self, token: str) -> Path:
+        """A new brief's folder while it is not valid yet: its upload is kept between tries of the form."""
+        return self.settings.briefs_dir / STAGING / token
+
+    def sweep_staging(self) -> None:
+        """Forget uploads of briefs that were never finished."""
+        for folder in (self.settings.briefs_dir / STAGING).glob("*"):
+            if time.time() - folder.stat().st_mtime > STAGING_KEEP_S:
+                shutil.rmtree(folder, ignore_errors=True)
 
     def brief_for(self, user: User, name: str) -> Brief:
         """The brief, if this user may see it; 404 otherwise (whether or not it exists)."""
@@ -154,14 +196,14 @@ def create_app(settings: Settings) -> Starlette:
             status = brief_status(console.ledger, name)
             board, _ = stages.current_leaderboard(brief, console.ledger, console.store)
             leader = board.iloc[0]["variant_id"] if len(board) else None
-            rows.append({"brief": brief, "status": status, "leader": leader})
+            rows.append({"brief": brief, "status": status, "leader": leader, "state": _brief_state(console, status)})
         return page(request, "home.html", session, rows=rows, all_paused=console.ledger.is_paused(ALL_BRIEFS))
 
     async def brief_page(request: Request) -> Response:
         session = signed_in(request)
         brief = console.brief_for(session.user, request.path_params["name"])
         try:
-            waiting = waiting_for_approval(load_brief(console.brief_file(session.user, brief.name)))
+            waiting = _waiting(load_brief(console.brief_file(session.user, brief.name)))
         except (BriefError, HTTPException):
             waiting = []  # a file being edited by hand that does not validate: the form shows why
         return page(request, "brief.html", session, waiting=waiting, **brief_view(console, brief))
@@ -209,26 +251,125 @@ def create_app(settings: Settings) -> Starlette:
         return page(request, "edit.html", session, code, name=name, form=form_view(data), errors=errors,
                     saved=saved, versions=versions)  # fmt: skip
 
+    async def new_brief(request: Request) -> Response:
+        """A new brief in a form, with its product model uploaded: GET shows the form (the brand's channel
+        settings filled in); POST validates it with the brief's own model and moves the finished folder into
+        the catalog in one rename, so autoplay sees the whole brief or nothing. A refused form keeps what was
+        typed and the uploaded model."""
+        session = signed_in(request)
+        user = session.user
+        if not console.settings.briefs_dir.is_dir():
+            raise HTTPException(409, f"the catalog {console.settings.briefs_dir} is not a folder of briefs")
+        brands = [] if user.role == "admin" else list(user.brands)
+        if request.method == "GET":
+            brand = brands[0] if brands else ""
+            data = new_brief_data(console.brand_brief_data(brand) if brand else None, brand)
+            return new_page(request, session, data, brands, {}, None)
+        fields, upload = await upload_form(request, session)
+        console.sweep_staging()
+        brand = str((fields.get("brand") or [""])[-1]).strip()
+        token = str((fields.get("staged") or [""])[-1])
+        if not (
+            len(token) >= 32 and token.replace("-", "").replace("_", "").isalnum() and console.staging(token).is_dir()
+        ):
+            token = secrets.token_urlsafe(32)
+        folder = console.staging(token)
+        folder.mkdir(parents=True, exist_ok=True)
+        errors: dict[str, str] = {}
+        if upload is not None and upload.filename:
+            suffix = Path(upload.filename).suffix.lower()
+            if suffix in MODEL_SUFFIXES:
+                for old_model in folder.glob("model.*"):
+                    old_model.unlink()
+                with open(folder / f"model{suffix}", "wb") as out:
+                    shutil.copyfileobj(upload.file, out)
+            else:
+                errors["product.model"] = f"{upload.filename}: the model must be a {' or '.join(MODEL_SUFFIXES)} file"
+        models = sorted(folder.glob("model.*"))
+        if not models and not errors:
+            errors["product.model"] = "choose the product's 3D model file"
+        data = apply_new_form(new_brief_data(console.brand_brief_data(brand), brand), fields,
+                              models[0].name if models else "")  # fmt: skip
+        if not user.may_see(brand):
+            errors["brand"] = f"you create briefs for {', '.join(user.brands) or 'no brand'} only"
+        name = str(data["name"])
+        if console.ledger.brief_spec(name) is not None or (name and (console.settings.briefs_dir / name).exists()):
+            errors["name"] = f"a brief named {name!r} exists already"
+        if not errors:
+            try:
+                _, text = save_brief(folder / BRIEF_FILE, data)
+            except BriefError as exc:
+                errors = exc.fields or {"brief": str(exc)}
+        if not errors:
+            target = console.settings.briefs_dir / name
+            try:
+                if target.exists():
+                    raise OSError(f"{target} exists")
+                os.rename(folder, target)  # one step: the catalog never sees half a brief
+            except OSError:
+                errors["name"] = f"a brief named {name!r} exists already"
+        if errors:
+            return new_page(request, session, data, brands, errors, token if models else None, 400)
+        brief = load_brief(target / BRIEF_FILE)
+        who = f"console:{user.email}"
+        console.ledger.record_brief(brief.name, brief.brand, str(target / BRIEF_FILE), brief.model_dump(mode="json"))
+        version = console.ledger.record_brief_version(name, text, who)
+        console.ledger.log_action(Action(name, "create", who, f"brief created as version {version}", {}))
+        return RedirectResponse(f"/briefs/{name}", status_code=303, headers=HEADERS)
+
+    def new_page(request, session, data, brands, errors, staged, code=200) -> Response:
+        models = sorted(console.staging(staged).glob("model.*")) if staged else []
+        staged_name = f"{models[0].name} ({models[0].stat().st_size / 1e6:.1f} MB)" if models else None
+        return page(request, "new.html", session, code, data=data, form=form_view(data), brands=brands,
+                    errors=errors, staged=staged if models else None, staged_name=staged_name,
+                    channel_fields=CHANNEL_FIELDS, max_model_mb=MAX_MODEL_BYTES // 2**20)  # fmt: skip
+
+    async def upload_form(request: Request, session: Session) -> tuple[dict[str, list[str]], UploadFile | None]:
+        """A multipart post's fields and its one file, once its CSRF token is the session's: the body at most
+        ``MAX_MODEL_BYTES`` plus the form's own limit, at most ``MAX_FORM_FIELDS`` fields."""
+        kind = request.headers.get("content-type", "").split(";")[0].strip()
+        if kind != "multipart/form-data":
+            raise HTTPException(415, f"a new brief is posted as multipart/form-data, not {kind or 'untyped'}")
+        body = bounded_stream(request, MAX_MODEL_BYTES + MAX_FORM_BYTES)
+        parser = MultiPartParser(request.headers, body, max_files=1, max_fields=MAX_FORM_FIELDS,
+                                 max_part_size=MAX_FORM_BYTES)  # fmt: skip
+        try:
+            form = await parser.parse()
+        except Refused as exc:
+            raise HTTPException(exc.status, exc.reason) from None
+        except MultiPartException as exc:
+            raise HTTPException(413 if "max" in exc.message.lower() else 400, f"the form: {exc.message}") from None
+        fields: dict[str, list[str]] = {}
+        upload = None
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                upload = value if key == "model" else upload
+            else:
+                fields.setdefault(key, []).append(value)
+        if not secrets.compare_digest((fields.get("csrf") or [""])[-1], session.csrf):
+            raise HTTPException(403, "missing or wrong CSRF token: reload the page and try again")
+        return fields, upload
+
     async def approvals(request: Request) -> Response:
-        """Approve a template family (it may go live) or reject it (it leaves the brief), with a note."""
+        """Approve a waiting template family or new colour (it may go live) or reject it, with a note."""
         session = signed_in(request)
         name = request.path_params["name"]
         path = console.brief_file(session.user, name)
         form = await checked_form(request, session)
-        template, verdict = str(form.get("template", "")), str(form.get("decision", ""))
+        kind, value, verdict = (str(form.get(k, "")) for k in ("kind", "value", "decision"))
         brief = validate_brief(path, read_brief_data(path))
-        if verdict not in ("approve", "reject") or template not in waiting_for_approval(brief):
-            raise HTTPException(400, f"nothing waits for approval as {template!r} ({verdict!r})")
+        if verdict not in ("approve", "reject") or (kind, value) not in _waiting(brief):
+            raise HTTPException(400, f"nothing waits for approval as {kind} {value!r} ({verdict!r})")
         console.file_version(name, path)
         try:
-            brief, text = save_brief(path, decide_approval(read_brief_data(path), template, verdict == "approve"))
+            brief, text = save_brief(path, decide_approval(read_brief_data(path), kind, value, verdict == "approve"))
         except BriefError as exc:
-            raise HTTPException(400, f"{verdict} {template}: {exc}") from None
+            raise HTTPException(400, f"{verdict} {kind} {value}: {exc}") from None
         who, note = f"console:{session.user.email}", str(form.get("note", ""))[:500]
         version = console.ledger.record_brief_version(name, text, who)
         console.ledger.record_brief(brief.name, brief.brand, str(path), brief.model_dump(mode="json"))
-        details = {"template": template, "version": version}
-        console.ledger.log_action(Action(name, verdict, who, f"template {template}: {note}".rstrip(": "), details))
+        details = {kind: value, "version": version}
+        console.ledger.log_action(Action(name, verdict, who, f"{kind} {value}: {note}".rstrip(": "), details))
         return RedirectResponse(f"/briefs/{name}", status_code=303, headers=HEADERS)
 
     async def control(request: Request) -> Response:
@@ -270,6 +411,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/signin", signin, methods=["GET", "POST"]),
         Route("/signout", signout, methods=["POST"]),
         Route("/", home),
+        Route("/new-brief", new_brief, methods=["GET", "POST"]),
         Route("/briefs/{name}", brief_page),
         Route("/briefs/{name}/thumb/{variant_id}", thumbnail),
         Route("/briefs/{name}/video/{variant_id}", thumbnail),
@@ -336,6 +478,11 @@ def brief_view(console: Console, brief: Brief) -> dict:
                 "share": float(r.traffic_share),
             }
         )
+    rendering = [
+        {"variant_id": v.variant_id, "template": v.template, "colour": v.colour, "aspect": v.aspect, "kind": v.kind}
+        for v in variants.reset_index().itertuples()
+        if v.render_status == "planned" and v.variant_id in live
+    ]
     today = pd.Timestamp(status["day"]) if status["day"] else None
     spend_today = reporting.spend_between(daily, today, today) if today is not None else 0.0
     spend_week = reporting.spend_between(daily, today - pd.Timedelta(days=6), today) if today is not None else 0.0
@@ -356,6 +503,7 @@ def brief_view(console: Console, brief: Brief) -> dict:
         "brief": brief,
         "status": status,
         "rows": rows,
+        "rendering": rendering,
         "spend_today": spend_today,
         "spend_week": spend_week,
         "charts": [
@@ -365,6 +513,25 @@ def brief_view(console: Console, brief: Brief) -> dict:
         "actions": actions.to_dict("records"),
         "lifts": [reporting.lift_sentence(r) for r in lifts.to_dict("records") if r["level"] != r["reference"]],
     }
+
+
+def _brief_state(console: Console, status: dict) -> str:
+    """One word for the home page: paused, new (not planned yet), rendering, in review or live."""
+    if status["paused"]:
+        return "paused"
+    if status["generation"] is None:
+        return "new"
+    live = console.ledger.live(status["name"], status["generation"])
+    if (live["render_status"] == "planned").any():
+        return "rendering"
+    if any(a["status"] == "PENDING_REVIEW" for a in status["ads"]):
+        return "in review"
+    return "live"
+
+
+def _waiting(brief: Brief) -> list[tuple[str, str]]:
+    """What waits for approval, as (kind, value): template families, then new colours."""
+    return [("template", t) for t in waiting_templates(brief)] + [("colour", c) for c in waiting_colours(brief)]
 
 
 def _variant_state(variant: pd.Series, ad_status: str | None, live: bool) -> str:

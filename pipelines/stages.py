@@ -680,7 +680,11 @@ def current_leaderboard(
     traffic = traffic_by_generation(ledger, store, brief)
     latest = traffic[traffic["generation"] == generation].set_index("variant_id")["share"]
     board = planning.leaderboard(
-        brief, variants, brief_daily(ledger, store, brief), latest, np.random.default_rng([seed, generation, 2])
+        brief,
+        variants,
+        brief_daily(ledger, store, brief),
+        latest,
+        np.random.default_rng([seed, 0 if generation is None else generation, 2]),
     )
     return board, traffic
 

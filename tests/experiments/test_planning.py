@@ -150,6 +150,26 @@ def test_plans_stay_inside_the_brief_whatever_the_evidence(approved, delta_e, se
     assert set(unjudged[: brief.autoplay.keep_per_generation]) <= kept  # nobody is judged on too little data
 
 
+def test_with_the_colour_gate_on_only_approved_new_colours_are_planned_and_rejected_ones_never():
+    open_brief = BRIEF.model_copy(update={"autoplay": BRIEF.autoplay.model_copy(update={"palette_max_delta_e": 8.0})})
+    variations = [c for c in planning.candidate_colours(open_brief) if c not in BRIEF.palette]
+    assert len(variations) >= 2 and planning.waiting_colours(open_brief) == []  # no gate: nothing waits
+    approved, rejected = variations[0], variations[1]
+    gated = open_brief.model_copy(
+        update={
+            "autoplay": open_brief.autoplay.model_copy(
+                update={"approved_colours": [approved], "rejected_colours": [rejected]}
+            )
+        }
+    )
+    assert planning.candidate_colours(gated) == [*BRIEF.palette, approved]
+    waiting = planning.waiting_colours(gated)
+    assert approved not in waiting and rejected not in waiting and set(waiting) == set(variations[2:])
+    for seed in range(5):
+        decisions = planning.plan_generation(gated, pd.DataFrame(), None, set(), np.random.default_rng(seed))
+        assert {d.factors.colour for d in decisions} <= {*BRIEF.palette, approved}
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 50_000), st.floats(0, 0.1)), min_size=2, max_size=6), st.integers(0, 99))
 def test_allocation_keeps_the_exploration_floor_and_sums_to_one(arms, seed):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import re
 from pathlib import Path
 
@@ -219,20 +220,139 @@ def test_a_new_template_family_waits_for_approval_and_is_approved_or_rejected_wi
     assert "Waiting for approval" in page.text and "Approve spotlight" in page.text
     token = csrf_of(page)
     approvals = f"{url}/briefs/aqua-launch/approvals"
-    assert browser.post(approvals, data={"template": "spotlight", "decision": "approve"}).status_code == 403
-    answer = browser.post(approvals, data={"csrf": token, "template": "spotlight", "decision": "approve",
-                                           "note": "fits the winter look"})  # fmt: skip
+    assert (
+        browser.post(approvals, data={"kind": "template", "value": "spotlight", "decision": "approve"}).status_code
+        == 403
+    )
+    answer = browser.post(approvals, data={"csrf": token, "kind": "template", "value": "spotlight",
+                                           "decision": "approve", "note": "fits the winter look"})  # fmt: skip
     assert answer.status_code == 200 and "Approve spotlight" not in answer.text
-    browser.post(approvals, data={"csrf": token, "template": "minimal", "decision": "reject", "note": "off brand"})
+    browser.post(
+        approvals,
+        data={"csrf": token, "kind": "template", "value": "minimal", "decision": "reject", "note": "off brand"},
+    )
     on_disk = yaml.safe_load(open(path))
     assert "spotlight" in on_disk["autoplay"]["approved_templates"] and "minimal" not in on_disk["templates"]
-    assert browser.post(approvals, data={"csrf": token, "template": "hero", "decision": "approve"}).status_code == 400
+    assert (
+        browser.post(
+            approvals, data={"csrf": token, "kind": "template", "value": "hero", "decision": "approve"}
+        ).status_code
+        == 400
+    )
     actions = ledger.actions("aqua-launch")
     assert list(actions["action"].tail(2)) == ["approve", "reject"]
     assert list(actions["reason"].tail(2)) == [
         "template spotlight: fits the winter look",
         "template minimal: off brand",
     ]
+
+
+def test_new_colours_near_the_palette_wait_for_approval_and_a_rejected_one_is_not_offered_again(console):
+    url, ledger = console
+    path = ledger.briefs().set_index("brief").loc["aqua-launch", "path"]
+    data = yaml.safe_load(open(path))
+    data["autoplay"] |= {"palette_max_delta_e": 8.0, "approved_colours": []}
+    with open(path, "w") as f:
+        yaml.safe_dump(data, f)
+    browser, _ = sign_in(url, "mia@aqua.example")
+    page = browser.get(f"{url}/briefs/aqua-launch")
+    waiting = re.findall(
+        r'name="kind" value="colour">\s*<input type="hidden" name="value" value="(#[0-9A-F]{6})"', page.text
+    )
+    assert len(waiting) >= 2 and not set(waiting) & set(load_brief(path).palette)
+    token, approvals = csrf_of(page), f"{url}/briefs/aqua-launch/approvals"
+    browser.post(approvals, data={"csrf": token, "kind": "colour", "value": waiting[0], "decision": "approve"})
+    browser.post(approvals, data={"csrf": token, "kind": "colour", "value": waiting[1], "decision": "reject",
+                                  "note": "too close to a rival's blue"})  # fmt: skip
+    page = browser.get(f"{url}/briefs/aqua-launch")
+    assert f"Approve {waiting[0]}" not in page.text and f"Approve {waiting[1]}" not in page.text
+    brief = load_brief(path)
+    assert brief.autoplay.approved_colours == [waiting[0]] and brief.autoplay.rejected_colours == [waiting[1]]
+    assert list(ledger.actions("aqua-launch")["reason"].tail(1)) == [
+        f"colour {waiting[1]}: too close to a rival's blue"
+    ]
+    forged = {"csrf": token, "kind": "colour", "value": "#123456", "decision": "approve"}  # never proposed
+    assert browser.post(approvals, data=forged).status_code == 400
+
+
+def new_brief_fields(page: requests.Response, **overrides) -> dict:
+    """What a marketer fills into the new-brief form (the brand's account and page are there already)."""
+    fields = {
+        "csrf": csrf_of(page),
+        "staged": re.search(r'name="staged" value="([^"]*)"', page.text).group(1),
+        "name": "aqua-flask",
+        "brand": "Aqua Co",
+        "product_url": "https://shop.example.com/products/flask",
+        "product_message": "Light enough for every trail.",
+        "product_orientation": "auto",
+        "palette_hex_0": "#1F6FEB",
+        "palette_hex_1": "#E8D5C4",
+        "goal": "ctr",
+        "daily_budget": "250",
+        "currency": "USD",
+        "templates": ["studio", "podium", "hero"],
+        "aspects": ["1:1"],
+        "channels": ["meta", "shopify"],
+        "meta_account_id": re.search(r'name="meta_account_id" value="([^"]*)"', page.text).group(1),
+        "meta_page_id": re.search(r'name="meta_page_id" value="([^"]*)"', page.text).group(1),
+        "meta_campaign_id": "120000000000077",
+        "shopify_shop": re.search(r'name="shopify_shop" value="([^"]*)"', page.text).group(1),
+        "shopify_product_id": "gid://shopify/Product/8000000000077",
+        "autoplay_on": "1",
+    }
+    return fields | overrides
+
+
+def test_a_marketer_creates_a_brief_with_its_model_and_a_refused_form_keeps_her_upload(console, deployment_home):
+    url, ledger = console
+    settings, _ = deployment_home
+    browser, _ = sign_in(url, "mia@aqua.example")
+    form = browser.get(f"{url}/new-brief")
+    assert form.status_code == 200 and "<option selected>Aqua Co</option>" in form.text and "Other Co" not in form.text
+    assert 'value="act_1000000000001"' in form.text  # the brand's ad account comes from its other brief
+    model = ("bottle.glb", WATERBOTTLE.read_bytes(), "model/gltf-binary")
+    catalog = sorted(p.name for p in settings.briefs_dir.iterdir())
+
+    assert browser.post(f"{url}/new-brief", data=new_brief_fields(form, csrf="forged"),
+                        files={"model": model}).status_code == 403  # fmt: skip
+    refused = browser.post(f"{url}/new-brief", data=new_brief_fields(form, daily_budget="lots"), files={"model": model})
+    assert refused.status_code == 400 and 'id="err-daily_budget"' in refused.text
+    assert "Uploaded: model.glb" in refused.text and 'value="Light enough for every trail."' in refused.text
+    assert sorted(p.name for p in settings.briefs_dir.iterdir() if p.name != ".staging") == catalog  # none written
+
+    no_file = {"model": ("", b"", "application/octet-stream")}  # what a browser sends when no file is chosen
+    created = browser.post(f"{url}/new-brief", data=new_brief_fields(refused), files=no_file, allow_redirects=False)
+    assert created.status_code == 303 and created.headers["location"] == "/briefs/aqua-flask", re.findall(
+        r"class=\"error\"[^>]*>([^<]*)", created.text
+    )
+    brief = load_brief(settings.briefs_dir / "aqua-flask" / "brief.yaml")
+    assert brief.product.model.name == "model.glb" and brief.daily_budget == 250.0 and brief.autoplay.activate
+    assert brief.meta.account_id == "act_1000000000001" and brief.meta.campaign_id == "120000000000077"
+    assert (brief.product.model.parent / "brief.yaml").is_file()
+    assert not list((settings.briefs_dir / ".staging").iterdir())  # the staged folder became the brief's
+    assert ledger.brief_versions("aqua-flask").iloc[0]["actor"] == "console:mia@aqua.example"
+    assert ledger.actions("aqua-flask")["action"].tolist() == ["create"]
+    page = browser.get(f"{url}/briefs/aqua-flask")
+    assert page.status_code == 200 and "No rendered variant yet" in page.text
+    assert "aqua-flask" in browser.get(f"{url}/").text
+
+    again = browser.post(f"{url}/new-brief", data=new_brief_fields(form), files={"model": model})
+    assert again.status_code == 400 and "exists already" in again.text
+    other = browser.post(f"{url}/new-brief", data=new_brief_fields(form, name="rival", brand="Other Co"),
+                         files={"model": model})  # fmt: skip
+    assert other.status_code == 400 and "you create briefs for Aqua Co only" in other.text
+    script = browser.post(f"{url}/new-brief", data=new_brief_fields(form, name="scripted"),
+                          files={"model": ("x.blend", b"BLENDER-v300", "application/octet-stream")})  # fmt: skip
+    assert script.status_code == 400 and "x.blend: the model must be a .glb or .obj file" in script.text
+    assert not (settings.briefs_dir / "rival").exists() and not (settings.briefs_dir / "scripted").exists()
+    declared = http.client.HTTPConnection(*url.removeprefix("http://").split(":"))  # 200 MiB declared, none sent
+    declared.putrequest("POST", "/new-brief")
+    for key, value in {"Content-Type": "multipart/form-data; boundary=x", "Content-Length": str(200 * 2**20),
+                       "Cookie": "; ".join(f"{k}={v}" for k, v in browser.cookies.items())}.items():  # fmt: skip
+        declared.putheader(key, value)
+    declared.endheaders()
+    assert declared.getresponse().status == 413
+    assert browser.post(f"{url}/new-brief", data={"csrf": csrf_of(form)}).status_code == 415
 
 
 def test_oversized_crowded_or_foreign_bodies_are_refused_before_anything_is_read_into_a_form(console):
