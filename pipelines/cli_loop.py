@@ -87,8 +87,11 @@ def up(
     reporter = ConsoleReporter()
     try:
         port = (console_port if console_port is not None else settings.console_port) if web_console else None
-        with deployment(settings, ui_port=ui_port if ui else None, console_port=port) as running:
+        with deployment(settings, ui_port=ui_port if ui else None, console_port=port, empty_ok=True) as running:
             reporter.started(running)
+            if not running.catalog.briefs:
+                where = f" or create one in the console at {running.where['console']}" if port is not None else ""
+                console.print(f"no brief yet: add a folder with a brief.yaml to {settings.briefs_dir}{where}")
             console.print("autoplay is up; Ctrl-C stops it")
             turn(running, reporter, stop, day_seconds=day_seconds, bounded=False)
     except DeploymentError as exc:

@@ -90,7 +90,7 @@ class Console:
 
     def visible_briefs(self, user: User) -> pd.DataFrame:
         briefs = self.ledger.briefs()
-        return briefs[[user.may_see(b) for b in briefs["brand"]]]
+        return briefs[briefs["brand"].map(user.may_see).astype(bool)]  # (an empty mask on no rows too)
 
     def brief_file(self, user: User, name: str) -> Path:
         """The brief's YAML file (the format; the form reads and writes it), if this user may see the brief."""
@@ -502,6 +502,7 @@ def brief_view(console: Console, brief: Brief) -> dict:
     return {
         "brief": brief,
         "status": status,
+        "state": _brief_state(console, status),
         "rows": rows,
         "rendering": rendering,
         "spend_today": spend_today,
@@ -547,7 +548,7 @@ def _variant_state(variant: pd.Series, ad_status: str | None, live: bool) -> str
         return "live"
     if ad_status == "PAUSED":
         return "paused"
-    return "retired" if not live else (ad_status or "rendered").lower()
+    return "retired" if not live else (ad_status.lower() if ad_status else "ready to publish")
 
 
 def bar_chart_svg(rows: pd.DataFrame, goal: str, width: int = 360) -> str:

@@ -25,17 +25,18 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from connectors.asgi_server import BackgroundServer
 from connectors.event_store import EventStore
-from connectors.ingest_server import IngestConfig, IngestServer
+from connectors.ingest_server import IngestApp, IngestConfig, IngestServer
 from connectors.kafka_broker import EmbeddedBroker, die_with_parent, ensure_topics
 from connectors.kafka_events import EventProducer
 from connectors.ledger import Ledger
+from creative.brief import Brief
 from experiments import cadence
 from experiments.catalog import Catalog, load_catalog
 from experiments.market import SimulatedMarket
@@ -234,6 +235,16 @@ class Running:
     market: SimulatedMarket | None
     children: list[Child] = field(default_factory=list)
     where: dict[str, str] = field(default_factory=dict)
+    storefront: IngestApp | None = None  # the storefront endpoint's app, on the embedded default
+
+    def admit(self, brief: Brief) -> None:
+        """A brief added while the sandboxes run: its ad account and product open there, and its storefront's
+        origins may post pixel events."""
+        if self.sandboxes is not None:
+            self.sandboxes.admit(brief)
+        if self.storefront is not None and not brief.storefront_origins <= self.storefront.config.allowed_origins:
+            config = self.storefront.config
+            self.storefront.config = replace(config, allowed_origins=config.allowed_origins | brief.storefront_origins)
 
     def ledger(self) -> Ledger:
         return Ledger(EventStore(self.settings.event_store_path))
@@ -246,15 +257,17 @@ def deployment(
     ui_port: int | None = 3000,
     stale_reason: str = "its process was stopped before the run finished",
     console_port: int | None = None,
+    empty_ok: bool = False,
 ) -> Iterator[Running]:
-    """Everything up, in order, and always stopped in reverse order, children and their children included."""
+    """Everything up, in order, and always stopped in reverse order, children and their children included.
+    ``empty_ok``: an empty catalog is a deployment waiting for its first brief (``up``), not an error (``demo``)."""
     from dagster import Definitions
 
     from pipelines.definitions import defs
 
     Definitions.validate_loadable(defs)  # a broken code location fails here, not silently in the daemon
     catalog = load_catalog(settings.briefs_dir)
-    if not catalog.briefs:
+    if not catalog.briefs and not (empty_ok and not catalog.errors):
         problems = "; ".join(catalog.errors.values()) or f"no */brief.yaml under {settings.briefs_dir}"
         raise DeploymentError(f"no brief to run: {problems}")
     with ExitStack() as stack:
@@ -274,7 +287,8 @@ def deployment(
             producer = EventProducer(bootstrap, settings.events_topic, **kafka_client_config())
             stack.callback(producer.close)
             origins = frozenset().union(*(b.storefront_origins for b in catalog.briefs.values()))
-            sandboxes.shop.origin = sorted(origins)[0]
+            sandboxes.shop.origin = sorted(origins)[0] if origins else sandboxes.shop.origin
+            origins |= {sandboxes.shop.origin}
             endpoint = stack.enter_context(IngestServer(producer, IngestConfig(sandboxes.app_secret, origins)))
             sandboxes.shop.webhook_url = f"{endpoint.url}/webhooks/shopify"
             sandboxes.shop.pixel_url = f"{endpoint.url}/pixel"
@@ -287,6 +301,7 @@ def deployment(
             stack.callback(marker.unlink, missing_ok=True)
         env = dagster_environment(settings, bootstrap, sandboxes, {})
         running = Running(settings, catalog, instance, sandboxes, market)
+        running.storefront = endpoint.ingest if sandboxes is not None else None
         running.where = {
             "briefs": str(settings.briefs_dir),
             "kafka": bootstrap,
@@ -421,9 +436,8 @@ def turn(
             raise DeploymentError(watch.failures[0])
         if time.monotonic() - last_read >= CATALOG_READ_S:  # a new brief file starts its loop
             running.catalog, last_read = load_catalog(running.settings.briefs_dir), time.monotonic()
-            if running.sandboxes is not None:
-                for brief in running.catalog.briefs.values():
-                    running.sandboxes.admit(brief)
+            for brief in running.catalog.briefs.values():
+                running.admit(brief)
         if bounded and all_finished(running):
             follow(running, watch, reporter)
             return watch

@@ -49,6 +49,22 @@ def rendered_folder(folder: Path, colour: str, aspect: str = "1:1", variant_id: 
     return folder
 
 
+def deployment_env(root: Path, broker) -> dict:
+    """The environment of a deployment under ``root`` (home, catalog ``root/briefs``, Dagster home) on the test
+    broker with topics of its own, rendering at thumbnail size; no credential or setting of the caller's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("META_", "SHOPIFY_", "AUTOPLAY_", "DAGSTER_"))}
+    return env | {
+        "AUTOPLAY_HOME": str(root / "home"),
+        "AUTOPLAY_BRIEFS": str(root / "briefs"),
+        "DAGSTER_HOME": str(root / "dagster_home"),
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        "AUTOPLAY_EVENTS_TOPIC": f"events-{root.name}",
+        "AUTOPLAY_DEAD_LETTER_TOPIC": f"events-{root.name}.dead",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+        "AUTOPLAY_RENDER_PROFILE": "thumbnail",
+    }
+
+
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory):
     """One real Kafka-protocol broker for the session; tests use their own topics."""

@@ -404,3 +404,15 @@ def test_a_turntable_plays_from_its_poster_in_the_leaderboard(console, tmp_path)
     assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
     assert browser.get(f"{url}/briefs/aqua-launch/thumb/{vid}").headers["content-type"] == "image/jpeg"
     assert browser.get(f"{url}/briefs/other-launch/video/vother").status_code == 404
+
+
+def test_a_deployment_with_no_brief_yet_shows_an_empty_home_and_the_new_brief_form(tmp_path):
+    settings = load_settings({"AUTOPLAY_HOME": str(tmp_path / "home"), "AUTOPLAY_BRIEFS": str(tmp_path / "briefs")})
+    settings.home.mkdir(parents=True)
+    settings.briefs_dir.mkdir()
+    UserStore(EventStore(settings.event_store_path)).add("new@brand.example", "marketer", ["New Co"], PASSWORD)
+    with BackgroundServer(create_app(settings), name="console") as server:
+        browser, home = sign_in(server.url, "new@brand.example")
+        assert home.status_code == 200 and "No brief of your brands has run yet" in home.text
+        form = browser.get(f"{server.url}/new-brief")
+        assert form.status_code == 200 and 'name="meta_account_id" value=""' in form.text  # nothing to copy from

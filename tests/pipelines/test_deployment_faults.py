@@ -14,7 +14,7 @@ import pytest
 import requests
 import yaml
 
-from tests.conftest import EXAMPLE_BRIEF, REPO, WATERBOTTLE
+from tests.conftest import EXAMPLE_BRIEF, REPO, WATERBOTTLE, deployment_env
 
 pytestmark = pytest.mark.slow
 AUTOPLAY = str(Path(sys.executable).parent / "autoplay")
@@ -30,20 +30,6 @@ def catalog(root: Path, model: Path = WATERBOTTLE) -> Path:
     brief["autoplay"] |= {"days_per_generation": 1}
     (folder / "brief.yaml").write_text(yaml.safe_dump(brief))
     return root / "briefs"
-
-
-def environment(root: Path, broker) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("META_", "SHOPIFY_", "AUTOPLAY_", "DAGSTER_"))}
-    return env | {
-        "AUTOPLAY_HOME": str(root / "home"),
-        "AUTOPLAY_BRIEFS": str(root / "briefs"),
-        "DAGSTER_HOME": str(root / "dagster_home"),
-        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-        "AUTOPLAY_EVENTS_TOPIC": f"faults-{root.name}",
-        "AUTOPLAY_DEAD_LETTER_TOPIC": f"faults-{root.name}.dead",
-        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
-        "AUTOPLAY_RENDER_PROFILE": "thumbnail",
-    }
 
 
 def processes_with(value: str) -> list[int]:
@@ -64,7 +50,7 @@ def test_a_failing_stage_ends_the_demo_non_zero_naming_brief_stage_and_cause(tmp
     broken = tmp_path / "broken.blend"
     broken.write_bytes(b"BLENDER-v300" + os.urandom(600))  # a .blend is only opened by Blender: fails the render
     catalog(tmp_path, broken)
-    env = environment(tmp_path, broker)
+    env = deployment_env(tmp_path, broker)
     started = time.monotonic()
     out = subprocess.run([AUTOPLAY, "demo", "--generations", "1"], env=env, capture_output=True, text=True,
                          timeout=240, cwd=REPO)  # fmt: skip
@@ -80,7 +66,7 @@ def test_a_failing_stage_ends_the_demo_non_zero_naming_brief_stage_and_cause(tmp
 
 def test_sigterm_stops_up_within_10s_even_with_sigint_ignored_and_a_second_up_refuses(tmp_path, broker):
     catalog(tmp_path)
-    env = environment(tmp_path, broker)
+    env = deployment_env(tmp_path, broker)
 
     def ignore_sigint() -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
