@@ -3,6 +3,7 @@ the factors that make one variant differ from another. Plain data and validation
 
 from __future__ import annotations
 
+import colorsys
 import re
 from typing import Annotated, Literal
 
@@ -21,6 +22,35 @@ def normalise_hex(value: str) -> str:
 
 #: A brand colour field: any ``#RRGGBB`` spelling in, upper-case ``#RRGGBB`` out, a clear error otherwise.
 HexColour = Annotated[str, AfterValidator(normalise_hex)]
+
+#: Names a marketer gives a background ("purple against white"), by hue and how grey and light it is.
+COLOUR_FAMILIES = ("black", "white", "grey", "beige", "brown", "red", "orange", "yellow", "green", "teal", "blue",
+                   "purple", "pink")  # fmt: skip
+#: A colour to draw each family in (charts).
+FAMILY_SWATCHES = {"black": "#1A1A1A", "white": "#F7F7F7", "grey": "#9E9E9E", "beige": "#E8D5C4", "brown": "#8B5A2B",
+                   "red": "#D7263D", "orange": "#F28C28", "yellow": "#F4C430", "green": "#2E7D32", "teal": "#00A6A6",
+                   "blue": "#1F6FEB", "purple": "#7B2CBF", "pink": "#F06292"}  # fmt: skip
+_HUES = ((15, "red"), (45, "orange"), (70, "yellow"), (165, "green"), (195, "teal"), (255, "blue"), (290, "purple"),
+         (345, "pink"), (360, "red"))  # fmt: skip
+
+
+def colour_family(colour: str) -> str:
+    """The family of a ``#RRGGBB`` colour (one of ``COLOUR_FAMILIES``): what pools the shades the loop tries
+    near a palette colour, so "purple backgrounds" can be judged across products and brands."""
+    hex_ = normalise_hex(colour)
+    r, g, b = (int(hex_[i : i + 2], 16) / 255 for i in (1, 3, 5))
+    hue, light, _ = colorsys.rgb_to_hls(r, g, b)
+    chroma, degrees = max(r, g, b) - min(r, g, b), hue * 360
+    if light < 0.15 or (chroma < 0.1 and light < 0.25):
+        return "black"
+    if chroma < 0.1:
+        return "white" if light > 0.85 else "grey"
+    if 10 <= degrees < 50 and light > 0.7 and chroma < 0.35:
+        return "beige"
+    if 10 <= degrees < 50 and light < 0.45:
+        return "brown"
+    return next(name for bound, name in _HUES if degrees < bound)
+
 
 #: Which model axis points up; ``auto`` stands products lying on their side upright.
 ORIENTATIONS = ("auto", "as_is", "+x", "-x", "+y", "-y", "+z", "-z")

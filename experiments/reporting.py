@@ -9,10 +9,23 @@ import pandas as pd
 from scipy.stats import beta
 
 from creative.brief import Brief
-from creative.vocabulary import FACTOR_NAMES
+from creative.vocabulary import FACTOR_NAMES, FAMILY_SWATCHES, colour_family
 from experiments.planning import GOAL_COLUMNS
 
 METRICS = ("impressions", "clicks", "spend", "purchases", "purchase_value")
+#: What the reports break the goal down by: the variant's factors, and its colour's family.
+REPORT_FACTORS = ("template", "colour", "colour_family", "aspect")
+
+
+def level_colour(level: str, default: str = "#4c6ef5") -> str:
+    """What to draw a factor level's bar in: a colour level in itself, a colour family in its swatch."""
+    level = str(level)
+    return level if level.startswith("#") else FAMILY_SWATCHES.get(level, default)
+
+
+def with_colour_family(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with a ``colour_family`` column beside its ``colour``."""
+    return frame.assign(colour_family=[colour_family(c) for c in frame["colour"]]) if "colour" in frame else frame
 
 
 def variant_metrics(daily: pd.DataFrame) -> pd.DataFrame:
@@ -35,12 +48,12 @@ def spend_between(daily: pd.DataFrame, first: pd.Timestamp, last: pd.Timestamp) 
 
 
 def factor_effects(brief: Brief, variants: pd.DataFrame, daily: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
-    """Per factor (template, colour, aspect) and level: the goal's successes, trials, rate and interval."""
+    """Per factor (``REPORT_FACTORS``) and level: the goal's successes, trials, rate and interval."""
     num, den = GOAL_COLUMNS[brief.goal]
-    factors = variants[["variant_id", *FACTOR_NAMES]].drop_duplicates("variant_id")
+    factors = with_colour_family(variants[["variant_id", *FACTOR_NAMES]].drop_duplicates("variant_id"))
     joined = daily.merge(factors, on="variant_id", how="inner") if len(daily) else factors.iloc[0:0]
     rows = []
-    for factor in FACTOR_NAMES:
+    for factor in REPORT_FACTORS:
         grouped = joined.groupby(factor)[[num, den]].sum() if len(joined) else pd.DataFrame(columns=[num, den])
         for value, r in grouped.iterrows():
             rows.append(_rate_row(factor, str(value), float(r[num]), float(r[den]), level))
@@ -95,7 +108,8 @@ def factor_lifts(
     rng = np.random.default_rng(seed)
     tail = (1 - level) / 2
     rows = []
-    for factor in FACTOR_NAMES:
+    evidence = with_colour_family(evidence)
+    for factor in REPORT_FACTORS:
         levels = evidence.groupby(factor)[["successes", "trials"]].sum() if len(evidence) else pd.DataFrame()
         levels = levels[levels["trials"] > 0] if len(levels) else levels  # an untried level says nothing yet
         if levels.empty:
@@ -140,13 +154,13 @@ def lift_plot(lifts: pd.DataFrame, out) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    factors = [f for f in FACTOR_NAMES if f in set(lifts["factor"])]
+    factors = [f for f in REPORT_FACTORS if f in set(lifts["factor"])]
     fig, axes = plt.subplots(1, max(len(factors), 1), figsize=(5 * max(len(factors), 1), 4), squeeze=False)
     for ax, factor in zip(axes[0], factors):
         rows = lifts[lifts["factor"] == factor].reset_index(drop=True)
         labels = [f"{r.level}\n{r.scope}" for r in rows.itertuples()]
         err = [rows["lift"] - rows["lift_low"], rows["lift_high"] - rows["lift"]]
-        colours = [r.level if str(r.level).startswith("#") else "#4c6ef5" for r in rows.itertuples()]
+        colours = [level_colour(r.level) for r in rows.itertuples()]
         ax.bar(range(len(rows)), rows["lift"] * 100, yerr=np.array(err) * 100, color=colours, edgecolor="#333",
                capsize=4)  # fmt: skip
         ax.axhline(0, color="#333", linewidth=0.8)

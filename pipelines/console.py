@@ -508,7 +508,8 @@ def brief_view(console: Console, brief: Brief) -> dict:
         "spend_today": spend_today,
         "spend_week": spend_week,
         "charts": [
-            (f, bar_chart_svg(effects[effects["factor"] == f], brief.goal)) for f in ("template", "colour", "aspect")
+            (f.replace("_", " "), bar_chart_svg(effects[effects["factor"] == f], brief.goal))
+            for f in reporting.REPORT_FACTORS
         ],
         "curve": line_chart_svg(curve, brief.goal),
         "actions": actions.to_dict("records"),
@@ -564,7 +565,7 @@ def bar_chart_svg(rows: pd.DataFrame, goal: str, width: int = 360) -> str:
     scale = (width - label_w - 60) / top
     for i, r in enumerate(rows.sort_values("rate", ascending=False).itertuples()):
         y = pad + i * (bar_h + pad)
-        fill = r.level if str(r.level).startswith("#") else "#4c6ef5"
+        fill = reporting.level_colour(r.level)
         parts.append(f'<text x="0" y="{y + 15}" font-size="12">{escape(r.level)}</text>')
         parts.append(f'<rect x="{label_w}" y="{y}" width="{r.rate * scale:.1f}" height="{bar_h}" fill="{fill}" '
                      f'stroke="#333" stroke-width="0.5"/>')  # fmt: skip

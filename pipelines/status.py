@@ -56,15 +56,19 @@ def pause_brief(
     else:
         brief = reach or Brief.model_validate(ledger.brief_spec(target))
         targets = [(brief, target)] if brief.meta else []
-    notes = [_pause_on_meta(settings, b, scope) for b, scope in targets]
+    notes = [_pause_on_meta(settings, ledger, b, scope) for b, scope in targets]
     return "; ".join(notes) or "no Meta ads to pause"
 
 
-def _pause_on_meta(settings: Settings, brief: Brief, scope: str | None) -> str:
+def _pause_on_meta(settings: Settings, ledger: Ledger, brief: Brief, scope: str | None) -> str:
     """Pause on Meta now the ads the loop published in ``brief``'s account (of brief ``scope``, or every
-    brief's)."""
+    brief's), and record them PAUSED in the ledger (what `status` shows)."""
     from pipelines.channels import channel
 
     with channel(settings, brief, "meta", temporary_ok=False) as target:
-        paused = target.client.pause_all(scope)
+        paused = set(target.client.pause_all(scope))
+    for name in [scope] if scope else list(ledger.briefs()["brief"]):
+        for p in ledger.publications(name, "meta").itertuples():
+            if p.ad_id in paused:
+                ledger.set_status(name, p.variant_id, "meta", "PAUSED")
     return f"paused {len(paused)} ads and their ad sets on Meta (account {target.client.account_id})"

@@ -38,3 +38,22 @@ def test_the_most_tried_level_is_the_reference_with_no_lift():
     lifts = factor_lifts(frame, "catalog").set_index(["factor", "level"])
     assert lifts.loc[("template", "studio"), "reference"] == "studio"
     assert lifts.loc[("template", "studio"), ["lift", "lift_low", "lift_high"]].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_shades_of_one_family_pool_into_its_lift_and_families_are_what_a_marketer_would_call_them():
+    from creative.vocabulary import colour_family
+
+    names = {"#7B2CBF": "purple", "#9B5DE5": "purple", "#FFFFFF": "white", "#F2F2F2": "white",
+             "#E8D5C4": "beige", "#111827": "black", "#1F6FEB": "blue", "#2E7D32": "green", "#B03A2E": "red",
+             "#808080": "grey"}  # fmt: skip
+    assert {c: colour_family(c) for c in names} == names
+    rng = np.random.default_rng(3)
+    rows = [{"variant_id": c, "template": "studio", "colour": c, "aspect": "1:1", "trials": 400_000,
+             "successes": rng.binomial(400_000, rate)}
+            for c, rate in (("#7B2CBF", 0.036), ("#9B5DE5", 0.036), ("#FFFFFF", 0.03), ("#F2F2F2", 0.03))]  # fmt: skip
+    frame = pd.DataFrame(rows)
+    frame.loc[frame["colour"] == "#FFFFFF", "trials"] += 1  # white is the most tried family's anchor
+    lifts = factor_lifts(frame, "Aqua Co").set_index(["factor", "level"])
+    purple = lifts.loc[("colour_family", "purple")]
+    assert purple["reference"] == "white" and purple["trials"] == 800_000
+    assert abs(purple["lift"] - 0.2) < 0.03 and purple["lift_high"] - purple["lift_low"] < 0.05  # +20% of 800k

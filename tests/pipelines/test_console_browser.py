@@ -101,7 +101,7 @@ def up_console(tmp_path_factory, broker):
                               stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     wait_for(url, server, 120)
-    yield url, root
+    yield url, root, env
     server.send_signal(signal.SIGTERM)
     server.wait(timeout=30)
     log.close()
@@ -157,7 +157,7 @@ def test_a_marketer_signs_in_reads_her_brief_pauses_it_and_signs_out(console_url
     assert rows.count() >= 4
     loaded = images_loaded(page)
     assert loaded and all(loaded), "every variant's thumbnail loads"
-    assert page.locator("figure svg").count() == 4  # template, colour, aspect, learning curve
+    assert page.locator("figure svg").count() == 5  # template, colour, colour family, aspect, learning curve
     lifts = page.inner_text("ul.lifts")
     assert "against podium (Aqua Co" in lifts and "against podium (all brands" in lifts  # what wins, with intervals
     shoot(page, "brief")
@@ -225,7 +225,7 @@ def sign_in(page, url: str) -> None:
 
 
 def test_a_marketer_creates_a_brief_and_watches_its_variants_render_with_thumbnails(up_console, browser):
-    url, root = up_console
+    url, root, env = up_console
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     problems = []
@@ -284,5 +284,21 @@ def test_a_marketer_creates_a_brief_and_watches_its_variants_render_with_thumbna
     shoot(page, "new-brief-live")
     page.goto(f"{url}/")
     assert "aqua-flask" in page.inner_text("ul.briefs") and all(images_loaded(page))
+
+    page.goto(f"{url}/briefs/aqua-flask")  # pause it: its ads are paused on Meta, and `autoplay status` says so
+    page.click("text=Pause")
+    page.fill("#reason", "a recall")
+    page.click("button:has-text('Yes, pause')")
+    assert "paused 6 ads and their ad sets on Meta" in page.inner_text("main")
+    status = autoplay(env, "status", "--brief", "aqua-flask", "--json")
+    assert status.returncode == 0, status.stderr
+    [brief] = json.loads(status.stdout)["briefs"]
+    meta_ads = [a for a in brief["ads"] if a["channel"] == "meta"]
+    assert brief["paused"] is True and len(meta_ads) == 6 and {a["status"] for a in meta_ads} == {"PAUSED"}
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{url}/new-brief")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 391
+    shoot(page, "new-brief-phone")
     assert problems == [], problems
     context.close()
