@@ -1,11 +1,18 @@
-"""A factorised, contextual Thompson sampler: one Bayesian logistic regression over the creative's factors.
+"""A factorised, contextual Thompson sampler: one Bayesian logistic regression over the creative's factors,
+pooled across the catalog.
 
 Per-variant posteriors learn nothing about a combination until it has run. Here the rate is modelled as
-logit(rate) = intercept + template + camera + aspect + colour (one-hot and CIELAB) + placement + product,
+logit(rate) = intercept + template + camera + aspect + colour (one-hot, family and CIELAB) + placement + kind,
 so what a template earned with one colour informs it with every other colour, and combinations never
-rendered get a score: the plan can propose them. The posterior is the Laplace approximation around the
-L2-regularised maximum (scikit-learn's LogisticRegression), i.e. Gaussian prior N(0, prior_variance) on
-each effect; Thompson sampling draws whole coefficient vectors from it.
+rendered get a score: the plan can propose them.
+
+Across the catalog, every factor effect also has a brand-level and a product-level deviation (partial
+pooling): logit = catalog effects + brand's deviations + product's deviations, each level a Gaussian prior
+around the level above, narrower further down (``POOLING``). A product's own evidence moves its effects
+away from its brand's only as far as the evidence carries; a new product, with no evidence, is predicted by
+its brand's and the catalog's effects. The posterior is the Laplace approximation around the L2-regularised
+maximum (scikit-learn's LogisticRegression); a level's prior variance is set by scaling its columns, so one
+regularisation strength serves every level. Thompson sampling draws whole coefficient vectors from it.
 """
 
 from __future__ import annotations
@@ -15,16 +22,37 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import OneHotEncoder
 
+from creative.vocabulary import colour_family
 from experiments.evidence import arm_evidence
 from rendering.colour import hex_to_lab
 
-CATEGORICAL = ("template", "camera", "aspect", "colour", "placement", "product")
+#: The creative's factors the model weighs (any the evidence has).
+CATEGORICAL = ("template", "camera", "aspect", "colour", "colour_family", "placement", "kind", "season")
+#: The levels evidence is pooled over, outermost first, with the prior variance of a level's deviations
+#: from the level above (the catalog's own effects have ``prior_variance``): brands differ from the
+#: catalog less than factors differ from each other, and a brand's products from the brand less again.
+POOLING = (("brand", 0.25), ("product", 0.1))
+
+
+def with_factors(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the factors derived from others: the colour's family."""
+    if "colour" in frame.columns and "colour_family" not in frame.columns:
+        families = {c: colour_family(c) for c in pd.unique(frame["colour"])}  # per colour, not per row
+        return frame.assign(colour_family=frame["colour"].map(families))
+    return frame
 
 
 class CreativeFeatures:
-    """Factors to a design matrix: one-hot categories (unknown ones score as the average) plus CIELAB."""
+    """Factors to a design matrix: one-hot categories (unknown ones score as the average) plus CIELAB, then for
+    each pooling level in the frame (brand, product) its intercept and its deviation of every factor,
+    scaled so that a unit prior on the coefficient is the level's prior variance."""
+
+    def __init__(self, pooling: tuple[tuple[str, float], ...] = POOLING, prior_variance: float = 1.0) -> None:
+        self.pooling = pooling
+        self.prior_variance = prior_variance
 
     def fit(self, frame: pd.DataFrame) -> CreativeFeatures:
+        frame = with_factors(frame)
         self.categorical_ = [c for c in CATEGORICAL if c in frame.columns]
         if not self.categorical_:
             raise ValueError(f"no creative factor columns; expected some of {list(CATEGORICAL)}")
@@ -32,22 +60,38 @@ class CreativeFeatures:
             frame[self.categorical_].astype(str)
         )
         self.lab_ = "colour" in frame.columns
+        self.levels_ = []  # (column, scale, encoder) per pooling level present
+        for column, variance in self.pooling:
+            if column in frame.columns:
+                encoder = OneHotEncoder(handle_unknown="ignore", sparse_output=False).fit(self._nested(frame, column))
+                self.levels_.append((column, np.sqrt(variance / self.prior_variance), encoder))
         return self
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        frame = with_factors(frame)
         parts = [self.encoder_.transform(frame[self.categorical_].astype(str))]
         if self.lab_:
             lab = np.array([hex_to_lab(c) for c in frame["colour"]]) / 100.0
             parts.append(np.column_stack([lab, lab**2]))
+        for column, scale, encoder in self.levels_:
+            parts.append(scale * encoder.transform(self._nested(frame, column)))
         return np.hstack(parts)
+
+    def _nested(self, frame: pd.DataFrame, column: str) -> pd.DataFrame:
+        """The level's own intercept and each factor within it, as ``<level>|<factor level>`` categories."""
+        owner = frame[column].astype(str)
+        nested = {column: owner}
+        nested |= {f"{column}|{c}": owner + "|" + frame[c].astype(str) for c in self.categorical_}
+        return pd.DataFrame(nested)
 
 
 class FactorisedThompson:
     """Thompson sampling over a Bayesian logistic regression of the creative factors.
 
     ``fit`` takes events or daily aggregates with factor columns (any of ``CATEGORICAL``), ``successes``,
-    ``trials`` and optionally ``day``. Learned attributes: ``features_``, ``coef_`` (intercept first),
-    ``cov_``.
+    ``trials``, optionally ``day``, and for evidence across the catalog the pooling levels' columns
+    (``brand``, ``product``); candidates to score carry the same columns. Learned attributes: ``features_``,
+    ``coef_`` (intercept first), ``cov_``.
     """
 
     def __init__(
@@ -57,19 +101,22 @@ class FactorisedThompson:
         half_life_days: float | None = None,
         conversion_delay_days: float | None = None,
         random_state: int | None = None,
+        pooling: tuple[tuple[str, float], ...] = POOLING,
     ) -> None:
         self.prior_variance = prior_variance
+        self.pooling = pooling
         self.n_draws = n_draws
         self.half_life_days = half_life_days
         self.conversion_delay_days = conversion_delay_days
         self.random_state = random_state
 
     def fit(self, events: pd.DataFrame, now: int | None = None) -> FactorisedThompson:
-        keys = [c for c in CATEGORICAL if c in events.columns]
+        events = with_factors(events)
+        keys = [c for c in (*CATEGORICAL, *(level for level, _ in self.pooling)) if c in events.columns]
         arms = arm_evidence(events, keys, now, self.half_life_days, self.conversion_delay_days)
         arms = arms[arms["trials"] > 0].reset_index(drop=True)
         self._rng = np.random.default_rng(self.random_state)
-        self.features_ = CreativeFeatures().fit(arms if len(arms) else events)
+        self.features_ = CreativeFeatures(self.pooling, self.prior_variance).fit(arms if len(arms) else events)
         d = self.features_.transform(events.iloc[:1]).shape[1]
         if arms.empty or arms["successes"].sum() == 0 or (arms["trials"] - arms["successes"]).sum() == 0:
             # nothing to separate yet: the prior around the observed (or a small) base rate

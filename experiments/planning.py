@@ -78,6 +78,31 @@ def factor_frame(factors: list[VariantFactors]) -> pd.DataFrame:
     return pd.DataFrame([f.as_dict() | {"camera": f.camera} for f in factors])
 
 
+def pooled_evidence(brief: Brief, history: pd.DataFrame | None, catalog: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The brief's evidence (as a product of its brand) beside the catalog's other briefs', for the pooled
+    model; None when there is none at all."""
+    own = history.assign(brand=brief.brand, product=brief.name) if history is not None else None
+    frames = [f for f in (own, catalog) if f is not None and len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def candidates(brief: Brief, factors: list[VariantFactors]) -> pd.DataFrame:
+    """Combinations to score for this brief: its factors, its brand and itself as the product."""
+    return factor_frame(factors).assign(brand=brief.brand, product=brief.name)
+
+
+def catalog_prior_means(
+    brief: Brief, variants: pd.DataFrame, history: pd.DataFrame | None, catalog: pd.DataFrame | None
+) -> dict[str, float] | None:
+    """What the pooled model predicts for each of ``variants`` (the centre of its prior in allocation), or
+    None without evidence from other briefs (then the brief's own empirical prior serves)."""
+    if catalog is None or not len(catalog) or catalog["trials"].sum() <= 0:
+        return None
+    model = FactorisedThompson(prior_variance=1.0, n_draws=1).fit(pooled_evidence(brief, history, catalog))
+    factors = [VariantFactors.of(r) for r in variants.to_dict("records")]
+    return dict(zip(variants["variant_id"].astype(str), model.posterior_mean(candidates(brief, factors))))
+
+
 def arm_table(brief: Brief, variants: pd.DataFrame, daily: pd.DataFrame) -> pd.DataFrame:
     """Successes and trials per variant for the brief's goal (undiscounted totals), zero without data."""
     return totals(evidence(brief, variants, daily), variants)
@@ -111,7 +136,13 @@ def day_index(days) -> np.ndarray:
     return (pd.to_datetime(pd.Series(days)).dt.tz_localize(None).dt.normalize() - pd.Timestamp(0)).dt.days.to_numpy()
 
 
-def variant_policy(brief: Brief, arms: pd.DataFrame, rng: np.random.Generator, discounted: bool = True) -> BetaThompson:
+def variant_policy(
+    brief: Brief,
+    arms: pd.DataFrame,
+    rng: np.random.Generator,
+    discounted: bool = True,
+    prior_means: dict[str, float] | None = None,
+) -> BetaThompson:
     alpha, beta = empirical_prior(arms)
     return BetaThompson(
         prior_alpha=alpha,
@@ -119,6 +150,7 @@ def variant_policy(brief: Brief, arms: pd.DataFrame, rng: np.random.Generator, d
         half_life_days=brief.autoplay.half_life_days if discounted else None,
         conversion_delay_days=brief.autoplay.conversion_delay_days if brief.goal in DELAYED_GOALS else None,
         random_state=int(rng.integers(2**31)),
+        prior_means=prior_means,
     )
 
 
@@ -131,15 +163,23 @@ def factorised_policy(brief: Brief, rng: np.random.Generator) -> FactorisedThomp
 
 
 def plan_generation(
-    brief: Brief, live: pd.DataFrame, history: pd.DataFrame | None, tried: set[tuple], rng: np.random.Generator
+    brief: Brief,
+    live: pd.DataFrame,
+    history: pd.DataFrame | None,
+    tried: set[tuple],
+    rng: np.random.Generator,
+    catalog: pd.DataFrame | None = None,
 ) -> list[Decision]:
     """Keep what the posterior favours, replace fatigued winners, and explore for the remaining slots.
 
     ``live`` has the current live variants with their factors; ``history`` is ``evidence`` for every
     variant ever run (None before the first); ``tried`` holds every combination ever rendered. New
     combinations come from the factorised model's Thompson draws (untried ones included); before any
-    evidence, uniformly at random. Guardrails hold by construction: at most ``live_variants``, templates
-    from the approved list, colours within the palette distance, nothing judged before ``min_impressions``.
+    evidence, uniformly at random. ``catalog`` is the evidence of the catalog's other briefs (``evidence``
+    rows with ``brand`` and ``product``): the factorised model pools it, so a new brief's first plan starts
+    from its brand's and the catalog's effects. Guardrails hold by construction: at most ``live_variants``,
+    templates from the approved list, colours within the palette distance, nothing judged before
+    ``min_impressions``.
     """
     size, keep_n = brief.autoplay.live_variants, brief.autoplay.keep_per_generation
     decisions: list[Decision] = []
@@ -162,25 +202,27 @@ def plan_generation(
         # fatigued winner hands its slot to a successor instead of just dropping out
         score = np.where(fatigued, lifetime.posterior_mean(), recent.posterior_mean())
         score = np.where(judged, score, np.inf)  # unjudged variants stay until judged
-        model = factorised_policy(brief, rng).fit(history, now=now)
+        model = factorised_policy(brief, rng).fit(pooled_evidence(brief, history, catalog), now=now)
         by_id = live.set_index("variant_id")
         for i in np.argsort(-score, kind="stable")[:keep_n]:
             row = by_id.loc[order_ids[i]]
             f = VariantFactors.of(row)
             if f.key not in allowed:
                 continue  # its template lost approval or its colour left the palette: retire it
-            if fatigued[i] and (successor := _successor(f, model, tried | chosen, allowed)) is not None:
+            if fatigued[i] and (successor := _successor(brief, f, model, tried | chosen, allowed)) is not None:
                 decisions.append(Decision("succeed", None, successor, 1.0, f"replaces fatigued {order_ids[i]}"))
                 chosen.add(successor.key)
             else:
                 decisions.append(Decision("keep", order_ids[i], f, 1.0))
                 chosen.add(f.key)
+    elif (prior := pooled_evidence(brief, history, catalog)) is not None and prior["trials"].sum() > 0:
+        model = factorised_policy(brief, rng).fit(prior)  # a new brief: what its brand and the catalog learnt
     else:
         model = None
     untried = [f for f in factor_grid(brief) if f.key not in tried | chosen]
     n_new = min(size - len(decisions), len(untried))
     if n_new and model is not None:
-        for j, propensity in model.propose(factor_frame(untried), n_new):
+        for j, propensity in model.propose(candidates(brief, untried), n_new):
             decisions.append(Decision("explore", None, untried[j], propensity))
     elif n_new:
         for j in rng.choice(len(untried), size=n_new, replace=False):
@@ -195,7 +237,7 @@ def totals(history: pd.DataFrame, live: pd.DataFrame) -> pd.DataFrame:
 
 
 def _successor(
-    factors: VariantFactors, model: FactorisedThompson, taken: set[tuple], allowed: set[tuple]
+    brief: Brief, factors: VariantFactors, model: FactorisedThompson, taken: set[tuple], allowed: set[tuple]
 ) -> VariantFactors | None:
     """The untried combination that keeps the most of a fatigued winner's factors, best by the model:
     the same template and colour in another aspect or a nearby colour, else any two of the three."""
@@ -203,15 +245,18 @@ def _successor(
     for need in (2, 1):
         same = [f for f in pool if sum(a == b for a, b in zip(f.key, factors.key)) >= need]
         if same:
-            scores = model.posterior_mean(factor_frame(same))
+            scores = model.posterior_mean(candidates(brief, same))
             return same[int(np.argmax(scores))]
     return None
 
 
-def allocate(brief: Brief, events: pd.DataFrame, rng: np.random.Generator) -> pd.Series:
-    """Traffic shares for the live variants in ``events`` (index: variant id), summing to 1, floored."""
+def allocate(
+    brief: Brief, events: pd.DataFrame, rng: np.random.Generator, prior_means: dict[str, float] | None = None
+) -> pd.Series:
+    """Traffic shares for the live variants in ``events`` (index: variant id), summing to 1, floored.
+    ``prior_means``: each variant's predicted rate from the catalog (``catalog_prior_means``)."""
     arms = totals(events, events.drop_duplicates("variant_id"))
-    policy = variant_policy(brief, arms, rng).fit(events)
+    policy = variant_policy(brief, arms, rng, prior_means=prior_means).fit(events)
     return policy.allocate(brief.autoplay.exploration_floor)
 
 

@@ -9,7 +9,8 @@ import pandas as pd
 from scipy.stats import beta
 
 from creative.brief import Brief
-from creative.vocabulary import FACTOR_NAMES, FAMILY_SWATCHES, colour_family
+from creative.vocabulary import FACTOR_NAMES, FAMILY_SWATCHES
+from experiments.factorised import with_factors
 from experiments.planning import GOAL_COLUMNS
 
 METRICS = ("impressions", "clicks", "spend", "purchases", "purchase_value")
@@ -21,11 +22,6 @@ def level_colour(level: str, default: str = "#4c6ef5") -> str:
     """What to draw a factor level's bar in: a colour level in itself, a colour family in its swatch."""
     level = str(level)
     return level if level.startswith("#") else FAMILY_SWATCHES.get(level, default)
-
-
-def with_colour_family(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with a ``colour_family`` column beside its ``colour``."""
-    return frame.assign(colour_family=[colour_family(c) for c in frame["colour"]]) if "colour" in frame else frame
 
 
 def variant_metrics(daily: pd.DataFrame) -> pd.DataFrame:
@@ -50,7 +46,7 @@ def spend_between(daily: pd.DataFrame, first: pd.Timestamp, last: pd.Timestamp) 
 def factor_effects(brief: Brief, variants: pd.DataFrame, daily: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     """Per factor (``REPORT_FACTORS``) and level: the goal's successes, trials, rate and interval."""
     num, den = GOAL_COLUMNS[brief.goal]
-    factors = with_colour_family(variants[["variant_id", *FACTOR_NAMES]].drop_duplicates("variant_id"))
+    factors = with_factors(variants[["variant_id", *FACTOR_NAMES]].drop_duplicates("variant_id"))
     joined = daily.merge(factors, on="variant_id", how="inner") if len(daily) else factors.iloc[0:0]
     rows = []
     for factor in REPORT_FACTORS:
@@ -108,7 +104,7 @@ def factor_lifts(
     rng = np.random.default_rng(seed)
     tail = (1 - level) / 2
     rows = []
-    evidence = with_colour_family(evidence)
+    evidence = with_factors(evidence)
     for factor in REPORT_FACTORS:
         levels = evidence.groupby(factor)[["successes", "trials"]].sum() if len(evidence) else pd.DataFrame()
         levels = levels[levels["trials"] > 0] if len(levels) else levels  # an untried level says nothing yet

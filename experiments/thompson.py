@@ -31,6 +31,7 @@ class BetaThompson:
     ``fit`` takes a frame of events or of daily aggregates: ``variant_id``, ``successes``, ``trials`` and,
     to weigh by age, ``day`` (integer day index). ``half_life_days`` discounts old evidence (creative
     fatigue, market shifts); ``conversion_delay_days`` discounts trials whose conversions are still due.
+    ``prior_means`` centres a variant's prior on a predicted rate (the catalog's, for a new variant).
     Learned attributes: ``variant_ids_``, ``alpha_``, ``beta_``.
     """
 
@@ -42,9 +43,11 @@ class BetaThompson:
         half_life_days: float | None = None,
         conversion_delay_days: float | None = None,
         random_state: int | None = None,
+        prior_means: dict[str, float] | None = None,
     ) -> None:
         self.prior_alpha = prior_alpha
         self.prior_beta = prior_beta
+        self.prior_means = prior_means
         self.n_draws = n_draws
         self.half_life_days = half_life_days
         self.conversion_delay_days = conversion_delay_days
@@ -58,10 +61,20 @@ class BetaThompson:
             raise ValueError("successes must not exceed trials for any variant")
         trials = np.maximum(trials, successes)
         self.variant_ids_ = arms["variant_id"].astype(str).to_numpy()
-        self.alpha_ = self.prior_alpha + successes
-        self.beta_ = self.prior_beta + trials - successes
+        alpha0, beta0 = self._priors(self.variant_ids_)
+        self.alpha_ = alpha0 + successes
+        self.beta_ = beta0 + trials - successes
         self._rng = np.random.default_rng(self.random_state)
         return self
+
+    def _priors(self, variant_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each variant's Beta prior: centred on its ``prior_means`` entry when it has one (what the catalog's
+        model predicts for it), worth as many trials as the shared prior; the shared prior otherwise."""
+        strength = self.prior_alpha + self.prior_beta
+        means = np.array([(self.prior_means or {}).get(v, np.nan) for v in variant_ids], float)
+        means = np.clip(means, 1e-4, 1 - 1e-4)
+        alpha = np.where(np.isnan(means), self.prior_alpha, strength * means)
+        return alpha, np.where(np.isnan(means), self.prior_beta, strength - alpha)
 
     def posterior_mean(self) -> np.ndarray:
         return self.alpha_ / (self.alpha_ + self.beta_)

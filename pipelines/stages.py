@@ -77,7 +77,8 @@ def plan(
     live = live[(live["render_status"] == "rendered") & live["retired_reason"].isna()] if len(live) else live
     history = planning.evidence(brief, known, brief_daily(ledger, store, brief)) if len(known) else None
     tried = {VariantFactors.of(r).key for r in known.to_dict("records")}
-    decisions = planning.plan_generation(brief, live, history, tried, rng)
+    catalog = catalog_evidence(brief, ledger, store)
+    decisions = planning.plan_generation(brief, live, history, tried, rng, catalog)
 
     rows, logged = [], []
     for d in decisions:
@@ -348,7 +349,8 @@ def allocate(
         ledger.log_action(Action(brief.name, "allocate", actor, "nothing published yet", {"day": today.isoformat()}))
         return pd.Series(dtype=float)
     events = planning.evidence(brief, live, brief_daily(ledger, store, brief))
-    shares = planning.allocate(brief, events, np.random.default_rng([seed, generation, today.toordinal()]))
+    prior = planning.catalog_prior_means(brief, live, events, catalog_evidence(brief, ledger, store))
+    shares = planning.allocate(brief, events, np.random.default_rng([seed, generation, today.toordinal()]), prior)
     budgets = planning.budgets_in_cents(brief, shares, previous_budgets(ledger, brief))
     ran = planning.logged_propensities(budgets)
     plan = planning.adset_plan(pubs, budgets, brief.autoplay.activate, MIN_BUDGET_CENTS)
@@ -431,6 +433,23 @@ def pull_insights(brief: Brief, ledger: Ledger, meta: MetaAds, producer: EventPr
 def brief_daily(ledger: Ledger, store: EventStore, brief: Brief) -> pd.DataFrame:
     """The brief's own evidence per variant and day: from its ads only, never another brief's."""
     return store.variant_daily(ledger.publications(brief.name, "meta")["ad_id"].tolist())
+
+
+def catalog_evidence(brief: Brief, ledger: Ledger, store: EventStore) -> pd.DataFrame | None:
+    """The evidence of every other brief in the deployment, per variant and day, in ``brief``'s goal, with
+    each row's ``brand`` and ``product`` (its brief): what the pooled model learns across the catalog."""
+    frames = []
+    for row in ledger.briefs().itertuples():
+        if row.brief == brief.name:
+            continue
+        variants = ledger.variants(row.brief)
+        variants = variants[variants["render_status"] == "rendered"]
+        daily = store.variant_daily(ledger.publications(row.brief, "meta")["ad_id"].tolist())
+        if variants.empty or daily.empty:
+            continue
+        frame = planning.evidence(brief, variants, daily)
+        frames.append(frame[frame["trials"] > 0].assign(brand=row.brand, product=row.brief))
+    return pd.concat(frames, ignore_index=True) if frames else None
 
 
 def variant_evidence(brief: Brief, ledger: Ledger, store: EventStore, goal: str) -> pd.DataFrame:

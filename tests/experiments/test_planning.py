@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from creative.brief import load_brief
-from creative.vocabulary import VariantFactors
+from creative.vocabulary import VariantFactors, get_template
 from experiments import planning
 from rendering.colour import ciede2000, hex_to_lab
 from tests.conftest import EXAMPLE_BRIEF
@@ -190,3 +190,50 @@ def test_the_logged_propensity_is_the_budget_share_that_ran_not_the_thompson_sha
     assert ran.sum() == pytest.approx(1.0)
     assert ran["a"] < 0.5 < shares["a"]  # delivery followed the clamped budgets
     assert ran.to_dict() == pytest.approx((budgets / budgets.sum()).to_dict())
+
+
+def catalog_of(rates: dict[str, float], brand: str, products: int, seed: int = 0) -> pd.DataFrame:
+    """Evidence of other products of ``brand`` whose rate depends on the template only (``rates``)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for p in range(products):
+        for i, f in enumerate(planning.factor_grid(BRIEF)[p::9][:6]):
+            trials = 20_000
+            rows.append({"variant_id": f"p{p}v{i}", "day": 20_400, **f.as_dict(), "camera": f.camera,
+                         "trials": float(trials), "successes": float(rng.binomial(trials, rates[f.template])),
+                         "brand": brand, "product": f"product-{p}"})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_a_new_brief_starts_from_what_its_brand_learnt_not_a_flat_prior():
+    rates = {"studio": 0.01, "podium": 0.03, "hero": 0.01}  # podium wins for every product of the brand
+    catalog = catalog_of(rates, BRIEF.brand, products=5)
+    picks = {"cold": [], "catalog": []}
+    for seed in range(8):
+        for name, evidence in (("cold", None), ("catalog", catalog)):
+            decisions = planning.plan_generation(BRIEF, pd.DataFrame(), None, set(), np.random.default_rng(seed),
+                                                 evidence)  # fmt: skip
+            picks[name] += [d.factors.template for d in decisions]
+    share = {k: v.count("podium") / len(v) for k, v in picks.items()}
+    assert share["cold"] < 0.5 < share["catalog"], share  # a third at random; most of them with the catalog
+    live = pd.DataFrame([{"variant_id": t, "template": t, "colour": BRIEF.palette[0], "aspect": "1:1"} for t in rates])
+    means = planning.catalog_prior_means(BRIEF, live, None, catalog)
+    assert means["podium"] > 2 * means["studio"] and abs(means["podium"] - 0.03) < 0.01  # the allocation's prior
+    assert planning.catalog_prior_means(BRIEF, live, None, None) is None  # alone in the deployment: its own prior
+
+
+def test_partial_pooling_lets_a_product_differ_from_its_brand_once_its_own_evidence_says_so():
+    from experiments.factorised import FactorisedThompson
+
+    brand = catalog_of({"studio": 0.01, "podium": 0.03, "hero": 0.01}, "Aqua Co", products=5)
+    own = catalog_of({"studio": 0.03, "podium": 0.01, "hero": 0.01}, "Aqua Co", products=1, seed=1)
+    own["product"] = "contrarian"  # this one product prefers studio, on plenty of its own evidence
+    model = FactorisedThompson().fit(pd.concat([brand, own], ignore_index=True))
+    ask = pd.DataFrame(
+        [VariantFactors(template=t, colour=BRIEF.palette[0], aspect="1:1").as_dict()
+         | {"camera": get_template(t).camera, "brand": "Aqua Co", "product": p}
+         for p in ("contrarian", "newcomer") for t in ("studio", "podium")]
+    )  # fmt: skip
+    rate = dict(zip(ask["product"] + "/" + ask["template"], model.posterior_mean(ask)))
+    assert rate["contrarian/studio"] > rate["contrarian/podium"]  # its own evidence wins for it
+    assert rate["newcomer/podium"] > rate["newcomer/studio"]  # a product with none follows the brand
