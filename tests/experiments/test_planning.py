@@ -130,9 +130,9 @@ def test_plans_stay_inside_the_brief_whatever_the_evidence(approved, delta_e, se
     )
     rng = np.random.default_rng(seed)
     grid = planning.factor_grid(brief)
-    live = pd.DataFrame([{"variant_id": f"v{i}", **grid[i % len(grid)].as_dict()} for i in range(6)]).drop_duplicates(
-        "template"
-    )
+    spread = [grid[i * len(grid) // 6] for i in range(6)]  # six distinct combinations across the grid
+    live = pd.DataFrame([{"variant_id": f"v{i}", **f.as_dict()} for i, f in enumerate(dict.fromkeys(spread))])
+    assert len(live) >= 2, "the plan must rank, keep and judge among several live variants"
     rows = [(vid, "2026-11-01", n, round(n * r)) for vid, (n, r) in zip(live["variant_id"], evidence_rows)]
     history = planning.evidence(brief, live, daily(rows))
     tried = {VariantFactors.of(f).key for f in live.to_dict("records")}

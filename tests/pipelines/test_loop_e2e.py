@@ -203,7 +203,13 @@ def test_the_policy_is_a_registered_pyfunc_that_allocates_and_proposes_when_load
     candidates = board[["template", "colour", "aspect"]]
     picked = model.predict(candidates, params={"action": "propose", "k": 2})
     assert len(picked) == 2 and picked["propensity"].between(0, 1).all()
-    assert champion.version in {v.version for v in versions}
+    expected = None  # replay promotion from what each version logged: the champion is the one it chose
+    for v in sorted(versions, key=lambda v: int(v.version)):
+        metrics = client.get_run(v.run_id).data.metrics
+        beats = expected is None or metrics["offline_snips_challenger"] > metrics["offline_snips_champion"]
+        assert v.tags["autoplay.promotion"].startswith("promoted") == beats, (v.version, v.tags, metrics)
+        expected = v.version if beats else expected
+    assert champion.version == expected
 
 
 def test_the_access_token_is_nowhere_in_run_config_or_mlflow(loop_run):
