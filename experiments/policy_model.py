@@ -16,7 +16,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 from mlflow.models import ModelSignature
-from mlflow.types.schema import ParamSchema, ParamSpec
+from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
 from creative.vocabulary import get_template
 from experiments.factorised import FactorisedThompson
@@ -37,6 +37,12 @@ class PolicyModel(mlflow.pyfunc.PythonModel):
         if action == "allocate":
             if "variant_id" not in model_input.columns:
                 raise ValueError("allocate needs a 'variant_id' column")
+            unknown = sorted(set(model_input["variant_id"].astype(str)) - set(self.variants.variant_ids_))
+            if unknown:
+                raise ValueError(
+                    f"allocate: variant ids {unknown[:10]} were not in this model's training "
+                    f"({len(self.variants.variant_ids_)} variants); refit or allocate among known ones"
+                )
             shares = self.variants.subset(model_input["variant_id"]).allocate(self.exploration_floor)
             return pd.DataFrame({"variant_id": shares.index, "share": shares.to_numpy()})
         if action == "propose":
@@ -62,15 +68,16 @@ def model_requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in MODEL_PACKAGES]
 
 
-def log_policy_model(model: PolicyModel, registered_name: str) -> str:
+def log_policy_model(model: PolicyModel, registered_name: str, example: pd.DataFrame | None = None) -> str:
     """Log the policy in the active run, register a new version, point ``challenger`` at it; returns the version.
 
     The experiments, rendering and creative packages travel with the model (code paths), so it loads without this repo.
     """
-    # no input schema: "allocate" and "propose" take different columns; the params schema lets callers pass
-    # the action (without it MLflow drops params)
+    # "allocate" reads variant_id, "propose" the factors: every column optional; the params schema lets
+    # callers pass the action (without it MLflow drops params)
+    inputs = Schema([ColSpec("string", c, required=False) for c in ("variant_id", "template", "colour", "aspect")])
     params = ParamSchema([ParamSpec("action", "string", "allocate"), ParamSpec("k", "long", 1)])
-    signature = ModelSignature(inputs=None, params=params)
+    signature = ModelSignature(inputs=inputs, params=params)
     quiet = logging.getLogger("mlflow.pyfunc")
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # its advice on cloudpickle and input examples does not apply here
@@ -82,6 +89,7 @@ def log_policy_model(model: PolicyModel, registered_name: str) -> str:
                 python_model=model,
                 code_paths=[str(ROOT / "experiments"), str(ROOT / "rendering"), str(ROOT / "creative")],
                 signature=signature,
+                input_example=example,
                 registered_model_name=registered_name,
                 pip_requirements=model_requirements(),  # given, not inferred: inference costs seconds a model
             )

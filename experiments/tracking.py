@@ -47,6 +47,7 @@ def log_training(
     registered_name: str | None = None,
     tables: dict[str, pd.DataFrame] | None = None,
     plots: list[Path] | None = None,
+    step: int = 0,
 ) -> str:
     """Log one training as an MLflow run; returns the run id.
 
@@ -56,10 +57,15 @@ def log_training(
     target.activate()
     with mlflow.start_run(run_name=run_name, tags=tags or {}) as run, tempfile.TemporaryDirectory() as tmp:
         mlflow.log_params(params)
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+        for r in history.itertuples():  # the learning curve as steps: one per generation
+            mlflow.log_metric("best_live_traffic_share", float(r.best_share), step=int(r.generation))
+        if len(history):
+            mlflow.log_table(history, "learning_curve.json")
         board_csv = Path(tmp) / "leaderboard.csv"
         board.to_csv(board_csv, index=False)
         mlflow.log_artifact(str(board_csv))
+        mlflow.log_table(board, "leaderboard.json")  # per-variant figures, as a table the MLflow UI shows
         mlflow.log_artifact(str(posterior_plot(board, Path(tmp) / "posteriors.png")), "plots")
         if len(history):
             mlflow.log_artifact(str(learning_curve(history, Path(tmp) / "learning_curve.png")), "plots")
@@ -71,7 +77,8 @@ def log_training(
         for plot in plots or []:
             mlflow.log_artifact(str(plot), "plots")
         if policy_model is not None:
-            log_policy_model(policy_model, registered_name)
+            example = board[["variant_id", "template", "colour", "aspect"]].head(3)
+            log_policy_model(policy_model, registered_name, example)
         return run.info.run_id
 
 
@@ -96,11 +103,16 @@ def posterior_plot(board: pd.DataFrame, out: Path) -> Path:
 
 
 def learning_curve(history: pd.DataFrame, out: Path) -> Path:
-    """Share of traffic that went to the best live variant, per generation."""
+    """Share of traffic that went to the best live variant (by posterior, among that generation's), per
+    generation."""
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.plot(history["generation"], history["best_share"], marker="o")
+    for r in history.itertuples():
+        ax.annotate(f"{r.best_share:.1%}", (r.generation, r.best_share), textcoords="offset points", xytext=(0, 6),
+                    ha="center", fontsize=8)  # fmt: skip
     ax.set_xlabel("generation")
     ax.set_ylabel("traffic share of best live variant")
+    ax.set_xticks(list(history["generation"]))
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     fig.tight_layout()
