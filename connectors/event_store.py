@@ -34,6 +34,11 @@ create table if not exists metric_snapshots (
     variant_id varchar not null, value double not null, as_of timestamptz not null,
     primary key (channel, external_id, day, metric)
 );
+create table if not exists ad_daily (
+    channel varchar not null, external_id varchar not null, day date not null, variant_id varchar not null,
+    impressions double, clicks double, spend double, add_to_cart double, purchases double, purchase_value double,
+    primary key (channel, external_id, day)
+);
 create table if not exists dead_letters (
     topic varchar, partition integer, "offset" bigint, reason varchar not null, detail varchar,
     raw blob, received_at timestamptz default now()
@@ -52,6 +57,15 @@ create table if not exists log_resets (
     topic varchar not null, partition integer not null, stored_offset bigint, noticed_at timestamptz default now()
 );
 """
+
+
+#: The figures ``ad_daily`` keeps per ad and day (the metric snapshots pivoted).
+DAILY_METRICS = ("impressions", "clicks", "spend", "add_to_cart", "purchases", "purchase_value")
+_AD_DAILY = (
+    "select channel, external_id, day, any_value(variant_id), "
+    + ", ".join(f"sum(value) filter (where metric = '{m}')" for m in DAILY_METRICS)
+    + " from metric_snapshots"
+)
 
 
 @dataclass
@@ -73,6 +87,10 @@ class EventStore:
         self._held = threading.local()
         with self.connect() as con:
             con.execute(SCHEMA)
+            [(aggregated,)] = con.execute("select count(*) from ad_daily").fetchall()
+            [(snapshots,)] = con.execute("select count(*) from metric_snapshots").fetchall()
+            if snapshots and not aggregated:  # a store from before the aggregate: build it once
+                con.execute(f"insert into ad_daily {_AD_DAILY} group by channel, external_id, day")
 
     @contextmanager
     def connect(self):
@@ -170,6 +188,12 @@ class EventStore:
                         on conflict (channel, external_id, day, metric) do update
                         set value = excluded.value, as_of = excluded.as_of, variant_id = excluded.variant_id
                         where excluded.as_of >= metric_snapshots.as_of""")
+                    # the per-(ad, day) aggregate the policies read, refreshed for the keys this batch touched
+                    con.execute(f"""
+                        insert or replace into ad_daily {_AD_DAILY}
+                        where (channel, external_id, day) in
+                            (select distinct channel, external_id, day from batch_snapshots)
+                        group by channel, external_id, day""")
                     result.snapshots = len(snapshots)
                 if dead:
                     con.register("batch_dead", pd.DataFrame(dead, columns=_DEAD_COLUMNS))
@@ -256,10 +280,12 @@ class EventStore:
         return out
 
     def variant_daily(self, ad_ids: list[str] | None = None) -> pd.DataFrame:
-        """Per variant and day: impressions, clicks, spend, carts, purchases, value (snapshots pivoted).
+        """Per variant and day: impressions, clicks, spend, carts, purchases, value.
 
-        ``ad_ids`` keeps one brief's ads: two briefs on the same product can share a variant id (the same
-        picture) while their ads, audiences and evidence stay apart."""
+        Read from ``ad_daily``, the per-(ad, day) aggregate ingestion keeps beside the snapshots, so a
+        policy step reads one row per ad and day instead of pivoting every snapshot. ``ad_ids`` keeps one
+        brief's ads: two briefs on the same product can share a variant id (the same picture) while their
+        ads, audiences and evidence stay apart."""
         with self.connect() as con:
             if ad_ids is not None:
                 con.register("brief_ads", pd.DataFrame({"ad_id": [str(a) for a in ad_ids]}, dtype=str))
@@ -267,14 +293,8 @@ class EventStore:
             else:
                 where = ""
             return con.execute(f"""
-                select variant_id, day,
-                    sum(value) filter (where metric = 'impressions') as impressions,
-                    sum(value) filter (where metric = 'clicks') as clicks,
-                    sum(value) filter (where metric = 'spend') as spend,
-                    sum(value) filter (where metric = 'add_to_cart') as add_to_cart,
-                    sum(value) filter (where metric = 'purchases') as purchases,
-                    sum(value) filter (where metric = 'purchase_value') as purchase_value
-                from metric_snapshots {where} group by variant_id, day order by day, variant_id""").df()
+                select variant_id, day, {", ".join(f"sum({m}) as {m}" for m in DAILY_METRICS)}
+                from ad_daily {where} group by variant_id, day order by day, variant_id""").df()
 
     def read_back(self, meta_ad_ids: list[str], variant_ids: list[str]) -> pd.DataFrame:
         """What came back for one brief per channel and kind: Meta's latest figures of its ads, and the

@@ -1,0 +1,47 @@
+"""The event store's per-(ad, day) aggregate: what the policies read equals the snapshots it summarises."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import duckdb
+import pandas as pd
+
+from connectors.event_store import EventStore
+from connectors.events import MetricSnapshot
+
+AS_OF = datetime(2026, 11, 2, 12, tzinfo=UTC)
+
+
+def snapshot(ad: str, variant: str, day: int, metric: str, value: float, later: int = 0) -> MetricSnapshot:
+    return MetricSnapshot(type="metric_snapshot", variant_id=variant, channel="meta", external_id=ad,
+                          day=date(2026, 11, day), metric=metric, value=value,
+                          as_of=AS_OF + timedelta(hours=later))  # fmt: skip
+
+
+def pivot(path) -> pd.DataFrame:
+    """variant_daily the slow way: every snapshot, pivoted."""
+    with duckdb.connect(str(path)) as con:
+        frame = con.execute("select variant_id, day, metric, value from metric_snapshots").df()
+    table = frame.pivot_table(index=["variant_id", "day"], columns="metric", values="value", aggfunc="sum")
+    return table.reset_index()
+
+
+def test_the_daily_aggregate_follows_every_upsert_and_an_older_store_is_backfilled(tmp_path):
+    store = EventStore(tmp_path / "events.duckdb")
+    first = [snapshot("ad1", "va", 1, "impressions", 1000), snapshot("ad1", "va", 1, "clicks", 20),
+             snapshot("ad2", "va", 1, "impressions", 500), snapshot("ad3", "vb", 2, "impressions", 700)]  # fmt: skip
+    store.write_batch("t", [], first, [], {})
+    newer = [snapshot("ad1", "va", 1, "clicks", 25, later=1), snapshot("ad1", "va", 1, "impressions", 900, later=-1)]
+    store.write_batch("t", [], newer, [], {})  # a newer click count wins; an older impression count does not
+    daily = store.variant_daily().set_index(["variant_id", "day"])
+    assert daily.loc[("va", pd.Timestamp("2026-11-01")), ["impressions", "clicks"]].tolist() == [1500.0, 25.0]
+    assert daily.loc[("vb", pd.Timestamp("2026-11-02")), "impressions"] == 700.0
+    expected = pivot(tmp_path / "events.duckdb").set_index(["variant_id", "day"])
+    assert (daily["impressions"] == expected["impressions"]).all()
+    assert store.variant_daily(["ad2"])["impressions"].tolist() == [500.0]  # one brief's ads only
+
+    with duckdb.connect(str(tmp_path / "events.duckdb")) as con:  # a store written before the aggregate
+        con.execute("drop table ad_daily")
+    again = EventStore(tmp_path / "events.duckdb").variant_daily().set_index(["variant_id", "day"])
+    pd.testing.assert_frame_equal(again, daily)
