@@ -9,6 +9,10 @@ market and seed. Figures (JSON lines):
   regret_ratio_catalog_vs_cold   the 21st product's regret over two generations, catalog / cold (goal <= 0.5)
   factor_interval_coverage       share of the pooled model's 95% intervals on catalog-level factor contrasts
                                  that hold the simulated truth, over seeds (goal >= 0.9)
+  ope_logging_policy_in_interval_share
+                                 share of seeds where SNIPS of the loop's logging policy on its own per-day logs
+                                 (``experiments.simulation``) holds its on-policy value in its 95% interval
+                                 (goal >= 0.9)
 Usage: python bench/catalog.py [--quick] [--seeds N]
 """
 
@@ -31,7 +35,9 @@ from figures import figure  # noqa: E402
 from creative.brief import load_brief  # noqa: E402
 from creative.vocabulary import TEMPLATES, VariantFactors  # noqa: E402
 from experiments import planning  # noqa: E402
+from experiments.evaluation import snips_counts  # noqa: E402
 from experiments.factorised import FactorisedThompson  # noqa: E402
+from experiments.simulation import logged_days  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 BRANDS, PRODUCTS_PER_BRAND = 4, 5
@@ -168,6 +174,13 @@ def main() -> None:
     note = f"{seeds} seeds; 20 products over 4 brands; the 21st product's first 2 generations of 4 days"
     figure("regret_ratio_catalog_vs_cold", float(np.mean(warm) / np.mean(cold)), "ratio", note)
     figure("factor_interval_coverage", held / total, "share", f"{total} catalog-level contrasts over {seeds} seeds")
+    ope_seeds, inside = seeds * 5, 0
+    for seed in range(ope_seeds):
+        rates = pd.Series(np.random.default_rng(seed).uniform(0.015, 0.04, 6), index=[f"v{i}" for i in range(6)])
+        log, truth = logged_days(brief, rates, days=8, impressions_per_day=10_000, seed=seed)
+        inside += snips_counts(log["successes"], log["trials"], log["propensity"], log["propensity"]).contains(truth)
+    figure("ope_logging_policy_in_interval_share", inside / ope_seeds, "share",
+           f"{ope_seeds} seeds, 6 variants, 8 days of the loop's allocation with its budget step")  # fmt: skip
 
 
 if __name__ == "__main__":

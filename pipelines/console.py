@@ -196,7 +196,11 @@ def create_app(settings: Settings) -> Starlette:
             status = brief_status(console.ledger, name)
             board, _ = stages.current_leaderboard(brief, console.ledger, console.store)
             leader = board.iloc[0]["variant_id"] if len(board) else None
-            rows.append({"brief": brief, "status": status, "leader": leader, "state": _brief_state(console, status)})
+            daily = stages.brief_daily(console.ledger, console.store, brief)
+            today = pd.Timestamp(status["day"]) if status["day"] else None
+            spent = reporting.spend_between(daily, today, today) if today is not None else 0.0
+            rows.append({"brief": brief, "status": status, "leader": leader, "state": _brief_state(console, status),
+                         "spent_today": spent})  # fmt: skip
         return page(request, "home.html", session, rows=rows, all_paused=console.ledger.is_paused(ALL_BRIEFS))
 
     async def brief_page(request: Request) -> Response:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -147,6 +148,7 @@ def test_a_marketer_signs_in_reads_her_brief_pauses_it_and_signs_out(console_url
     page.wait_for_url(f"{url}/")
     briefs = page.locator("ul.briefs li")
     assert briefs.count() == 1 and "waterbottle-launch" in briefs.inner_text()
+    assert re.search(r"Spent today \d+\.\d\d of the 600\.00 USD cap", briefs.inner_text())  # spend against the cap
     assert OTHER not in page.content()  # another brand's brief is not shown
     assert all(images_loaded(page))  # the current leader's thumbnail
     shoot(page, "home")
