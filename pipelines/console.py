@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import time
@@ -297,8 +298,9 @@ def create_app(settings: Settings) -> Starlette:
         if not user.may_see(brand):
             errors["brand"] = f"you create briefs for {', '.join(user.brands) or 'no brand'} only"
         name = str(data["name"])
-        if console.ledger.brief_spec(name) is not None or (name and (console.settings.briefs_dir / name).exists()):
-            errors["name"] = f"a brief named {name!r} exists already"
+        slug = re.fullmatch(Brief.model_fields["name"].metadata[0].pattern, name) is not None
+        if slug and (console.ledger.brief_spec(name) is not None or (console.settings.briefs_dir / name).exists()):
+            errors["name"] = f"a brief named {name!r} exists already"  # (no other path is ever looked at)
         if not errors:
             try:
                 _, text = save_brief(folder / BRIEF_FILE, data)

@@ -355,6 +355,30 @@ def test_a_marketer_creates_a_brief_with_its_model_and_a_refused_form_keeps_her_
     assert browser.post(f"{url}/new-brief", data={"csrf": csrf_of(form)}).status_code == 415
 
 
+def test_two_creates_of_one_name_at_once_make_one_brief_and_paths_outside_the_catalog_are_never_probed(
+    console, deployment_home
+):
+    from concurrent.futures import ThreadPoolExecutor
+
+    url, ledger = console
+    settings, _ = deployment_home
+    browser, _ = sign_in(url, "mia@aqua.example")
+    form = browser.get(f"{url}/new-brief")
+    model = {"model": ("bottle.glb", WATERBOTTLE.read_bytes(), "model/gltf-binary")}
+
+    def create(_: int) -> int:
+        return browser.post(
+            f"{url}/new-brief", data=new_brief_fields(form), files=model, allow_redirects=False
+        ).status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        codes = sorted(pool.map(create, range(4)))
+    assert codes.count(303) == 1 and set(codes) == {303, 400}, codes
+    assert sorted(p.name for p in (settings.briefs_dir / "aqua-flask").iterdir()) == ["brief.yaml", "model.glb"]
+    probe = browser.post(f"{url}/new-brief", data=new_brief_fields(form, name="../../etc"), files=model)
+    assert probe.status_code == 400 and "exists already" not in probe.text and 'id="err-name"' in probe.text
+
+
 def test_oversized_crowded_or_foreign_bodies_are_refused_before_anything_is_read_into_a_form(console):
     url, ledger = console
     browser, answer = sign_in(url, "mia@aqua.example")
