@@ -2,7 +2,9 @@
 
 ``predict`` takes a frame of variants and a ``params`` dict:
 - ``{"action": "allocate"}`` (default): rows with ``variant_id``; returns their traffic shares (P(best)
-  mixed with the brief's exploration floor) as column ``share``.
+  mixed with the brief's exploration floor) as column ``share``. A variant id the model was not trained on
+  is an error naming it, unless ``{"unknown_variants": "prior"}``: then it is scored by the prior (what a
+  champion does with variants born after it, in offline evaluation).
 - ``{"action": "propose", "k": 3}``: rows of candidate factors (``template``, ``colour``, ``aspect``);
   returns the ``k`` picked rows with their ``propensity``.
 """
@@ -38,10 +40,11 @@ class PolicyModel(mlflow.pyfunc.PythonModel):
             if "variant_id" not in model_input.columns:
                 raise ValueError("allocate needs a 'variant_id' column")
             unknown = sorted(set(model_input["variant_id"].astype(str)) - set(self.variants.variant_ids_))
-            if unknown:
+            if unknown and params.get("unknown_variants", "error") != "prior":
                 raise ValueError(
                     f"allocate: variant ids {unknown[:10]} were not in this model's training "
-                    f"({len(self.variants.variant_ids_)} variants); refit or allocate among known ones"
+                    f"({len(self.variants.variant_ids_)} variants); refit, allocate among known ones, or pass "
+                    "params={'unknown_variants': 'prior'} to give them the prior"
                 )
             shares = self.variants.subset(model_input["variant_id"]).allocate(self.exploration_floor)
             return pd.DataFrame({"variant_id": shares.index, "share": shares.to_numpy()})
@@ -76,7 +79,13 @@ def log_policy_model(model: PolicyModel, registered_name: str, example: pd.DataF
     # "allocate" reads variant_id, "propose" the factors: every column optional; the params schema lets
     # callers pass the action (without it MLflow drops params)
     inputs = Schema([ColSpec("string", c, required=False) for c in ("variant_id", "template", "colour", "aspect")])
-    params = ParamSchema([ParamSpec("action", "string", "allocate"), ParamSpec("k", "long", 1)])
+    params = ParamSchema(
+        [
+            ParamSpec("action", "string", "allocate"),
+            ParamSpec("k", "long", 1),
+            ParamSpec("unknown_variants", "string", "error"),
+        ]
+    )
     signature = ModelSignature(inputs=inputs, params=params)
     quiet = logging.getLogger("mlflow.pyfunc")
     level = quiet.level

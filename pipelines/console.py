@@ -192,17 +192,19 @@ def create_app(settings: Settings) -> Starlette:
     async def home(request: Request) -> Response:
         session = signed_in(request)
         rows = []
-        for name in console.visible_briefs(session.user)["brief"]:
-            brief = console.brief_for(session.user, name)
-            status = brief_status(console.ledger, name)
-            board, _ = stages.current_leaderboard(brief, console.ledger, console.store)
-            leader = board.iloc[0]["variant_id"] if len(board) else None
-            daily = stages.brief_daily(console.ledger, console.store, brief)
-            today = pd.Timestamp(status["day"]) if status["day"] else None
-            spent = reporting.spend_between(daily, today, today) if today is not None else 0.0
-            rows.append({"brief": brief, "status": status, "leader": leader, "state": _brief_state(console, status),
-                         "spent_today": spent})  # fmt: skip
-        return page(request, "home.html", session, rows=rows, all_paused=console.ledger.is_paused(ALL_BRIEFS))
+        with console.store.held():  # one connection for the page's reads, not one per query
+            for name in console.visible_briefs(session.user)["brief"]:
+                brief = console.brief_for(session.user, name)
+                status = brief_status(console.ledger, name)
+                board, _ = stages.current_leaderboard(brief, console.ledger, console.store)
+                leader = board.iloc[0]["variant_id"] if len(board) else None
+                daily = stages.brief_daily(console.ledger, console.store, brief)
+                today = pd.Timestamp(status["day"]) if status["day"] else None
+                spent = reporting.spend_between(daily, today, today) if today is not None else 0.0
+                rows.append({"brief": brief, "status": status, "leader": leader, "spent_today": spent,
+                             "state": _brief_state(console, status)})  # fmt: skip
+            all_paused = console.ledger.is_paused(ALL_BRIEFS)
+        return page(request, "home.html", session, rows=rows, all_paused=all_paused)
 
     async def brief_page(request: Request) -> Response:
         session = signed_in(request)
@@ -211,7 +213,9 @@ def create_app(settings: Settings) -> Starlette:
             waiting = _waiting(load_brief(console.brief_file(session.user, brief.name)))
         except (BriefError, HTTPException):
             waiting = []  # a file being edited by hand that does not validate: the form shows why
-        return page(request, "brief.html", session, waiting=waiting, **brief_view(console, brief))
+        with console.store.held():  # one connection for the page's reads, not one per query
+            view = brief_view(console, brief)
+        return page(request, "brief.html", session, waiting=waiting, **view)
 
     async def thumbnail(request: Request) -> Response:
         session = signed_in(request)

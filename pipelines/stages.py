@@ -615,7 +615,8 @@ def offline_estimate(model, log: pd.DataFrame) -> evaluation.Estimate:
     standing for its trials)."""
     target = []
     for _, day in log.groupby("day", sort=False):
-        shares = model.predict(day[["variant_id"]], params={"action": "allocate"})
+        # variants born after the model was trained get its prior, as they would have had it live
+        shares = model.predict(day[["variant_id"]], params={"action": "allocate", "unknown_variants": "prior"})
         target.append(day["variant_id"].map(dict(zip(shares["variant_id"], shares["share"]))))
     log = log.assign(target=pd.concat(target).reindex(log.index))
     log = log[log["trials"].round() > 0]
