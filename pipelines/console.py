@@ -528,7 +528,8 @@ def brief_view(console: Console, brief: Brief) -> dict:
 
 
 def _brief_state(console: Console, status: dict) -> str:
-    """One word for the home page: paused, new (not planned yet), rendering, in review or live."""
+    """A few words for a brief: paused, new (not planned yet), rendering, ready to publish, in review, not
+    delivering (every ad of it paused, as after its last generation) or live."""
     if status["paused"]:
         return "paused"
     if status["generation"] is None:
@@ -536,8 +537,13 @@ def _brief_state(console: Console, status: dict) -> str:
     live = console.ledger.live(status["name"], status["generation"])
     if (live["render_status"] == "planned").any():
         return "rendering"
-    if any(a["status"] == "PENDING_REVIEW" for a in status["ads"]):
+    if not status["ads"]:
+        return "ready to publish"
+    meta = [a["status"] for a in status["ads"] if a["channel"] == "meta"]
+    if "PENDING_REVIEW" in meta:
         return "in review"
+    if meta and "ACTIVE" not in meta:
+        return "not delivering"
     return "live"
 
 

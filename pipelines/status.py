@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import pandas as pd
+
 from connectors.ledger import ALL_BRIEFS, Ledger
 from creative.brief import Brief
 from pipelines.settings import Settings
@@ -23,7 +25,7 @@ def brief_status(ledger: Ledger, name: str) -> dict:
                     "channel": channel,
                     "kind": variants.loc[p.variant_id, "kind"] if p.variant_id in variants.index else "still",
                     "status": p.status,
-                    "daily_budget": round(cents / 100, 2) if channel == "meta" and cents == cents else None,
+                    "daily_budget": round(float(cents) / 100, 2) if channel == "meta" and pd.notna(cents) else None,
                 }
             )
     budget_today = sum(a["daily_budget"] or 0 for a in ads if a["channel"] == "meta" and a["status"] == "ACTIVE")

@@ -440,3 +440,15 @@ def test_a_deployment_with_no_brief_yet_shows_an_empty_home_and_the_new_brief_fo
         assert home.status_code == 200 and "No brief of your brands has run yet" in home.text
         form = browser.get(f"{server.url}/new-brief")
         assert form.status_code == 200 and 'name="meta_account_id" value=""' in form.text  # nothing to copy from
+
+
+def test_a_brief_whose_ads_are_all_paused_does_not_read_live(console):
+    url, ledger = console
+    browser, home = sign_in(url, "mia@aqua.example")
+    assert '<span class="state ready-to-publish">ready to publish</span>' in home.text  # rendered, no ad yet
+    ledger.record_intent("aqua-launch", "vaqua-", "meta")
+    ledger.record_publication("aqua-launch", "vaqua-", "meta", ad_id="ad-1", adset_id="as-1", status="ACTIVE")
+    assert '<span class="state live">live</span>' in browser.get(f"{url}/").text
+    ledger.set_status("aqua-launch", "vaqua-", "meta", "PAUSED")  # as after its last generation
+    page = browser.get(f"{url}/briefs/aqua-launch")
+    assert '<span class="state not-delivering">not delivering</span>' in page.text
