@@ -47,11 +47,9 @@ def waiting_colours(brief: Brief) -> list[str]:
     a = brief.autoplay
     if a.approved_colours is None:
         return []
-    return [
-        c
-        for c in palette_variations(brief.palette, a.palette_max_delta_e)
-        if c not in brief.palette and c not in a.approved_colours and c not in a.rejected_colours
-    ]
+    allowed = candidate_colours(brief)
+    variations = palette_variations(brief.palette, a.palette_max_delta_e)
+    return [c for c in variations if c not in allowed and c not in a.rejected_colours]
 
 
 def approved_templates(brief: Brief) -> list[str]:

@@ -152,10 +152,7 @@ def create_app(settings: Settings) -> Starlette:
 
     async def checked_fields(request: Request, session: Session) -> dict[str, list[str]]:
         """The post's fields, once its CSRF token is the session's (403 otherwise)."""
-        fields = await form_fields(request)
-        if not secrets.compare_digest((fields.get("csrf") or [""])[-1], session.csrf):
-            raise HTTPException(403, "missing or wrong CSRF token: reload the page and try again")
-        return fields
+        return csrf_checked(await form_fields(request), session)
 
     async def checked_form(request: Request, session: Session) -> dict[str, str]:
         return {k: v[-1] for k, v in (await checked_fields(request, session)).items()}
@@ -356,9 +353,7 @@ def create_app(settings: Settings) -> Starlette:
                 upload = value if key == "model" else upload
             else:
                 fields.setdefault(key, []).append(value)
-        if not secrets.compare_digest((fields.get("csrf") or [""])[-1], session.csrf):
-            raise HTTPException(403, "missing or wrong CSRF token: reload the page and try again")
-        return fields, upload
+        return csrf_checked(fields, session), upload
 
     async def approvals(request: Request) -> Response:
         """Approve a waiting template family or new colour (it may go live) or reject it, with a note."""
@@ -432,6 +427,13 @@ def create_app(settings: Settings) -> Starlette:
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: not_allowed, Exception: broken})
+
+
+def csrf_checked(fields: dict[str, list[str]], session: Session) -> dict[str, list[str]]:
+    """The post's fields, once its CSRF token is the session's (403 otherwise)."""
+    if not secrets.compare_digest((fields.get("csrf") or [""])[-1], session.csrf):
+        raise HTTPException(403, "missing or wrong CSRF token: reload the page and try again")
+    return fields
 
 
 async def form_fields(request: Request) -> dict[str, list[str]]:

@@ -432,7 +432,12 @@ def pull_insights(brief: Brief, ledger: Ledger, meta: MetaAds, producer: EventPr
 
 def brief_daily(ledger: Ledger, store: EventStore, brief: Brief) -> pd.DataFrame:
     """The brief's own evidence per variant and day: from its ads only, never another brief's."""
-    return store.variant_daily(ledger.publications(brief.name, "meta")["ad_id"].tolist())
+    return ads_daily(ledger, store, brief.name)
+
+
+def ads_daily(ledger: Ledger, store: EventStore, name: str) -> pd.DataFrame:
+    """Evidence per variant and day of the Meta ads the ledger records for brief ``name``."""
+    return store.variant_daily(ledger.publications(name, "meta")["ad_id"].tolist())
 
 
 def catalog_evidence(brief: Brief, ledger: Ledger, store: EventStore) -> pd.DataFrame | None:
@@ -444,7 +449,7 @@ def catalog_evidence(brief: Brief, ledger: Ledger, store: EventStore) -> pd.Data
             continue
         variants = ledger.variants(row.brief)
         variants = variants[variants["render_status"] == "rendered"]
-        daily = store.variant_daily(ledger.publications(row.brief, "meta")["ad_id"].tolist())
+        daily = ads_daily(ledger, store, row.brief)
         if variants.empty or daily.empty:
             continue
         frame = planning.evidence(brief, variants, daily)
