@@ -452,3 +452,16 @@ def test_a_brief_whose_ads_are_all_paused_does_not_read_live(console):
     ledger.set_status("aqua-launch", "vaqua-", "meta", "PAUSED")  # as after its last generation
     page = browser.get(f"{url}/briefs/aqua-launch")
     assert '<span class="state not-delivering">not delivering</span>' in page.text
+
+
+def test_a_garbage_model_with_a_glb_name_is_refused_beside_the_product_and_nothing_reaches_the_catalog(
+    console, deployment_home
+):
+    url, _ = console
+    settings, _ = deployment_home
+    browser, _ = sign_in(url, "mia@aqua.example")
+    form = browser.get(f"{url}/new-brief")
+    fake = {"model": ("bottle.glb", b"glTF" + b"\x00" * 8 + b"not a model at all" * 100, "model/gltf-binary")}
+    refused = browser.post(f"{url}/new-brief", data=new_brief_fields(form, name="garbage"), files=fake)
+    assert refused.status_code == 400 and 'id="err-product"' in refused.text
+    assert not (settings.briefs_dir / "garbage").exists()
