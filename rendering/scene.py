@@ -39,7 +39,8 @@ def reset() -> None:
         bpy.data.actions,
     ):
         for block in list(data):
-            data.remove(block)
+            if not block.get(STAGE):  # the stage's own HDRI stays: the world's light map is built from it
+                data.remove(block)
     for coll in list(bpy.data.collections):
         bpy.data.collections.remove(coll)
 
@@ -74,9 +75,24 @@ def import_product(path: str | Path, orientation: str = "auto", colourway: dict[
     if not meshes:
         raise ModelError(f"{path}: the model has no mesh geometry")
     normalised = _normalise(meshes, path, orientation)
+    if suffix == ".obj":
+        normalised["specular_restored"] = _restore_specular(meshes)
     if colourway:
         apply_colourway(colourway, path)
     return normalised
+
+
+def _restore_specular(meshes: list[bpy.types.Object]) -> list[str]:
+    """An MTL without ``Ks`` imports as no specular at all, which no real surface has: such a glossy product
+    renders as flat as felt. Those materials get the 4% reflectance of a common dielectric (Blender's 0.5)."""
+    restored = []
+    for mat in {m for obj in meshes for m in obj.data.materials if m is not None and m.use_nodes}:
+        bsdf = next((n for n in mat.node_tree.nodes if n.type == "BSDF_PRINCIPLED"), None)
+        level = bsdf.inputs["Specular IOR Level"] if bsdf is not None else None
+        if level is not None and not level.is_linked and level.default_value == 0.0:
+            level.default_value = 0.5
+            restored.append(mat.name)
+    return sorted(restored)
 
 
 def _world_vertices(meshes: list[bpy.types.Object], limit: int = 200_000) -> np.ndarray:
@@ -244,6 +260,7 @@ LIGHT_RIGS: dict[str, list[tuple[str, tuple, float, float, bool]]] = {
 #: the product from every side, so glossy products reflect a studio and the floor takes a contact shadow.
 HDRI = "studio.exr"
 HDRI_STRENGTH = 0.5
+HDRI_REFLECTION_STRENGTH = 2.0
 #: The shadow catcher's half-size: three times the product's largest side holds every shadow the rigs
 #: cast; beyond it the floor's faint far-field shading is under ``compose.SHADOW_FLOOR``, so its edge never
 #: shows. (The catcher is most of a preview's render time: a larger one costs seconds.)
@@ -266,12 +283,20 @@ def _world() -> bpy.types.World:
         env.image = bpy.data.images.load(
             str(Path(bpy.utils.system_resource("DATAFILES")) / "studiolights" / "world" / HDRI), check_existing=True
         )
+        env.image[STAGE] = True
         grey = nodes.new("ShaderNodeHueSaturation")  # its light and reflections, not its colour cast
         grey.inputs["Saturation"].default_value = 0.0
         links.new(env.outputs["Color"], grey.inputs["Color"])
         links.new(grey.outputs["Color"], background.inputs["Color"])
-    if background.inputs["Strength"].default_value != HDRI_STRENGTH:
-        background.inputs["Strength"].default_value = HDRI_STRENGTH
+        # reflections see the studio brighter than it lights: a glossy product shows its softboxes while
+        # diffuse light, and so the calibrated exposure, stays as it was
+        path = nodes.new("ShaderNodeLightPath")
+        boost = nodes.new("ShaderNodeMath")
+        boost.name, boost.operation = "reflection_strength", "MULTIPLY_ADD"
+        boost.inputs[1].default_value = HDRI_REFLECTION_STRENGTH - HDRI_STRENGTH
+        boost.inputs[2].default_value = HDRI_STRENGTH
+        links.new(path.outputs["Is Glossy Ray"], boost.inputs[0])
+        links.new(boost.outputs["Value"], background.inputs["Strength"])
     return world
 
 

@@ -1,5 +1,6 @@
 """The loop run the slow pipeline tests share: two briefs of two brands, three generations each, through
-Dagster's daemon on the embedded broker and sandboxes, with the second brief paused for two days."""
+Dagster's daemon on the embedded broker and sandboxes, with the second brief paused for two days. The second
+brief's product is one the renderer was not built around: the test corpus's watch, lying flat on its strap."""
 
 import pytest
 import yaml
@@ -8,6 +9,7 @@ from experiments.market import SimulatedMarket
 from pipelines.demo import run_demo
 from pipelines.settings import load_settings
 from tests.conftest import EXAMPLE_BRIEF, WATERBOTTLE
+from tests.rendering.corpus import watch
 
 EASY_BRIEF = {
     "templates": ["studio", "podium"],
@@ -75,9 +77,11 @@ def loop_run(tmp_path_factory, broker):
     second = {**first, "name": OTHER, "brand": "Other Co"}
     second["meta"] = {**first["meta"], "account_id": "act_2000000000001", "campaign_id": "220000000000001"}
     second["shopify"] = {**first["shopify"], "product_id": "gid://shopify/Product/8000000000002"}
+    second["product"] = {**first["product"], "model": "watch.obj"}
     for brief in (first, second):
         (catalog / brief["name"]).mkdir(parents=True)
         (catalog / brief["name"] / "brief.yaml").write_text(yaml.safe_dump(brief))
+    watch(catalog / OTHER / "watch.obj")
     env = {
         "AUTOPLAY_HOME": str(root / "home"),
         "AUTOPLAY_BRIEFS": str(catalog),

@@ -136,6 +136,29 @@ def test_insights_find_the_winning_template_and_colour_per_brand_and_across_the_
     assert bad.exit_code == 2 and "no brief of that brand" in bad.output
 
 
+def test_an_unseen_flat_product_is_staged_checked_and_published_by_the_unattended_loop(loop_run):
+    """The second brief sells a watch lying flat (an OBJ the renderer was not built around): every variant
+    the daemon's render runs made is seen from above, passed the render QA, and its ads went out."""
+    settings, run, _ = loop_run
+    from connectors.event_store import EventStore
+    from connectors.ledger import Ledger
+    from rendering.outputs import RenderManifest
+
+    ledger = Ledger(EventStore(settings.event_store_path))
+    variants = ledger.variants(OTHER)
+    rendered = variants[variants["render_status"] == "rendered"]
+    assert len(rendered) == len(variants) >= 4, variants[["variant_id", "render_status", "render_error"]]
+    for folder in rendered["render_dir"]:
+        manifest = RenderManifest.load(Path(folder))
+        assert Path(manifest.job.model_path).name == "watch.obj"
+        assert manifest.normalised["shape"]["kind"] == "flat" and manifest.framing["elevation"] >= 30
+        assert manifest.qa["passed"], manifest.qa["failures"]
+    published = set(ledger.publications(OTHER, "meta")["variant_id"])
+    assert published and published <= set(rendered["variant_id"])
+    (sheets,) = [r.sheets for r in run.results if r.brief.name == OTHER]
+    assert len(sheets) == GENERATIONS
+
+
 def test_events_reached_the_store_through_kafka(loop_run):
     _, run, _ = loop_run
     assert run.event_counts["metric_snapshots"] > 0

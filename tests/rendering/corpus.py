@@ -131,7 +131,8 @@ def floor_lamp(path: Path) -> Path:
 
 
 def glossy_speaker(path: Path) -> Path:
-    """A glossy black speaker in centimetres: a 12 x 20 x 10 box with a round grille."""
+    """A glossy black speaker in centimetres: a 12 x 20 x 10 box with a round grille. Its MTL has no ``Ks``,
+    as many exports have not."""
     mesh = Mesh().box((0, 10, 0), (12, 20, 10), "lacquer")
     mesh.cylinder((0, 12, 5.1), 4.0, 0.4, "grille", axis=2, segments=40)
     return mesh.write(

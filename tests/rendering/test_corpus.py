@@ -21,7 +21,7 @@ from rendering.batch import render_batch
 from rendering.colour import ciede2000, hex_to_lab
 from rendering.contact_sheet import folder_contact_sheet
 from rendering.spec import RenderJob
-from tests.rendering.corpus import CORPUS, low_poly_can, wooden_crate, write_corpus
+from tests.rendering.corpus import CORPUS, glossy_speaker, low_poly_can, wooden_crate, write_corpus
 
 pytestmark = pytest.mark.slow
 
@@ -110,6 +110,36 @@ def test_colourways_match_their_swatch_and_a_texture_keeps_its_grain(tmp_path):
     assert mean[1] > mean[0] + 15 and mean[1] > mean[2], "and it is green now"
     green = hex_to_lab("#{:02X}{:02X}{:02X}".format(*np.rint(np.median(tinted, axis=0)).astype(int)))
     assert ciede2000(green, hex_to_lab("#2E5E4E")) < 20, "in the swatch's neighbourhood, shaded as it turns"
+
+
+def test_an_mtl_without_specular_renders_as_glossy_as_one_that_states_it(tmp_path):
+    """Blender imports an MTL with no ``Ks`` as no specular at all, which no real surface has: the lacquered
+    speaker rendered as flat as felt. It now renders as the same file with ``Ks 0.5`` (a common dielectric).
+    Both go through one worker, second after first: the second product is lit by the same studio HDRI (a
+    worker used to drop it with the first product's images, and lit every later product without it)."""
+    silent = glossy_speaker(tmp_path / "silent.obj")
+    stated = glossy_speaker(tmp_path / "stated.obj")
+    mtl = stated.with_suffix(".mtl")
+    mtl.write_text(mtl.read_text().replace("Pr ", "Ks 0.5 0.5 0.5\nPr "))
+    jobs = [thumbnail(model, t, "1:1") for model in (silent, stated) for t in ("studio", "overhead")]
+    results = render_batch(jobs, tmp_path / "renders")
+    assert all(r.status == "ok" for r in results), [r.error for r in results]
+    assert results[0].manifest.normalised["specular_restored"] == ["grille", "lacquer"]
+    assert results[2].manifest.normalised["specular_restored"] == []
+
+    def body_luminance(result) -> float:
+        """The median luminance of the speaker's body: off the backdrop, inside the product's box."""
+        pixels = np.asarray(Image.open(Path(result.dir) / "still.png").convert("RGB")).astype(float)
+        h, w, _ = pixels.shape
+        left, top, right, bottom = result.manifest.qa["box"]
+        box = pixels[int(top * h) : int(bottom * h), int(left * w) : int(right * w)]
+        backdrop = np.array([int(BACKDROP[i : i + 2], 16) for i in (1, 3, 5)])
+        return float(np.median(box[np.abs(box - backdrop).max(axis=2) > 60] @ [0.2126, 0.7152, 0.0722]))
+
+    for a, b in zip(results[:2], results[2:]):
+        seen = (a.manifest.job.template, body_luminance(a), body_luminance(b))
+        # with no specular at all this body sat at 1-7 levels; as stated it reflects the studio at 20-45
+        assert abs(seen[1] - seen[2]) < 3 and seen[1] > 15, seen
 
 
 def test_a_worker_killed_mid_render_leaves_no_staging_folder(tmp_path):
