@@ -133,6 +133,9 @@ class Autoplay(_Strict):
     rejected_colours: list[HexColour] = Field(
         default_factory=list, max_length=256, description="new colours a person turned down: never proposed again"
     )
+    seasonal_context: bool = Field(
+        default=True, description="learn a seasonal template's effect in and out of its window apart", **STRICT
+    )
 
 
 class Brief(_Strict):

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import colorsys
 import re
+from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _HEX = re.compile(r"^#?([0-9a-fA-F]{6})$")
 
@@ -87,6 +88,29 @@ LIGHTING = {
 }
 
 
+class SeasonWindow(BaseModel):
+    """When a seasonal template runs: ``start`` to ``end`` as ``MM-DD``, both days included, across New Year
+    when ``start`` comes after ``end``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start: str
+    end: str
+
+    @field_validator("start", "end")
+    @classmethod
+    def _month_day(cls, value: str) -> str:
+        try:
+            datetime.strptime(f"2000-{value}", "%Y-%m-%d")  # a leap year: 02-29 is a day
+        except ValueError:
+            raise ValueError(f"{value!r} is not a day of the year as MM-DD") from None
+        return value
+
+    def contains(self, day: date) -> bool:
+        md = day.strftime("%m-%d")
+        return self.start <= md <= self.end if self.start <= self.end else md >= self.start or md <= self.end
+
+
 class Template(BaseModel):
     """A validated scene recipe. Camera angles are in degrees, lens in millimetres (36 mm sensor).
 
@@ -106,6 +130,22 @@ class Template(BaseModel):
     camera: Literal["front", "three_quarter", "top_down", "low_angle"] = "three_quarter"
     lens_mm: float = Field(default=50.0, ge=18, le=200)
     fill: float = Field(default=0.62, gt=0.1, lt=0.95, description="share of the safe zone the product fills")
+    accent: HexColour | None = Field(
+        default=None, description="the scene's gradient end and rim tint, when the brief gives none"
+    )
+    kind: Literal["studio", "lifestyle", "seasonal", "bundle"] = "studio"
+    window: SeasonWindow | None = Field(default=None, description="the days a seasonal template runs on")
+
+    @model_validator(mode="after")
+    def _seasonal_has_window(self) -> Template:
+        if (self.kind == "seasonal") != (self.window is not None):
+            raise ValueError(f"template {self.name!r}: a seasonal template, and only one, has a window")
+        return self
+
+    def in_season(self, day: date | None) -> bool:
+        """Whether the template may run on ``day``: evergreen ones always; seasonal ones inside their window
+        (and when no day is given)."""
+        return self.window is None or day is None or self.window.contains(day)
 
 
 TEMPLATES: dict[str, Template] = {
@@ -166,8 +206,53 @@ TEMPLATES: dict[str, Template] = {
             lens_mm=100,
             fill=0.45,
         ),
+        Template(
+            name="winter-holidays",
+            description="Winter holidays: a gradient into deep berry red, warm rim lights, the product on a podium.",
+            background="gradient",
+            ground="podium",
+            lighting="rim",
+            camera="three_quarter",
+            fill=0.56,
+            accent="#8E1B2B",
+            kind="seasonal",
+            window=SeasonWindow(start="11-20", end="12-31"),
+        ),
+        Template(
+            name="valentines",
+            description="Valentine's Day: a blush-pink gradient, soft key light, front view on a podium.",
+            background="gradient",
+            ground="podium",
+            lighting="softbox",
+            camera="front",
+            fill=0.56,
+            accent="#E8718D",
+            kind="seasonal",
+            window=SeasonWindow(start="01-25", end="02-14"),
+        ),
+        Template(
+            name="summer",
+            description="Summer: broad window light like a low sun, a gradient into golden yellow.",
+            background="gradient",
+            lighting="window",
+            camera="three_quarter",
+            accent="#F2B544",
+            kind="seasonal",
+            window=SeasonWindow(start="06-01", end="08-31"),
+        ),
     ]
 }
+
+
+def season_level(template: str, day: date | None) -> str:
+    """A variant's season as the learner sees it: ``evergreen`` for a template without a window; for a
+    seasonal one, ``<template>:in`` or ``<template>:out`` of its window on ``day`` (in, with no day: the
+    planner proposes it only then). So a Christmas scene's effect in December is learnt apart from its
+    effect in March."""
+    window = get_template(template).window
+    if window is None:
+        return "evergreen"
+    return f"{template}:in" if day is None or window.contains(day) else f"{template}:out"
 
 
 def get_template(name: str) -> Template:

@@ -2,9 +2,10 @@
 pooled across the catalog.
 
 Per-variant posteriors learn nothing about a combination until it has run. Here the rate is modelled as
-logit(rate) = intercept + template + camera + aspect + colour (one-hot, family and CIELAB) + placement + kind,
-so what a template earned with one colour informs it with every other colour, and combinations never
-rendered get a score: the plan can propose them.
+logit(rate) = intercept + template + camera + aspect + colour (one-hot, family and CIELAB) + placement + kind
++ season, so what a template earned with one colour informs it with every other colour, and combinations never
+rendered get a score: the plan can propose them. Season is context: a seasonal template's effect inside its
+window is learnt apart from its effect outside it (``vocabulary.season_level``, from the evidence's day).
 
 Across the catalog, every factor effect also has a brand-level and a product-level deviation (partial
 pooling): logit = catalog effects + brand's deviations + product's deviations, each level a Gaussian prior
@@ -17,12 +18,14 @@ regularisation strength serves every level. Thompson sampling draws whole coeffi
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import OneHotEncoder
 
-from creative.vocabulary import colour_family
+from creative.vocabulary import TEMPLATES, colour_family, season_level
 from experiments.evidence import arm_evidence
 from rendering.colour import hex_to_lab
 
@@ -34,11 +37,24 @@ CATEGORICAL = ("template", "camera", "aspect", "colour", "colour_family", "place
 POOLING = (("brand", 0.25), ("product", 0.1))
 
 
-def with_factors(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with the factors derived from others: the colour's family."""
+EPOCH = date(1970, 1, 1)  # evidence days are integer days since it (``planning.day_index``)
+SEASONAL = {name for name, t in TEMPLATES.items() if t.window is not None}
+
+
+def with_factors(frame: pd.DataFrame, seasonal: bool = True) -> pd.DataFrame:
+    """``frame`` with the factors derived from others: the colour's family and, when ``seasonal`` and it has
+    a template, the season on its ``day`` (on a day to come when there is none: in season)."""
     if "colour" in frame.columns and "colour_family" not in frame.columns:
         families = {c: colour_family(c) for c in pd.unique(frame["colour"])}  # per colour, not per row
-        return frame.assign(colour_family=frame["colour"].map(families))
+        frame = frame.assign(colour_family=frame["colour"].map(families))
+    if seasonal and "template" in frame.columns and "season" not in frame.columns:
+        if not SEASONAL.intersection(pd.unique(frame["template"])):
+            return frame.assign(season="evergreen")
+        days = frame["day"] if "day" in frame.columns else pd.Series(-1, index=frame.index)
+        pairs = pd.DataFrame({"template": frame["template"], "day": days}).drop_duplicates()
+        level = {(t, d): season_level(t, None if d < 0 else EPOCH + timedelta(days=int(d)))
+                 for t, d in zip(pairs["template"], pairs["day"])}  # fmt: skip
+        frame = frame.assign(season=[level[k] for k in zip(frame["template"], days)])
     return frame
 
 
@@ -47,12 +63,15 @@ class CreativeFeatures:
     each pooling level in the frame (brand, product) its intercept and its deviation of every factor,
     scaled so that a unit prior on the coefficient is the level's prior variance."""
 
-    def __init__(self, pooling: tuple[tuple[str, float], ...] = POOLING, prior_variance: float = 1.0) -> None:
+    def __init__(
+        self, pooling: tuple[tuple[str, float], ...] = POOLING, prior_variance: float = 1.0, seasonal: bool = True
+    ) -> None:
         self.pooling = pooling
         self.prior_variance = prior_variance
+        self.seasonal = seasonal
 
     def fit(self, frame: pd.DataFrame) -> CreativeFeatures:
-        frame = with_factors(frame)
+        frame = with_factors(frame, self.seasonal)
         self.categorical_ = [c for c in CATEGORICAL if c in frame.columns]
         if not self.categorical_:
             raise ValueError(f"no creative factor columns; expected some of {list(CATEGORICAL)}")
@@ -68,7 +87,7 @@ class CreativeFeatures:
         return self
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        frame = with_factors(frame)
+        frame = with_factors(frame, self.seasonal)
         parts = [self.encoder_.transform(frame[self.categorical_].astype(str))]
         if self.lab_:
             lab = np.array([hex_to_lab(c) for c in frame["colour"]]) / 100.0
@@ -102,21 +121,24 @@ class FactorisedThompson:
         conversion_delay_days: float | None = None,
         random_state: int | None = None,
         pooling: tuple[tuple[str, float], ...] = POOLING,
+        seasonal: bool = True,
     ) -> None:
         self.prior_variance = prior_variance
         self.pooling = pooling
+        self.seasonal = seasonal
         self.n_draws = n_draws
         self.half_life_days = half_life_days
         self.conversion_delay_days = conversion_delay_days
         self.random_state = random_state
 
     def fit(self, events: pd.DataFrame, now: int | None = None) -> FactorisedThompson:
-        events = with_factors(events)
+        events = with_factors(events, self.seasonal)
         keys = [c for c in (*CATEGORICAL, *(level for level, _ in self.pooling)) if c in events.columns]
         arms = arm_evidence(events, keys, now, self.half_life_days, self.conversion_delay_days)
         arms = arms[arms["trials"] > 0].reset_index(drop=True)
         self._rng = np.random.default_rng(self.random_state)
-        self.features_ = CreativeFeatures(self.pooling, self.prior_variance).fit(arms if len(arms) else events)
+        self.features_ = CreativeFeatures(self.pooling, self.prior_variance, self.seasonal)
+        self.features_.fit(arms if len(arms) else events)
         d = self.features_.transform(events.iloc[:1]).shape[1]
         if arms.empty or arms["successes"].sum() == 0 or (arms["trials"] - arms["successes"]).sum() == 0:
             # nothing to separate yet: the prior around the observed (or a small) base rate

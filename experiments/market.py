@@ -10,9 +10,12 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping
+from datetime import date
 
 import numpy as np
 from scipy.special import erfinv
+
+from creative.vocabulary import get_template
 
 FACTORS = ("template", "colour", "aspect")
 
@@ -30,7 +33,9 @@ class SimulatedMarket:
 
     ``effect_scale`` is the spread of random factor effects on the CTR logit (0.25 is a realistic
     market). ``boosts`` adds known effects, ``{("template", "podium"): 0.8}``, to build scenarios such
-    as an easy market with one clearly best variant.
+    as an easy market with one clearly best variant. ``seasonal`` gives a seasonal template an effect
+    inside its window and another outside it, ``{"winter-holidays": (0.8, -0.4)}``: a Christmas scene
+    that wins in December and loses in March.
     """
 
     def __init__(
@@ -43,6 +48,7 @@ class SimulatedMarket:
         average_order_value: float = 42.0,
         cpm: float = 9.0,
         boosts: Mapping[tuple[str, str], float] | None = None,
+        seasonal: Mapping[str, tuple[float, float]] | None = None,
     ) -> None:
         self.seed = seed
         self.base_ctr = base_ctr
@@ -52,6 +58,7 @@ class SimulatedMarket:
         self.average_order_value = average_order_value
         self.cpm = cpm
         self.boosts = dict(boosts or {})
+        self.seasonal = dict(seasonal or {})
         self._rng = np.random.default_rng(seed)
 
     def effect(self, factor: str, value: str) -> float:
@@ -60,18 +67,23 @@ class SimulatedMarket:
         u = (int.from_bytes(digest[:8], "big") + 0.5) / 2**64
         return self.effect_scale * float(np.sqrt(2) * erfinv(2 * u - 1)) + self.boosts.get((factor, value), 0.0)
 
-    def true_ctr(self, factors: Mapping[str, str]) -> float:
+    def true_ctr(self, factors: Mapping[str, str], day: date | None = None) -> float:
+        """The true click rate of a creative on ``day`` (no seasonal effect without one)."""
         logit = _logit(self.base_ctr) + sum(self.effect(f, str(factors[f])) for f in FACTORS if f in factors)
+        template = str(factors.get("template", ""))
+        if day is not None and template in self.seasonal:
+            inside, outside = self.seasonal[template]
+            logit += inside if get_template(template).in_season(day) else outside
         return _sigmoid(logit)
 
-    def simulate_day(self, ads: list[Mapping]) -> list[dict]:
+    def simulate_day(self, ads: list[Mapping], day: date | None = None) -> list[dict]:
         """One day of delivery for active ads: ``{"ad_id", "factors", "daily_budget"}`` (currency units)."""
         rows = []
         for ad in ads:
             budget = float(ad["daily_budget"])
             spend = budget * float(self._rng.uniform(0.92, 1.0))
             impressions = int(self._rng.poisson(spend / self.cpm * 1000)) if spend > 0 else 0
-            clicks = int(self._rng.binomial(impressions, self.true_ctr(ad["factors"])))
+            clicks = int(self._rng.binomial(impressions, self.true_ctr(ad["factors"], day)))
             carts = int(self._rng.binomial(clicks, self.add_to_cart_rate))
             purchases = int(self._rng.binomial(carts, self.purchase_rate))
             value = float(np.round(self._rng.gamma(8.0, self.average_order_value / 8.0, purchases).sum(), 2))

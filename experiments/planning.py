@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -64,10 +65,12 @@ def waiting_templates(brief: Brief) -> list[str]:
     return [] if gate is None else [t for t in brief.templates if t not in gate]
 
 
-def factor_grid(brief: Brief) -> list[VariantFactors]:
+def factor_grid(brief: Brief, today: date | None = None) -> list[VariantFactors]:
+    """Every combination the brief allows: on ``today``, seasonal templates only inside their window."""
+    templates = [t for t in approved_templates(brief) if get_template(t).in_season(today)]
     return [
         VariantFactors(template=t, colour=c, aspect=a)
-        for t, c, a in itertools.product(approved_templates(brief), candidate_colours(brief), brief.aspects)
+        for t, c, a in itertools.product(templates, candidate_colours(brief), brief.aspects)
     ]
 
 
@@ -84,21 +87,28 @@ def pooled_evidence(brief: Brief, history: pd.DataFrame | None, catalog: pd.Data
     return pd.concat(frames, ignore_index=True) if frames else None
 
 
-def candidates(brief: Brief, factors: list[VariantFactors]) -> pd.DataFrame:
-    """Combinations to score for this brief: its factors, its brand and itself as the product."""
-    return factor_frame(factors).assign(brand=brief.brand, product=brief.name)
+def candidates(brief: Brief, factors: list[VariantFactors], today: date | None = None) -> pd.DataFrame:
+    """Combinations to score for this brief: its factors, its brand and itself as the product, on ``today``
+    (the day a seasonal template's season is judged on)."""
+    frame = factor_frame(factors).assign(brand=brief.brand, product=brief.name)
+    return frame.assign(day=int(day_index([today])[0])) if today is not None else frame
 
 
 def catalog_prior_means(
-    brief: Brief, variants: pd.DataFrame, history: pd.DataFrame | None, catalog: pd.DataFrame | None
+    brief: Brief,
+    variants: pd.DataFrame,
+    history: pd.DataFrame | None,
+    catalog: pd.DataFrame | None,
+    today: date | None = None,
 ) -> dict[str, float] | None:
-    """What the pooled model predicts for each of ``variants`` (the centre of its prior in allocation), or
-    None without evidence from other briefs (then the brief's own empirical prior serves)."""
+    """What the pooled model predicts for each of ``variants`` on ``today`` (the centre of its prior in
+    allocation), or None without evidence from other briefs (then the brief's own empirical prior serves)."""
     if catalog is None or not len(catalog) or catalog["trials"].sum() <= 0:
         return None
-    model = FactorisedThompson(prior_variance=1.0, n_draws=1).fit(pooled_evidence(brief, history, catalog))
+    model = FactorisedThompson(prior_variance=1.0, n_draws=1, seasonal=brief.autoplay.seasonal_context)
+    model.fit(pooled_evidence(brief, history, catalog))
     factors = [VariantFactors.of(r) for r in variants.to_dict("records")]
-    return dict(zip(variants["variant_id"].astype(str), model.posterior_mean(candidates(brief, factors))))
+    return dict(zip(variants["variant_id"].astype(str), model.posterior_mean(candidates(brief, factors, today))))
 
 
 def arm_table(brief: Brief, variants: pd.DataFrame, daily: pd.DataFrame) -> pd.DataFrame:
@@ -157,6 +167,7 @@ def factorised_policy(brief: Brief, rng: np.random.Generator) -> FactorisedThomp
         half_life_days=brief.autoplay.half_life_days,
         conversion_delay_days=brief.autoplay.conversion_delay_days if brief.goal in DELAYED_GOALS else None,
         random_state=int(rng.integers(2**31)),
+        seasonal=brief.autoplay.seasonal_context,
     )
 
 
@@ -167,6 +178,7 @@ def plan_generation(
     tried: set[tuple],
     rng: np.random.Generator,
     catalog: pd.DataFrame | None = None,
+    today: date | None = None,
 ) -> list[Decision]:
     """Keep what the posterior favours, replace fatigued winners, and explore for the remaining slots.
 
@@ -177,12 +189,14 @@ def plan_generation(
     rows with ``brand`` and ``product``): the factorised model pools it, so a new brief's first plan starts
     from its brand's and the catalog's effects. Guardrails hold by construction: at most ``live_variants``,
     templates from the approved list, colours within the palette distance, nothing judged before
-    ``min_impressions``.
+    ``min_impressions``; on ``today``, seasonal templates only inside their window (a kept variant whose
+    season ended is retired), and the model judges each seasonal template by its season then.
     """
     size, keep_n = brief.autoplay.live_variants, brief.autoplay.keep_per_generation
     decisions: list[Decision] = []
     chosen = set()
-    allowed = {f.key for f in factor_grid(brief)}
+    grid = factor_grid(brief, today)
+    allowed = {f.key for f in grid}
     if len(live) and history is not None:
         arms = totals(history, live)
         live_ev = history[history["variant_id"].isin(live["variant_id"])]
@@ -207,7 +221,7 @@ def plan_generation(
             f = VariantFactors.of(row)
             if f.key not in allowed:
                 continue  # its template lost approval or its colour left the palette: retire it
-            if fatigued[i] and (successor := _successor(brief, f, model, tried | chosen, allowed)) is not None:
+            if fatigued[i] and (successor := _successor(brief, f, model, tried | chosen, allowed, today)) is not None:
                 decisions.append(Decision("succeed", None, successor, 1.0, f"replaces fatigued {order_ids[i]}"))
                 chosen.add(successor.key)
             else:
@@ -217,10 +231,10 @@ def plan_generation(
         model = factorised_policy(brief, rng).fit(prior)  # a new brief: what its brand and the catalog learnt
     else:
         model = None
-    untried = [f for f in factor_grid(brief) if f.key not in tried | chosen]
+    untried = [f for f in grid if f.key not in tried | chosen]
     n_new = min(size - len(decisions), len(untried))
     if n_new and model is not None:
-        for j, propensity in model.propose(candidates(brief, untried), n_new):
+        for j, propensity in model.propose(candidates(brief, untried, today), n_new):
             decisions.append(Decision("explore", None, untried[j], propensity))
     elif n_new:
         for j in rng.choice(len(untried), size=n_new, replace=False):
@@ -235,7 +249,12 @@ def totals(history: pd.DataFrame, live: pd.DataFrame) -> pd.DataFrame:
 
 
 def _successor(
-    brief: Brief, factors: VariantFactors, model: FactorisedThompson, taken: set[tuple], allowed: set[tuple]
+    brief: Brief,
+    factors: VariantFactors,
+    model: FactorisedThompson,
+    taken: set[tuple],
+    allowed: set[tuple],
+    today: date | None = None,
 ) -> VariantFactors | None:
     """The untried combination that keeps the most of a fatigued winner's factors, best by the model:
     the same template and colour in another aspect or a nearby colour, else any two of the three."""
@@ -243,7 +262,7 @@ def _successor(
     for need in (2, 1):
         same = [f for f in pool if sum(a == b for a, b in zip(f.key, factors.key)) >= need]
         if same:
-            scores = model.posterior_mean(candidates(brief, same))
+            scores = model.posterior_mean(candidates(brief, same, today))
             return same[int(np.argmax(scores))]
     return None
 

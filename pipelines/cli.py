@@ -63,13 +63,19 @@ def print_leaderboard(board, goal: str) -> None:
 
 
 @app.command()
-def templates() -> None:
-    """List the shipped templates."""
+def templates(as_json: bool = typer.Option(False, "--json", help="print JSON: name, kind and window of each")) -> None:
+    """List the shipped templates; a seasonal one runs only inside its window (MM-DD to MM-DD)."""
     from creative.vocabulary import TEMPLATES
 
+    if as_json:
+        rows = [{"name": t.name, "kind": t.kind, "window": t.window.model_dump() if t.window else None}
+                for t in TEMPLATES.values()]  # fmt: skip
+        print(json.dumps(rows, indent=2))
+        return
     for t in TEMPLATES.values():
         recipe = f"{t.background} backdrop, {t.ground} ground, {t.lighting} light, {t.camera} {t.lens_mm:g} mm"
-        console.print(f"[bold]{t.name:<10}[/] {t.description} [dim]({recipe})[/]")
+        window = f", runs {t.window.start} to {t.window.end}" if t.window else ""
+        console.print(f"[bold]{t.name:<16}[/] {t.description} [dim]({t.kind}{window}; {recipe})[/]")
 
 
 @app.command()

@@ -23,7 +23,7 @@ from connectors.meta import AdReview, CreativeToPublish, MetaAds
 from connectors.shopify import RenderToAttach, ShopifyAdmin
 from creative.brief import Brief
 from creative.decision import Decision
-from creative.vocabulary import VariantFactors
+from creative.vocabulary import VariantFactors, get_template
 from experiments import evaluation, planning, reporting
 from experiments.cadence import BriefProgress
 from experiments.policy_model import PolicyModel
@@ -38,13 +38,15 @@ MIN_BUDGET_CENTS = 100  # the platform's minimum daily budget of an ad set; new 
 
 
 def render_job(brief: Brief, factors: VariantFactors, profile: str) -> RenderJob:
-    """The render job of a variant: its factors on the brief's product, colours and orientation."""
+    """The render job of a variant: its factors on the brief's product, colours and orientation. A seasonal
+    scene keeps its own accent (the season's colour) over the brand's."""
+    seasonal = get_template(factors.template).kind == "seasonal"
     return RenderJob(
         model_path=str(brief.product.model),
         **factors.as_dict(),
         profile=profile,
         podium_colour=brief.podium_colour,
-        accent_colour=brief.accent_colour,
+        accent_colour=None if seasonal else brief.accent_colour,
         colourway=brief.product.colourway,
         orientation=brief.product.orientation,
     )
@@ -78,7 +80,7 @@ def plan(
     history = planning.evidence(brief, known, brief_daily(ledger, store, brief)) if len(known) else None
     tried = {VariantFactors.of(r).key for r in known.to_dict("records")}
     catalog = catalog_evidence(brief, ledger, store)
-    decisions = planning.plan_generation(brief, live, history, tried, rng, catalog)
+    decisions = planning.plan_generation(brief, live, history, tried, rng, catalog, today)
 
     rows, logged = [], []
     for d in decisions:
@@ -344,12 +346,17 @@ def allocate(
         return pd.Series(dtype=float)
     live = ledger.live(brief.name, generation)
     live = live[live["variant_id"].isin(pubs.index) & live["retired_reason"].isna()]
+    out_of_season = [v for v, t in zip(live["variant_id"], live["template"]) if not get_template(t).in_season(today)]
+    live = live[~live["variant_id"].isin(out_of_season)]  # its season is over: paused below with the unpublished
     if live.empty:
+        if out_of_season:
+            _pause_every_ad(brief, ledger, meta, pubs)
         ledger.record_day(brief.name, generation, today)
-        ledger.log_action(Action(brief.name, "allocate", actor, "nothing published yet", {"day": today.isoformat()}))
+        why = "nothing in season: every ad PAUSED" if out_of_season else "nothing published yet"
+        ledger.log_action(Action(brief.name, "allocate", actor, why, {"day": today.isoformat()}))
         return pd.Series(dtype=float)
     events = planning.evidence(brief, live, brief_daily(ledger, store, brief))
-    prior = planning.catalog_prior_means(brief, live, events, catalog_evidence(brief, ledger, store))
+    prior = planning.catalog_prior_means(brief, live, events, catalog_evidence(brief, ledger, store), today)
     shares = planning.allocate(brief, events, np.random.default_rng([seed, generation, today.toordinal()]), prior)
     budgets = planning.budgets_in_cents(brief, shares, previous_budgets(ledger, brief))
     ran = planning.logged_propensities(budgets)

@@ -30,8 +30,8 @@ def file_sha256(path: str | Path) -> str:
     return _file_sha256(str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
 
 
-#: Template fields that describe the picture to people and do not change it: never part of a variant id.
-PROSE_FIELDS = {"description"}
+#: Template fields that describe or schedule the picture and do not change it: never part of a variant id.
+PROSE_FIELDS = {"description", "kind", "window"}
 
 
 class RenderJob(BaseModel):
@@ -88,7 +88,7 @@ class RenderJob(BaseModel):
 
     @property
     def accent(self) -> str | None:
-        return self.accent_colour
+        return self.accent_colour or get_template(self.template).accent
 
     @property
     def frames(self) -> int:
@@ -102,7 +102,7 @@ class RenderJob(BaseModel):
         profile = get_profile(self.profile)
         spec = {
             "product_sha256": file_sha256(self.model_path),
-            "template": template.model_dump(exclude=PROSE_FIELDS),
+            "template": template.model_dump(exclude=PROSE_FIELDS, exclude_none=True),
             "colour": self.colour,
             "camera": template.camera,
             "aspect": self.aspect,

@@ -572,7 +572,7 @@ class MetaGraphSandbox(HttpServer):
             live.append(
                 {"ad_id": ad["id"], "factors": self.factors_for(ad), "daily_budget": int(adset["daily_budget"]) / 100}
             )
-        rows = self.market.simulate_day(live)
+        rows = self.market.simulate_day(live, self.today)
         for row in rows:
             self.daily[(row["ad_id"], str(self.today))] = row
             campaign = self.objects[self.objects[self.objects[row["ad_id"]]["adset_id"]]["campaign_id"]]

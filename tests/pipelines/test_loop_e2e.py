@@ -138,7 +138,8 @@ def test_insights_find_the_winning_template_and_colour_per_brand_and_across_the_
 
 def test_an_unseen_flat_product_is_staged_checked_and_published_by_the_unattended_loop(loop_run):
     """The second brief sells a watch lying flat (an OBJ the renderer was not built around): every variant
-    the daemon's render runs made is seen from above, passed the render QA, and its ads went out."""
+    the daemon's render runs made is seen from above, passed the render QA, and its ads went out. It also
+    names the winter holidays scene, whose season starts after these November days: never planned."""
     settings, run, _ = loop_run
     from connectors.event_store import EventStore
     from connectors.ledger import Ledger
@@ -148,6 +149,7 @@ def test_an_unseen_flat_product_is_staged_checked_and_published_by_the_unattende
     variants = ledger.variants(OTHER)
     rendered = variants[variants["render_status"] == "rendered"]
     assert len(rendered) == len(variants) >= 4, variants[["variant_id", "render_status", "render_error"]]
+    assert set(variants["template"]) == {"studio", "podium"}
     for folder in rendered["render_dir"]:
         manifest = RenderManifest.load(Path(folder))
         assert Path(manifest.job.model_path).name == "watch.obj"
