@@ -260,7 +260,6 @@ LIGHT_RIGS: dict[str, list[tuple[str, tuple, float, float, bool]]] = {
 #: the product from every side, so glossy products reflect a studio and the floor takes a contact shadow.
 HDRI = "studio.exr"
 HDRI_STRENGTH = 0.5
-HDRI_REFLECTION_STRENGTH = 2.0
 #: The shadow catcher's half-size: three times the product's largest side holds every shadow the rigs
 #: cast; beyond it the floor's faint far-field shading is under ``compose.SHADOW_FLOOR``, so its edge never
 #: shows. (The catcher is most of a preview's render time: a larger one costs seconds.)
@@ -288,15 +287,7 @@ def _world() -> bpy.types.World:
         grey.inputs["Saturation"].default_value = 0.0
         links.new(env.outputs["Color"], grey.inputs["Color"])
         links.new(grey.outputs["Color"], background.inputs["Color"])
-        # reflections see the studio brighter than it lights: a glossy product shows its softboxes while
-        # diffuse light, and so the calibrated exposure, stays as it was
-        path = nodes.new("ShaderNodeLightPath")
-        boost = nodes.new("ShaderNodeMath")
-        boost.name, boost.operation = "reflection_strength", "MULTIPLY_ADD"
-        boost.inputs[1].default_value = HDRI_REFLECTION_STRENGTH - HDRI_STRENGTH
-        boost.inputs[2].default_value = HDRI_STRENGTH
-        links.new(path.outputs["Is Glossy Ray"], boost.inputs[0])
-        links.new(boost.outputs["Value"], background.inputs["Strength"])
+        background.inputs["Strength"].default_value = HDRI_STRENGTH
     return world
 
 
