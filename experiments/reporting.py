@@ -1,6 +1,7 @@
 """What a marketer reads about a brief: per-variant metrics, what wins by factor, and the learning curve.
-Plain functions of the evidence frames; intervals are Beta posteriors under a flat prior, so a level seen
-a hundred times shows a wide bar and one seen a million times a narrow one."""
+Plain functions of the evidence frames. Rates carry Beta posteriors under a flat prior, so a level seen a
+hundred times shows a wide bar and one seen a million times a narrow one; factor lifts come from the
+partially pooled model over the catalog (``pooled_lifts``)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import pandas as pd
 from scipy.stats import beta
 
 from creative.brief import Brief
-from creative.vocabulary import FACTOR_NAMES, FAMILY_SWATCHES
-from experiments.factorised import with_factors
+from creative.vocabulary import FACTOR_NAMES, FAMILY_SWATCHES, colour_family, get_template
+from experiments.factorised import FactorisedThompson, with_factors
 from experiments.planning import GOAL_COLUMNS
 
 METRICS = ("impressions", "clicks", "spend", "purchases", "purchase_value")
@@ -93,44 +94,71 @@ def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
     return pd.Series(np.where(den > 0, num / den.where(den > 0, 1), 0.0), index=num.index)
 
 
-def factor_lifts(
-    evidence: pd.DataFrame, scope: str, level: float = 0.95, draws: int = 4000, seed: int = 0
-) -> pd.DataFrame:
-    """For each factor level, the relative lift of the goal's rate against the factor's most-tried level
-    (the reference), with an interval from the two Beta posteriors (flat prior; Monte Carlo, seeded).
+#: A lift scope: its name, and the brand and product (brief) it is read for; None for the catalog's level.
+Scope = tuple[str, str | None, str | None]
+LIFT_COLUMNS = ["scope", "factor", "level", "reference", "successes", "trials", "rate", "lift", "lift_low",
+                "lift_high"]  # fmt: skip
 
-    ``evidence``: one row per variant with its factor columns, ``successes`` and ``trials``. ``scope`` names
-    what was pooled (a brand, a brief, or the catalog)."""
-    rng = np.random.default_rng(seed)
-    tail = (1 - level) / 2
-    rows = []
-    evidence = with_factors(evidence)
-    for factor in REPORT_FACTORS:
-        levels = evidence.groupby(factor)[["successes", "trials"]].sum() if len(evidence) else pd.DataFrame()
-        levels = levels[levels["trials"] > 0] if len(levels) else levels  # an untried level says nothing yet
-        if levels.empty:
+
+def pooled_lifts(
+    evidence: pd.DataFrame, scopes: list[Scope], level: float = 0.95, draws: int = 2000, seed: int = 0
+) -> pd.DataFrame:
+    """For each factor level, its lift in the goal's rate against the factor's most-tried level in the scope,
+    with an interval, from the partially pooled model (``experiments.factorised``) fitted once on all of
+    ``evidence``. A scope is the catalog, a brand or a brief.
+
+    The lift is read on the scope's own creatives: every combination its products ran, each product with its
+    own (pooled) deviations, with the level put in for the factor's (a colour family: its most-tried shade)
+    and the other factors as they ran; the ratio of their mean predicted rates, over posterior draws (the
+    same draws for every level, so a lift's interval is the contrast's). So a template's lift is not the
+    colours it happened to run with, and a brand with little evidence borrows from the catalog.
+    ``evidence``: one row per variant with its factors, ``successes``, ``trials``, ``brand`` and ``brief``
+    (the product)."""
+    if evidence.empty or evidence["trials"].sum() <= 0:
+        return pd.DataFrame(columns=LIFT_COLUMNS)
+    evidence = with_factors(evidence.assign(product=evidence["brief"]), seasonal=False).reset_index(drop=True)
+    evidence["camera"] = [get_template(t).camera for t in evidence["template"]]
+    model = FactorisedThompson(n_draws=draws, random_state=seed, seasonal=False).fit(evidence)
+    tail, rows = (1 - level) / 2, []
+    for name, brand, product in scopes:
+        mine = evidence[(evidence["brand"] == brand) if brand is not None else evidence["brand"].notna()]
+        mine = mine[mine["product"] == product] if product is not None else mine
+        if mine["trials"].sum() <= 0:
             continue
-        reference = str(levels["trials"].idxmax())
-        s_ref, t_ref = levels.loc[reference, ["successes", "trials"]]
-        ref_draws = rng.beta(1 + s_ref, 1 + t_ref - min(s_ref, t_ref), draws)
-        for value, r in levels.iterrows():
-            s, t = float(min(r["successes"], r["trials"])), float(r["trials"])
-            lift = rng.beta(1 + s, 1 + t - s, draws) / ref_draws - 1
-            rows.append(
-                {
-                    "scope": scope,
-                    "factor": factor,
-                    "level": str(value),
-                    "reference": reference,
-                    "successes": s,
-                    "trials": t,
-                    "rate": s / t if t else 0.0,
-                    "lift": 0.0 if str(value) == reference else float(np.median(lift)),
-                    "lift_low": 0.0 if str(value) == reference else float(np.quantile(lift, tail)),
-                    "lift_high": 0.0 if str(value) == reference else float(np.quantile(lift, 1 - tail)),
-                }
-            )
-    return pd.DataFrame(rows)
+        combos = ["template", "colour", "aspect", "brand", "product"]
+        base = mine.drop_duplicates(combos)[combos]
+        for factor in REPORT_FACTORS:
+            counts = mine.groupby(factor)[["successes", "trials"]].sum()
+            counts = counts[counts["trials"] > 0]  # an untried level says nothing yet
+            if counts.empty:
+                continue
+            reference = str(counts["trials"].idxmax())
+            values = [str(v) for v in counts.index]
+            frames = [_with_level(base, factor, v, mine) for v in values]
+            rates = model.sample_rates(pd.concat(frames, ignore_index=True))  # (draws, levels x combinations)
+            means = rates.reshape(len(rates), len(values), len(base)).mean(axis=2)
+            ref = means[:, values.index(reference)]
+            for j, value in enumerate(values):
+                lift = means[:, j] / ref - 1
+                s, t = float(counts.loc[counts.index[j], "successes"]), float(counts.loc[counts.index[j], "trials"])
+                same = value == reference
+                rows.append({"scope": name, "factor": factor, "level": value, "reference": reference,
+                             "successes": s, "trials": t, "rate": s / t,
+                             "lift": 0.0 if same else float(np.median(lift)),
+                             "lift_low": 0.0 if same else float(np.quantile(lift, tail)),
+                             "lift_high": 0.0 if same else float(np.quantile(lift, 1 - tail))})  # fmt: skip
+    return pd.DataFrame(rows, columns=LIFT_COLUMNS)
+
+
+def _with_level(base: pd.DataFrame, factor: str, value: str, scope: pd.DataFrame) -> pd.DataFrame:
+    """The scope's combinations with one factor set to ``value`` (and what follows from it: a template's
+    camera; a colour's family, or a family's most-tried shade in the scope)."""
+    if factor == "colour_family":
+        shades = scope[scope["colour_family"] == value].groupby("colour")["trials"].sum()
+        factor, value = "colour", str(shades.idxmax())
+    frame = base.assign(**{factor: value})
+    frame["camera"] = [get_template(t).camera for t in frame["template"]]
+    return frame.assign(colour_family=[colour_family(c) for c in frame["colour"]])
 
 
 def lift_sentence(row) -> str:

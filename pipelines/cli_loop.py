@@ -305,7 +305,7 @@ def insights(
     plot: Path = typer.Option(None, help="write the lift chart here (PNG)"),
 ) -> None:
     """What wins, by factor: each level's lift in the goal against the most-tried level, with a 95% interval,
-    per brand and across the catalog (evidence pooled, not yet partially pooled)."""
+    per brand and across the catalog, from the partially pooled model over every brief."""
     from creative.brief import Brief
     from experiments import reporting
     from experiments.planning import GOAL_COLUMNS
@@ -327,14 +327,14 @@ def insights(
         variant_evidence(Brief.model_validate(json.loads(r.spec)), ledger, store, goal) for r in recorded.itertuples()
     ]
     evidence = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    scopes = [("catalog", evidence)]
+    scopes: list[reporting.Scope] = [("catalog", None, None)]
     if brand is not None:
-        scopes.append((brand, evidence[evidence["brand"] == brand]))
+        scopes.append((brand, brand, None))
     if brief is not None:
-        scopes.append((brief, evidence[evidence["brief"] == brief]))
+        scopes.append((brief, recorded.set_index("brief").loc[brief, "brand"], brief))
     if brand is None and brief is None:
-        scopes += [(b, evidence[evidence["brand"] == b]) for b in sorted(set(evidence.get("brand", [])))]
-    lifts = pd.concat([reporting.factor_lifts(e, name) for name, e in scopes], ignore_index=True)
+        scopes += [(b, b, None) for b in sorted(set(recorded["brand"]))]
+    lifts = reporting.pooled_lifts(evidence, scopes)
     if plot is not None and len(lifts):
         reporting.lift_plot(lifts, plot)
     if as_json:

@@ -506,11 +506,7 @@ def brief_view(console: Console, brief: Brief) -> dict:
          for r in ledger.briefs().itertuples()],
         ignore_index=True,
     )  # fmt: skip
-    lifts = pd.concat(
-        [reporting.factor_lifts(catalog[catalog["brand"] == brief.brand], brief.brand),
-         reporting.factor_lifts(catalog, "all brands")],
-        ignore_index=True,
-    )  # fmt: skip
+    lifts = reporting.pooled_lifts(catalog, [(brief.brand, brief.brand, None), ("all brands", None, None)])
     return {
         "brief": brief,
         "status": status,

@@ -355,7 +355,8 @@ def allocate(
         why = "nothing in season: every ad PAUSED" if out_of_season else "nothing published yet"
         ledger.log_action(Action(brief.name, "allocate", actor, why, {"day": today.isoformat()}))
         return pd.Series(dtype=float)
-    events = planning.evidence(brief, live, brief_daily(ledger, store, brief))
+    live_ads = pubs.loc[pubs.index.isin(live["variant_id"]), "ad_id"].tolist()  # the live ads' rows, in SQL
+    events = planning.evidence(brief, live, store.variant_daily(live_ads))
     prior = planning.catalog_prior_means(brief, live, events, catalog_evidence(brief, ledger, store), today)
     shares = planning.allocate(brief, events, np.random.default_rng([seed, generation, today.toordinal()]), prior)
     budgets = planning.budgets_in_cents(brief, shares, previous_budgets(ledger, brief))
@@ -529,7 +530,8 @@ def train(
     best = board.iloc[0]["variant_id"]
     history = best_live_by_posterior(board, traffic)
     sheet = generation_sheet(brief, ledger, board, generation, sheets_dir)
-    lifts = reporting.factor_lifts(variant_evidence(brief, ledger, store, brief.goal), brief.name)
+    evidence = variant_evidence(brief, ledger, store, brief.goal)
+    lifts = reporting.pooled_lifts(evidence, [(brief.name, brief.brand, brief.name)])
     lift_chart = sheet.with_name(f"factor-lifts-{generation}.png")
     if len(lifts):
         reporting.lift_plot(lifts, lift_chart)
