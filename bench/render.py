@@ -76,7 +76,7 @@ def main() -> None:
         for m in manifests[1:]:  # the first job pays the import
             by_key.setdefault((m.job.profile, m.job.aspect), []).append(m)
         for (profile, aspect), ms in by_key.items():
-            w, h = ms[0]["size"]
+            w, h = ms[0].size
             figure(
                 f"still_s.{profile}.{aspect}",
                 statistics.median(m.timings_s["total"] for m in ms),
@@ -90,7 +90,7 @@ def main() -> None:
         for aspect in ASPECTS:
             ms = by_key[("preview", aspect)]
             seconds = statistics.median(m.timings_s["total"] for m in ms)
-            (w, h), (w1, h1) = ms[0]["size"], preview[0]["size"]
+            (w, h), (w1, h1) = ms[0].size, preview[0].size
             figure(f"preview_still_s.{aspect}", seconds, "s", f"{w}x{h}, median of {len(ms)}", device)
             figure(
                 f"preview_aspect_cost_ratio.{aspect}",
@@ -129,7 +129,7 @@ def main() -> None:
                 "production_still_s",
                 statistics.median(m.timings_s["total"] for m in prod),
                 "s",
-                f"1080x1080, 64 samples, denoised, on {prod[0]['device']['name']}; target < 1.5 s on an H100",
+                f"1080x1080, 64 samples, denoised, on {prod[0].device['name']}; target < 1.5 s on an H100",
                 device,
             )
 
@@ -141,9 +141,9 @@ def main() -> None:
         )
         figure(
             "turntable_s_per_s",
-            turntable["timings_s"]["total"] / seconds,
+            turntable.timings_s["total"] / seconds,
             "s/s",
-            f"preview 1:1, 24 fps, {turntable['timings_s']['cycles']:.1f} s of it in Cycles, the rest compositing"
+            f"preview 1:1, 24 fps, {turntable.timings_s['cycles']:.1f} s of it in Cycles, the rest compositing"
             " and H.264 encoding",
             device,
         )
