@@ -94,9 +94,10 @@ def tote_bag(path: Path) -> Path:
 
 
 def sofa(path: Path) -> Path:
-    """A three-seat sofa in metres: 2.1 wide, 0.9 deep, 0.8 tall, on four thin 12 cm legs."""
+    """A three-seat sofa in metres: 2.1 wide, 0.9 deep, 0.8 tall, on four thin 12 cm legs. Its front faces +Z,
+    as in files exported from Blender or written as glTF (the backrest is at -Z)."""
     mesh = Mesh().box((0, 0.32, 0), (2.1, 0.4, 0.9), "fabric")
-    mesh.box((0, 0.62, 0.33), (2.1, 0.4, 0.24), "fabric")
+    mesh.box((0, 0.62, -0.33), (2.1, 0.4, 0.24), "fabric")
     for x in (-0.98, 0.98):
         mesh.box((x, 0.6, 0), (0.14, 0.2, 0.9), "fabric")
     for x in (-0.95, 0.95):
