@@ -43,7 +43,7 @@ from creative.brief import load_brief  # noqa: E402
 from creative.vocabulary import TEMPLATES, VariantFactors  # noqa: E402
 from experiments import planning  # noqa: E402
 from experiments.evaluation import snips_counts  # noqa: E402
-from experiments.factorised import FactorisedThompson  # noqa: E402
+from experiments.factorised import EPOCH, FactorisedThompson  # noqa: E402
 from experiments.simulation import logged_days  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -52,7 +52,6 @@ IMPRESSIONS_PER_DAY = 10_000
 HISTORY_VARIANTS, HISTORY_IMPRESSIONS = 12, 30_000
 FACTORS = ("template", "colour", "aspect")
 SPREAD = {"catalog": 0.35, "brand": 0.15, "product": 0.1}
-EPOCH = date(1970, 1, 1)
 SEASONAL = {"winter-holidays": (0.6, -0.6)}  # inside its window, outside it: on the CTR logit
 SEASON_HISTORY = (date(2026, 11, 1), date(2026, 12, 27))  # the catalog's runs: out of the window, then in it
 SEASON_START = date(2026, 12, 28)  # the new product's first day: its two generations run into January
