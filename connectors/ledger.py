@@ -81,6 +81,8 @@ create table if not exists actions (
 
 #: Every brief at once, for ``pause --all`` and ``resume --all``.
 ALL_BRIEFS = "*"
+#: The publications channel of a brief's 3D model on its Shopify product; the model's key stands as its variant.
+MODEL_3D_CHANNEL = "shopify_model_3d"
 
 
 class LeaseBusy(RuntimeError):

@@ -60,6 +60,13 @@ class Product(_Strict):
         default="auto", description="which model axis is up; auto stands products lying on their side"
     )
     colourway: dict[str, HexColour] = Field(default_factory=dict, max_length=32, description="material slot -> #RRGGBB")
+    height_m: float | None = Field(
+        default=None,
+        gt=0.001,
+        le=10.0,
+        description="the product's real height, for its 3D model on the product page (OBJ files carry no unit)",
+        **STRICT,
+    )
 
 
 ATTRIBUTION_WINDOWS = ("1d_click", "7d_click", "28d_click", "1d_view", "7d_view", "1d_ev")
@@ -99,6 +106,11 @@ class ShopifySettings(_Strict):
     shop: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*\.myshopify\.com$", description="the shop's myshopify domain")
     product_id: str = Field(pattern=r"^gid://shopify/Product/\d+$", description="the product the renders show")
     feature_best: bool = Field(default=True, description="make the leading variant the product's featured image")
+    model_3d: bool = Field(
+        default=False,
+        description="show the product's 3D model on its page (a GLB for the viewer, a USDZ for iOS AR Quick Look)",
+        **STRICT,
+    )
 
 
 class Autoplay(_Strict):

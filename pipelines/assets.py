@@ -160,7 +160,8 @@ def renders(context: AssetExecutionContext, loop: LoopResource) -> MaterializeRe
     partitions_def=brief_partitions,
     kinds={"python"},
     description="Rendered live variants published on the brief's channels: Meta ads (stills or turntables, "
-    "placements by aspect, created PAUSED) and Shopify product media (the leading variant featured). "
+    "placements by aspect, created PAUSED) and Shopify product media (the leading variant featured; the "
+    "product's 3D model when the brief asks). "
     "Nothing rendered yet, or a paused brief, publishes nothing.",
 )
 def publications(
@@ -177,6 +178,10 @@ def publications(
         media = stages.publish_shopify(brief, loop.ledger(), loop.store(), shopify.client(brief), who, loop.seed)
         context.log.info(f"attached {sum('media_id' in m for m in media)} renders to {brief.shopify.product_id}")
         metadata |= {"shopify": MetadataValue.json(media)}
+        model = stages.publish_model_3d(brief, loop.ledger(), shopify.client(brief), Path(loop.home) / "models", who)
+        if model is not None:
+            context.log.info(f"3D model on {brief.shopify.product_id}: {model['model_3d']} {model.get('error', '')}")
+            metadata |= {"model_3d": MetadataValue.json(model)}
     return MaterializeResult(metadata=metadata)
 
 

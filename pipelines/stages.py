@@ -18,9 +18,9 @@ import pandas as pd
 from connectors.event_store import EventStore
 from connectors.events import snapshots_from_insights
 from connectors.kafka_events import EventIngestor, EventProducer, IngestStats
-from connectors.ledger import Action, Ledger
+from connectors.ledger import MODEL_3D_CHANNEL, Action, Ledger
 from connectors.meta import AdReview, CreativeToPublish, MetaAds
-from connectors.shopify import RenderToAttach, ShopifyAdmin
+from connectors.shopify import ModelToAttach, RenderToAttach, ShopifyAdmin, ShopifyError
 from creative.brief import Brief
 from creative.decision import Decision
 from creative.vocabulary import VariantFactors, get_template
@@ -30,7 +30,9 @@ from experiments.policy_model import PolicyModel
 from experiments.tracking import TrackingTarget, log_training
 from rendering.batch import render_batch
 from rendering.contact_sheet import contact_sheet
+from rendering.model_check import ModelError
 from rendering.outputs import RenderManifest
+from rendering.product_model import export_product_model
 from rendering.spec import RenderJob
 
 INSIGHTS_LOOKBACK_DAYS = 28  # Meta restates numbers for weeks: re-read them, snapshots upsert
@@ -279,6 +281,54 @@ def publish_shopify(
             shop.feature(product, attached.loc[leaders[0], "media_id"])
             out.append({"featured": leaders[0]})
     return out
+
+
+def publish_model_3d(brief: Brief, ledger: Ledger, shop: ShopifyAdmin, models_root: Path, actor: str) -> dict | None:
+    """Show the product's 3D model on its Shopify page when the brief asks (``shopify.model_3d``): exported
+    by Blender once per model, orientation and colourway, attached once, recorded in the ledger.
+
+    A model that cannot be exported or that Shopify refuses is recorded FAILED with the reason and tried
+    again the next day; it never stops the renders' own publishing. Returns what happened, or None."""
+    if not (brief.shopify and brief.shopify.model_3d) or ledger.is_paused(brief.name):
+        return None
+    product = brief.product
+    try:
+        model = export_product_model(
+            product.model, product.orientation, product.colourway, models_root, product.height_m
+        )
+    except ModelError as exc:
+        return _model_3d_failed(brief, ledger, actor, "unexported", exc)
+    done = ledger.publications(brief.name, MODEL_3D_CHANNEL)
+    if ((done["variant_id"] == model.key) & (done["status"] == "READY")).any():
+        return None
+    ledger.record_intent(brief.name, model.key, MODEL_3D_CHANNEL)
+    alt = f"{brief.brand} product, 3D model"
+    try:
+        attached = shop.attach_model(brief.shopify.product_id, ModelToAttach(model.key, model.glb, model.usdz, alt))
+    except ShopifyError as exc:
+        return _model_3d_failed(brief, ledger, actor, model.key, exc)
+    ledger.record_publication(brief.name, model.key, MODEL_3D_CHANNEL, media_id=attached.media_id,
+                              product_id=attached.product_id, status=attached.status)  # fmt: skip
+    ledger.log_action(
+        Action(
+            brief.name,
+            "publish",
+            actor,
+            f"Shopify 3D model {attached.media_id} on {attached.product_id} ({model.triangles} triangles, "
+            f"{' x '.join(f'{x * 100:.1f}' for x in model.size_m)} cm), AR file {attached.file_id}",
+            {"channel": MODEL_3D_CHANNEL, "key": model.key, "media_id": attached.media_id, "file_id": attached.file_id},
+        )
+    )
+    return {"model_3d": attached.status, "media_id": attached.media_id, "sources": attached.sources}
+
+
+def _model_3d_failed(brief: Brief, ledger: Ledger, actor: str, key: str, exc: Exception) -> dict:
+    ledger.record_intent(brief.name, key, MODEL_3D_CHANNEL)
+    ledger.record_publication(brief.name, key, MODEL_3D_CHANNEL, product_id=brief.shopify.product_id, status="FAILED")
+    ledger.log_action(
+        Action(brief.name, "publish", actor, f"3D model not shown: {exc}", {"channel": MODEL_3D_CHANNEL, "key": key})
+    )
+    return {"model_3d": "FAILED", "error": str(exc)}
 
 
 def review(brief: Brief, ledger: Ledger, meta: MetaAds, actor: str) -> list[AdReview]:

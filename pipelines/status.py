@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from connectors.ledger import ALL_BRIEFS, Ledger
+from connectors.ledger import ALL_BRIEFS, MODEL_3D_CHANNEL, Ledger
 from creative.brief import Brief
 from pipelines.settings import Settings
 
@@ -39,8 +39,14 @@ def brief_status(ledger: Ledger, name: str) -> dict:
         "daily_budget_cap": spec.get("daily_budget"),
         "budget_today": round(budget_today, 2),
         "ads": ads,
-        "shopify": {"model_3d": None},
+        "shopify": {"model_3d": _model_3d_status(ledger, name)},
     }
+
+
+def _model_3d_status(ledger: Ledger, name: str) -> str | None:
+    """READY or FAILED for the brief's latest 3D model on Shopify; None when it has none."""
+    models = ledger.publications(name, MODEL_3D_CHANNEL)
+    return None if models.empty else str(models.sort_values("updated_at")["status"].iloc[-1])
 
 
 def pause_brief(

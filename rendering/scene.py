@@ -130,6 +130,8 @@ def _normalise(meshes: list[bpy.types.Object], path: Path, orientation: str) -> 
             r4[i][j] = float(rotation[i, j])
     transform = Matrix.Diagonal((scale, scale, scale, 1.0)) @ Matrix.Translation(Vector(-centre)) @ r4
     holder = bpy.data.objects.new(PRODUCT, None)
+    holder["autoplay_scale"] = scale
+    holder["autoplay_height"] = float(hi[2] - lo[2]) * scale
     bpy.context.scene.collection.objects.link(holder)
     for obj in [o for o in bpy.context.scene.objects if o.parent is None and o is not holder]:
         world = transform @ obj.matrix_world
@@ -592,3 +594,42 @@ def calibrate(template: Template, swatches: dict[str, str], folder: Path) -> tup
         if patch is not None:
             patch.hide_render = True
     return exposure, {slot: _DELTA_E[key, h] for slot, h in swatches.items()}
+
+
+def export_web_model(glb: Path, usdz: Path, height_m: float | None = None) -> dict:
+    """Export the loaded product, upright, as GLB (the web viewer) and USDZ (iOS AR Quick Look), both Y-up in
+    metres: ``height_m`` tall when given, else at the size its file states (glTF is in metres; OBJ carries no
+    unit). Call after ``import_product``, before any staging: only the product's own objects go into the
+    files, and the scene is left unfit for rendering (call it in a process of its own). Returns its size and
+    triangle count."""
+    holder = bpy.context.scene.objects[PRODUCT]
+    scale = holder.get("autoplay_scale", 1.0)
+    height = holder.get("autoplay_height", 1.0) / scale  # in the file's units
+    factor = (height_m / height if height_m else 1.0) / scale  # undo the stage's unit size, then the brief's
+    holder.matrix_world = Matrix.Diagonal((factor, factor, factor, 1.0))
+    bpy.context.view_layer.update()
+    meshes = [o for o in holder.children_recursive if o.type == "MESH"]
+    bpy.ops.object.select_all(action="DESELECT")
+    for obj in meshes:  # baked into the vertices: viewers and AR read one plain mesh per part, no node scales
+        world = obj.matrix_world.copy()
+        obj.parent = None
+        if obj.data.users > 1:
+            obj.data = obj.data.copy()
+        obj.data.transform(world)
+        obj.matrix_world = Matrix.Identity(4)
+        obj.select_set(True)
+    bpy.context.view_layer.update()
+    vertices = _world_vertices(meshes)
+    triangles = sum(sum(len(p.vertices) - 2 for p in o.data.polygons) for o in meshes)
+    bpy.ops.export_scene.gltf(filepath=str(glb), export_format="GLB", use_selection=True, export_yup=True)
+    bpy.ops.wm.usd_export(
+        filepath=str(usdz),
+        selected_objects_only=True,
+        convert_orientation=True,
+        export_global_up_selection="Y",
+        export_global_forward_selection="NEGATIVE_Z",
+    )
+    return {
+        "size_m": [round(float(x), 6) for x in vertices.max(axis=0) - vertices.min(axis=0)],
+        "triangles": int(triangles),
+    }

@@ -1,10 +1,12 @@
 """Sandbox Shopify: the Admin GraphQL calls the connector makes, staged uploads, and a storefront.
 
 It is not a GraphQL engine: it recognises the root field of each operation the connector sends
-(``stagedUploadsCreate``, ``productUpdate``, ``productReorderMedia``, ``product``) and answers with the
+(``stagedUploadsCreate``, ``productUpdate``, ``productReorderMedia``, ``product``, and for the product's 3D
+model ``fileCreate``, ``node`` and ``metafieldsSet``) and answers with the
 Admin API's shapes, ids (``gid://shopify/...``), ``userErrors``, the cost extension and its throttle
 (``THROTTLED`` in ``errors[].extensions``, HTTP 200), HTTP 429 with ``Retry-After``, and media that go
-UPLOADED -> PROCESSING -> READY (or FAILED) over successive reads.
+UPLOADED -> PROCESSING -> READY (or FAILED) over successive reads. A MODEL_3D media must be a GLB; once READY
+it has the GLB source and the USDZ Shopify converts from it, as the real shop serves them.
 
 The storefront half (``storefront_day``) turns a day of the market's delivery into what a real shop sends:
 an HMAC-signed ``orders/create`` webhook per purchase, carrying the ad's url_tags in ``landing_site``, and
@@ -28,7 +30,9 @@ from connectors import url_tags
 from connectors.http_server import HttpServer, Request
 
 _GRAPHQL = re.compile(r"^/admin/api/([0-9]{4}-[0-9]{2}|unstable)/graphql\.json$")
-_ROOT = re.compile(r"\b(stagedUploadsCreate|productUpdate|productReorderMedia|product)\s*\(")
+_ROOT = re.compile(
+    r"\b(stagedUploadsCreate|productUpdate|productReorderMedia|product|fileCreate|node|metafieldsSet)\s*\("
+)
 
 #: Faults a test can inject: the cost throttle, HTTP 429 with Retry-After, a 503, a late answer, and a
 #: media file that Shopify cannot process (its media ends FAILED).
@@ -36,7 +40,17 @@ FAULTS = ("throttled", "http_429", "http_503", "timeout", "media_failed")
 
 BUCKET_SIZE = 1000.0
 RESTORE_RATE = 50.0  # points a second, as on a standard plan
-COSTS = {"stagedUploadsCreate": 10, "productUpdate": 10, "productReorderMedia": 10, "product": 12}
+COSTS = {
+    "stagedUploadsCreate": 10,
+    "productUpdate": 10,
+    "productReorderMedia": 10,
+    "product": 12,
+    "fileCreate": 10,
+    "node": 2,
+    "metafieldsSet": 10,
+}
+#: What each staged-upload resource must hold: the first bytes of its file.
+UPLOAD_KINDS = {"IMAGE": (b"\x89PNG", b"\xff\xd8"), "MODEL_3D": (b"glTF",), "FILE": (b"",)}
 
 
 class ShopifySandbox(HttpServer):
@@ -60,7 +74,8 @@ class ShopifySandbox(HttpServer):
         self.products: dict[str, dict] = {}
         for gid, title in (products or {"gid://shopify/Product/8000000000001": "Water bottle"}).items():
             self.add_product(gid, title)
-        self.staged: dict[str, dict] = {}  # token -> {"filename", "bytes"}
+        self.staged: dict[str, dict] = {}  # token -> {"filename", "resource", "bytes"}
+        self.files: dict[str, dict] = {}  # gid -> a file made by fileCreate
         self.faults: list[dict] = []
         self.available = BUCKET_SIZE
         self._refilled = time.monotonic()
@@ -72,7 +87,7 @@ class ShopifySandbox(HttpServer):
         self._seed = seed
 
     def add_product(self, gid: str, title: str) -> None:
-        self.products[gid] = {"id": gid, "title": title, "media": []}
+        self.products[gid] = {"id": gid, "title": title, "media": [], "metafields": {}}
 
     # -- faults -----------------------------------------------------------------------------------
     def inject(self, kind: str, times: int = 1, match: str = "") -> None:
@@ -166,12 +181,12 @@ class ShopifySandbox(HttpServer):
     def _op_stagedUploadsCreate(self, variables: dict) -> dict:  # noqa: N802 (GraphQL's name)
         targets, errors = [], []
         for i, item in enumerate(variables.get("input") or []):
-            if item.get("resource") != "IMAGE" or not item.get("filename") or not item.get("mimeType"):
+            if item.get("resource") not in UPLOAD_KINDS or not item.get("filename") or not item.get("mimeType"):
                 errors.append({"field": ["input", str(i)], "message": "resource, filename and mimeType are required"})
                 continue
             token = uuid.uuid4().hex
             key = f"tmp/sandbox/{token}/{item['filename']}"
-            self.staged[token] = {"filename": item["filename"], "key": key, "bytes": None}
+            self.staged[token] = {"filename": item["filename"], "key": key, "resource": item["resource"], "bytes": None}
             targets.append(
                 {
                     "url": f"{self.url}/staged-uploads/{token}",
@@ -192,26 +207,82 @@ class ShopifySandbox(HttpServer):
             return {"product": None, "userErrors": [{"field": ["id"], "message": "Product does not exist"}]}
         created = []
         for item in variables.get("media") or []:
-            token = str(item.get("originalSource", "")).removeprefix(f"{self.url}/staged-uploads/").split("/")[0]
-            staged = self.staged.get(token)
-            if staged is None or staged["bytes"] is None:
-                problem = {"field": ["media", "originalSource"], "message": "Invalid originalSource: nothing uploaded"}
+            staged = self._staged_source(item)
+            kind = item.get("mediaContentType", "IMAGE")
+            if staged is None or staged["resource"] != kind:
+                problem = {"field": ["media", "originalSource"], "message": f"Invalid originalSource for {kind}"}
                 return {"product": None, "userErrors": [problem]}
             failed = self._take_fault("", ("media_failed",)) == "media_failed" or not staged["bytes"].startswith(
-                (b"\x89PNG", b"\xff\xd8")
+                UPLOAD_KINDS[kind]
             )
             media = {
-                "id": f"gid://shopify/MediaImage/{next(self._ids)}",
+                "id": f"gid://shopify/{'Model3d' if kind == 'MODEL_3D' else 'MediaImage'}/{next(self._ids)}",
                 "alt": item.get("alt") or "",
-                "mediaContentType": item.get("mediaContentType", "IMAGE"),
+                "mediaContentType": kind,
                 "status": "UPLOADED",
                 "_reads": 0,
                 "_fails": failed,
                 "_url": f"https://cdn.shopify.example/s/files/1/0001/{staged['filename']}?v={int(time.time())}",
+                "_size": len(staged["bytes"]),
             }
             product["media"].append(media)
             created.append(self._media_view(media))
         return {"product": {"id": gid, "media": {"nodes": created}}, "userErrors": []}
+
+    def _staged_source(self, item: dict) -> dict | None:
+        """The staged upload a media or file is made from, once its bytes have arrived; else None."""
+        token = str(item.get("originalSource", "")).removeprefix(f"{self.url}/staged-uploads/").split("/")[0]
+        staged = self.staged.get(token)
+        return staged if staged is not None and staged["bytes"] is not None else None
+
+    def _op_fileCreate(self, variables: dict) -> dict:  # noqa: N802
+        files = []
+        for i, item in enumerate(variables.get("files") or []):
+            staged = self._staged_source(item)
+            if staged is None:
+                problem = {"field": ["files", str(i), "originalSource"], "message": "Invalid originalSource"}
+                return {"files": None, "userErrors": [problem]}
+            gid = f"gid://shopify/GenericFile/{next(self._ids)}"
+            self.files[gid] = {
+                "id": gid,
+                "alt": item.get("alt") or "",
+                "fileStatus": "UPLOADED",
+                "_reads": 0,
+                "_url": f"https://cdn.shopify.example/s/files/1/0001/files/{staged['filename']}",
+            }
+            files.append(self._file_view(self.files[gid]))
+        return {"files": files, "userErrors": []}
+
+    def _op_node(self, variables: dict) -> dict | None:
+        file = self.files.get(variables.get("id"))
+        if file is None:
+            return None
+        file["_reads"] += 1
+        if file["_reads"] >= 2:
+            file["fileStatus"] = "READY"
+        elif file["fileStatus"] == "UPLOADED":
+            file["fileStatus"] = "PROCESSING"
+        return self._file_view(file)
+
+    @staticmethod
+    def _file_view(file: dict) -> dict:
+        ready = file["fileStatus"] == "READY"
+        return {"id": file["id"], "alt": file["alt"], "fileStatus": file["fileStatus"], "fileErrors": [],
+                "url": file["_url"] if ready else None}  # fmt: skip
+
+    def _op_metafieldsSet(self, variables: dict) -> dict:  # noqa: N802
+        done = []
+        for i, field in enumerate(variables.get("metafields") or []):
+            product = self.products.get(field.get("ownerId"))
+            if product is None:
+                return {"metafields": None, "userErrors": [{"field": ["metafields", str(i), "ownerId"],
+                                                            "message": "Owner does not exist"}]}  # fmt: skip
+            if field.get("type") == "file_reference" and field.get("value") not in self.files:
+                return {"metafields": None, "userErrors": [{"field": ["metafields", str(i), "value"],
+                                                            "message": "Value must be a file reference"}]}  # fmt: skip
+            product["metafields"][(field["namespace"], field["key"])] = field["value"]
+            done.append({"namespace": field["namespace"], "key": field["key"], "value": field["value"]})
+        return {"metafields": done, "userErrors": []}
 
     def _op_productReorderMedia(self, variables: dict) -> dict:  # noqa: N802
         product = self.products.get(variables.get("id"))
@@ -237,18 +308,39 @@ class ShopifySandbox(HttpServer):
             elif media["status"] == "PROCESSING" and media["_reads"] >= 2:
                 media["status"] = "FAILED" if media["_fails"] else "READY"
         nodes = [self._media_view(m) for m in product["media"]]
-        featured = next((m for m in nodes if m["status"] == "READY"), None)
+        featured = next((m for m in nodes if m["status"] == "READY" and m["mediaContentType"] == "IMAGE"), None)
+        ar = product["metafields"].get(("autoplay", "ar_quick_look"))
         return {
             "id": product["id"],
             "title": product["title"],
             "featuredMedia": {"id": featured["id"]} if featured else None,
             "media": {"nodes": nodes},
+            "arQuickLook": {"reference": self._file_view(self.files[ar])} if ar else None,
         }
 
     @staticmethod
     def _media_view(media: dict) -> dict:
         ready = media["status"] == "READY"
         failed = media["status"] == "FAILED"
+        if media["mediaContentType"] == "MODEL_3D":  # Shopify serves the GLB and a USDZ it converts from it
+            glb = media["_url"]
+            return {
+                "id": media["id"],
+                "alt": media["alt"],
+                "mediaContentType": "MODEL_3D",
+                "status": media["status"],
+                "mediaErrors": [{"code": "MODEL3D_VALIDATION_ERROR", "message": "Model could not be processed"}]
+                if failed
+                else [],
+                "preview": {"image": None},
+                "sources": [
+                    {"format": "glb", "mimeType": "model/gltf-binary", "url": glb, "filesize": media["_size"]},
+                    {"format": "usdz", "mimeType": "model/vnd.usdz+zip", "url": glb.replace(".glb", ".usdz"),
+                     "filesize": media["_size"]},
+                ]
+                if ready
+                else [],
+            }  # fmt: skip
         return {
             "id": media["id"],
             "alt": media["alt"],

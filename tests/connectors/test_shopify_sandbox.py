@@ -7,6 +7,7 @@ import json
 import logging
 import urllib.request
 import uuid
+import zipfile
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,8 +19,9 @@ from connectors.kafka_broker import ensure_topics
 from connectors.kafka_events import EventIngestor, EventProducer
 from connectors.retry import Backoff
 from connectors.sandbox.shopify_admin import ShopifySandbox
-from connectors.shopify import RenderToAttach, ShopifyAdmin, ShopifyError
+from connectors.shopify import ModelToAttach, RenderToAttach, ShopifyAdmin, ShopifyError
 from connectors.storefront_ingest import verify_hmac
+from tests.conftest import WATERBOTTLE
 
 pytestmark = pytest.mark.slow  # the SDKs over real HTTP against the sandboxes: the integration lane
 
@@ -85,6 +87,62 @@ def test_failed_processing_is_reported_with_shopifys_reason(shop, render):
     shop.inject("media_failed")
     with pytest.raises(ShopifyError, match=r"could not process the render of v0a1b2c3d4e5f6a7: UNSUPPORTED_IMAGE"):
         admin(shop).attach(PRODUCT, render)
+
+
+@pytest.fixture
+def model(tmp_path):
+    usdz = tmp_path / "model.usdz"
+    with zipfile.ZipFile(usdz, "w") as z:  # a USDZ is an uncompressed zip whose first file is the stage
+        z.writestr("model.usdc", b"PXR-USDC" + bytes(64))
+    return ModelToAttach("45f3de24443b6d6a", WATERBOTTLE, usdz, "Water bottle, 3D model")
+
+
+def test_the_3d_model_is_shown_on_the_product_page_and_linked_for_ar_quick_look(shop, model, render):
+    client = admin(shop)
+    client.attach(PRODUCT, render, featured=True)
+    attached = client.attach_model(PRODUCT, model)
+    assert attached.status == "READY" and attached.media_id.startswith("gid://shopify/Model3d/")
+    assert f"autoplay-{model.key}.glb" in attached.sources["glb"] and ".usdz" in attached.sources["usdz"]
+    staged = {s["filename"]: s for s in shop.staged.values()}
+    assert staged[f"autoplay-{model.key}.glb"]["bytes"] == WATERBOTTLE.read_bytes()
+    assert staged[f"autoplay-{model.key}.usdz"]["resource"] == "FILE"
+    assert shop.products[PRODUCT]["metafields"][("autoplay", "ar_quick_look")] == attached.file_id
+    assert shop.files[attached.file_id]["fileStatus"] == "READY"
+    # the product's featured image is still a render, not the model
+    assert (
+        client.execute("read", "query product($id: ID!) { product(id: $id) { id } }", {"id": PRODUCT})["product"][
+            "featuredMedia"
+        ]["id"]
+        == shop.products[PRODUCT]["media"][0]["id"]
+    )
+    again = client.attach_model(PRODUCT, model)
+    assert (again.media_id, again.file_id) == (attached.media_id, attached.file_id)
+    assert len(shop.staged) == 3 and len(shop.files) == 1  # nothing sent twice
+
+
+def test_a_3d_model_shopify_would_refuse_is_refused_before_anything_is_sent(shop, model, tmp_path):
+    client = admin(shop)
+    big = tmp_path / "big.glb"
+    with open(big, "wb") as fh:
+        fh.write(b"glTF\x02\x00\x00\x00")
+        fh.truncate(501 * 10**6)  # sparse: no 501 MB written
+    with pytest.raises(ShopifyError, match=r"big.glb: 501 MB is over Shopify's 500 MB limit"):
+        client.attach_model(PRODUCT, ModelToAttach("k", big, model.usdz_path, "x"))
+    fake = tmp_path / "fake.usdz"
+    fake.write_bytes(b"#usda 1.0\n")
+    with pytest.raises(ShopifyError, match=r"fake.usdz: not a USDZ file"):
+        client.attach_model(PRODUCT, ModelToAttach("k", model.glb_path, fake, "x"))
+    obj = tmp_path / "watch.obj"
+    obj.write_text("v 0 0 0\n")
+    with pytest.raises(ShopifyError, match=r"watch.obj: Shopify takes 3D models as .glb or .usdz, not '.obj'"):
+        client.attach_model(PRODUCT, ModelToAttach("k", obj, model.usdz_path, "x"))
+    assert shop.staged == {} and shop.products[PRODUCT]["media"] == []
+
+
+def test_a_3d_model_shopify_cannot_process_fails_with_its_reason(shop, model):
+    shop.inject("media_failed")
+    with pytest.raises(ShopifyError, match=r"could not process the 3D model 45f3de24443b6d6a: MODEL3D_VALIDATION"):
+        admin(shop).attach_model(PRODUCT, model)
 
 
 def test_cost_throttle_waits_for_the_bucket_and_429_honours_retry_after(shop, render):

@@ -23,6 +23,8 @@ def test_example_brief_loads_with_model_resolved_next_to_it():
         ({"product.model": "missing.glb"}, "product.model", "no model file"),
         ({"autoplay.keep_per_generation": 9}, "brief", "keep_per_generation must be smaller"),
         ({"surprise": 1}, "surprise", "Extra inputs are not permitted"),
+        ({"product.height_m": "26cm"}, "product.height_m", "valid number"),
+        ({"shopify.model_3d": "yes"}, "shopify.model_3d", "valid boolean"),
     ],
 )
 def test_a_wrong_brief_names_the_file_the_field_and_the_problem(brief_file, override, field, problem):

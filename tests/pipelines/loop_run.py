@@ -76,7 +76,7 @@ def loop_run(tmp_path_factory, broker):
     first["product"]["model"] = str(WATERBOTTLE)
     second = {**first, "name": OTHER, "brand": "Other Co"}
     second["meta"] = {**first["meta"], "account_id": "act_2000000000001", "campaign_id": "220000000000001"}
-    second["shopify"] = {**first["shopify"], "product_id": "gid://shopify/Product/8000000000002"}
+    second["shopify"] = {**first["shopify"], "product_id": "gid://shopify/Product/8000000000002", "model_3d": False}
     second["product"] = {**first["product"], "model": "watch.obj"}
     second["templates"] = [*first["templates"], "winter-holidays"]  # its season starts 11-20: after this run
     for brief in (first, second):

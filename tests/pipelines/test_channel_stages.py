@@ -17,7 +17,9 @@ from connectors.shopify import ShopifyAdmin
 from creative.brief import load_brief
 from experiments.market import SimulatedMarket
 from pipelines import stages
+from pipelines.status import brief_status
 from tests.conftest import rendered_folder
+from tests.rendering.models import lying_bottle_obj
 
 pytestmark = pytest.mark.slow  # Blender, the real broker or the sandboxes: the integration lane
 
@@ -180,3 +182,50 @@ def test_closing_a_run_pauses_every_ad_even_one_whose_last_budget_was_nothing(wo
     objects = [o for o in sandbox.objects.values() if o["type"] in ("ad", "adset")]
     assert {o["status"] for o in objects} == {"PAUSED"}
     assert {o["id"]: o["daily_budget"] for o in objects if o["type"] == "adset"} == budgets  # none raised
+
+
+def glb_extent(path):
+    """The model's size along x, y, z as its GLB's POSITION accessors state it (glTF is Y-up, in metres)."""
+    import struct
+
+    data = path.read_bytes()
+    (length,) = struct.unpack("<I", data[12:16])
+    doc = json.loads(data[20 : 20 + length])
+    lo = [min(a["min"][i] for a in doc["accessors"] if a.get("type") == "VEC3" and "min" in a) for i in range(3)]
+    hi = [max(a["max"][i] for a in doc["accessors"] if a.get("type") == "VEC3" and "max" in a) for i in range(3)]
+    return [h - low for h, low in zip(hi, lo)], doc
+
+
+def test_the_products_3d_model_goes_on_its_page_upright_and_real_size_once(world, tmp_path):
+    make, _ = world
+    lying_bottle_obj(tmp_path / "bottle.obj")  # 26 units long, lying along +X: an OBJ says nothing of units
+    brief, ledger = make(**{"shopify.model_3d": True, "product.model": str(tmp_path / "bottle.obj"),
+                            "product.height_m": 0.26})  # fmt: skip
+    with ShopifySandbox("shpat_stage_token_1234", "secret-1234567890") as shop:
+        admin = ShopifyAdmin(brief.shopify.shop, "shpat_stage_token_1234", shop.url, poll_s=0.0)
+        done = stages.publish_model_3d(brief, ledger, admin, tmp_path / "models", ACTOR)
+        again = stages.publish_model_3d(brief, ledger, admin, tmp_path / "models", ACTOR)
+        (media,) = shop.products[brief.shopify.product_id]["media"]
+        staged = {s["filename"]: s["bytes"] for s in shop.staged.values()}
+    assert done["model_3d"] == "READY" and again is None and media["mediaContentType"] == "MODEL_3D"
+    assert brief_status(ledger, brief.name)["shopify"] == {"model_3d": "READY"}
+    (folder,) = (tmp_path / "models").iterdir()
+    assert staged[f"autoplay-{folder.name}.glb"] == (folder / "model.glb").read_bytes()
+    assert staged[f"autoplay-{folder.name}.usdz"][:4] == b"PK\x03\x04"
+    (x, y, z), _ = glb_extent(folder / "model.glb")
+    assert y == pytest.approx(0.26, rel=0.01) and x < 0.1 and z < 0.1  # stood up (Y is up in glTF), 26 cm tall
+
+
+def test_a_3d_model_that_cannot_be_made_is_recorded_failed_and_the_renders_still_publish(world, tmp_path):
+    make, _ = world
+    broken = tmp_path / "broken.glb"
+    broken.write_bytes(b"glTF\x02\x00\x00\x00" + bytes(12))
+    brief, ledger = make(**{"shopify.model_3d": True})
+    brief = brief.model_copy(update={"product": brief.product.model_copy(update={"model": broken})})
+    with ShopifySandbox("shpat_stage_token_1234", "secret-1234567890") as shop:
+        admin = ShopifyAdmin(brief.shopify.shop, "shpat_stage_token_1234", shop.url, poll_s=0.0)
+        assert len(stages.publish_shopify(brief, ledger, ledger.store, admin, ACTOR)) == 4
+        failed = stages.publish_model_3d(brief, ledger, admin, tmp_path / "models", ACTOR)
+    assert failed["model_3d"] == "FAILED" and "broken.glb" in failed["error"]
+    assert brief_status(ledger, brief.name)["shopify"] == {"model_3d": "FAILED"}
+    assert any(r.startswith("3D model not shown: ") and "broken.glb" in r for r in ledger.actions(brief.name)["reason"])

@@ -106,6 +106,8 @@ def test_status_and_audit_read_the_ledger_with_nothing_running(loop_run):
         other["paused"] is False and other["generation"] == GENERATIONS - 1 and other["shopify"] == {"model_3d": None}
     )
     assert {a["channel"] for a in other["ads"]} == {"meta", "shopify"}
+    (first,) = [b for b in doc["briefs"] if b["name"] == "waterbottle-launch"]
+    assert first["shopify"] == {"model_3d": "READY"}  # the example brief asks for its 3D model on the page
     assert set(other["ads"][0]) == {"variant_id", "channel", "kind", "status", "daily_budget"}
     assert other["budget_today"] <= other["daily_budget_cap"]
     audit = json.loads(CliRunner().invoke(app, ["audit", "--brief", OTHER, "--json"], env=env).output)["actions"]
