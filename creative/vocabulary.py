@@ -88,6 +88,10 @@ LIGHTING = {
 }
 
 
+#: The places a lifestyle scene can be set in: the CC0 HDRIs that ship with bpy (studiolights/world).
+ENVIRONMENTS = ("interior", "courtyard", "forest", "sunset")
+
+
 class SeasonWindow(BaseModel):
     """When a seasonal template runs: ``start`` to ``end`` as ``MM-DD``, both days included, across New Year
     when ``start`` comes after ``end``."""
@@ -135,11 +139,17 @@ class Template(BaseModel):
     )
     kind: Literal["studio", "lifestyle", "seasonal", "bundle"] = "studio"
     window: SeasonWindow | None = Field(default=None, description="the days a seasonal template runs on")
+    environment: Literal[ENVIRONMENTS] | None = Field(  # type: ignore[valid-type]
+        default=None, description="a lifestyle scene's place: the HDRI that lights it and shows behind it"
+    )
+    environment_turn: float = Field(default=0.0, ge=-180, le=180, description="degrees the place turns about Z")
 
     @model_validator(mode="after")
-    def _seasonal_has_window(self) -> Template:
+    def _kind_has_its_parts(self) -> Template:
         if (self.kind == "seasonal") != (self.window is not None):
             raise ValueError(f"template {self.name!r}: a seasonal template, and only one, has a window")
+        if (self.kind == "lifestyle") != (self.environment is not None):
+            raise ValueError(f"template {self.name!r}: a lifestyle template, and only one, has an environment")
         return self
 
     def in_season(self, day: date | None) -> bool:
@@ -205,6 +215,54 @@ TEMPLATES: dict[str, Template] = {
             camera="front",
             lens_mm=100,
             fill=0.45,
+        ),
+        Template(
+            name="interior",
+            description="At home: the product on a plinth in the brand colour in a sunlit room, out of focus behind.",
+            ground="podium",
+            lighting="softbox",
+            camera="three_quarter",
+            fill=0.56,
+            kind="lifestyle",
+            environment="interior",
+            environment_turn=-161,
+        ),
+        Template(
+            name="courtyard",
+            description="Outdoors in a stone courtyard: a plinth in the brand colour, daylight, a long lens.",
+            ground="podium",
+            lighting="window",
+            camera="front",
+            lens_mm=70,
+            fill=0.56,
+            kind="lifestyle",
+            environment="courtyard",
+            environment_turn=-80,
+        ),
+        Template(
+            name="forest",
+            description="On a plinth in the brand colour in a forest clearing, trees soft behind.",
+            ground="podium",
+            lighting="softbox",
+            camera="three_quarter",
+            lens_mm=60,
+            fill=0.56,
+            kind="lifestyle",
+            environment="forest",
+            environment_turn=-35,
+        ),
+        Template(
+            name="sunset",
+            description="Golden hour by the sea: a plinth in the brand colour, warm rim light, the low sun behind.",
+            ground="podium",
+            lighting="rim",
+            camera="front",
+            lens_mm=70,
+            fill=0.56,
+            accent="#F2A65A",
+            kind="lifestyle",
+            environment="sunset",
+            environment_turn=-119,
         ),
         Template(
             name="winter-holidays",

@@ -42,9 +42,15 @@ def backdrop(
 
 
 def composite(
-    render_png: Path, template: Template, colour: str, accent: str | None = None, horizon: float = 1.0
+    render_png: Path,
+    template: Template,
+    colour: str,
+    accent: str | None = None,
+    horizon: float = 1.0,
+    plate: Image.Image | None = None,
 ) -> tuple[Image.Image, list[float] | None]:
-    """The render over its backdrop, as an RGB image, and where the product landed in it."""
+    """The render over its backdrop (or over ``plate``, a lifestyle scene's place), as an RGB image, and
+    where the product landed in it."""
     with Image.open(render_png) as raw:
         fg = np.asarray(raw.convert("RGBA")).copy()
     alpha = fg[..., 3].astype(np.float32) / 255.0
@@ -56,7 +62,8 @@ def composite(
     alpha = _clamp_border(alpha)
     fg[..., 3] = np.rint(alpha * 255).astype(np.uint8)
     layer = Image.fromarray(fg, "RGBA")
-    image = Image.alpha_composite(backdrop(template, colour, layer.size, accent, horizon), layer).convert("RGB")
+    behind = plate if plate is not None else backdrop(template, colour, layer.size, accent, horizon)
+    image = Image.alpha_composite(behind, layer).convert("RGB")
     return image, product_box(fg[..., 3])
 
 

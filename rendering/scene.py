@@ -262,6 +262,9 @@ LIGHT_RIGS: dict[str, list[tuple[str, tuple, float, float, bool]]] = {
 #: the product from every side, so glossy products reflect a studio and the floor takes a contact shadow.
 HDRI = "studio.exr"
 HDRI_STRENGTH = 0.5
+#: A lifestyle place lights the product itself; the template's rig only lifts it, at this share of its power.
+LIFESTYLE_HDRI_STRENGTH = 1.0
+LIFESTYLE_LIGHT_SHARE = 0.35
 #: The shadow catcher's half-size: three times the product's largest side holds every shadow the rigs
 #: cast; beyond it the floor's faint far-field shading is under ``compose.SHADOW_FLOOR``, so its edge never
 #: shows. (The catcher is most of a preview's render time: a larger one costs seconds.)
@@ -273,24 +276,54 @@ VIEW_TRANSFORM = "Khronos PBR Neutral"
 MAX_FILL = 0.96
 
 
-def _world() -> bpy.types.World:
-    world = bpy.data.worlds.get(STAGE) or bpy.data.worlds.new(STAGE)
+def _world(environment: str | None = None) -> bpy.types.World:
+    """The studio world (its HDRI in grey: its light and reflections, not its colour cast) or a lifestyle
+    scene's place in full colour, turned as the template says; each made once per worker."""
+    name = f"{STAGE}_{environment}" if environment else STAGE
+    world = bpy.data.worlds.get(name) or bpy.data.worlds.new(name)
     world.use_nodes = True
     nodes, links = world.node_tree.nodes, world.node_tree.links
     background = nodes["Background"]
     if "hdri" not in nodes:
         env = nodes.new("ShaderNodeTexEnvironment")
         env.name = "hdri"
-        env.image = bpy.data.images.load(
-            str(Path(bpy.utils.system_resource("DATAFILES")) / "studiolights" / "world" / HDRI), check_existing=True
-        )
-        env.image[STAGE] = True
-        grey = nodes.new("ShaderNodeHueSaturation")  # its light and reflections, not its colour cast
-        grey.inputs["Saturation"].default_value = 0.0
-        links.new(env.outputs["Color"], grey.inputs["Color"])
-        links.new(grey.outputs["Color"], background.inputs["Color"])
-        background.inputs["Strength"].default_value = HDRI_STRENGTH
+        env.image = _hdri(f"{environment}.exr" if environment else HDRI)
+        if environment:
+            mapping = nodes.new("ShaderNodeMapping")
+            mapping.name = "turn"
+            links.new(nodes.new("ShaderNodeTexCoord").outputs["Generated"], mapping.inputs["Vector"])
+            links.new(mapping.outputs["Vector"], env.inputs["Vector"])
+            links.new(env.outputs["Color"], background.inputs["Color"])
+            background.inputs["Strength"].default_value = LIFESTYLE_HDRI_STRENGTH
+        else:
+            grey = nodes.new("ShaderNodeHueSaturation")
+            grey.inputs["Saturation"].default_value = 0.0
+            links.new(env.outputs["Color"], grey.inputs["Color"])
+            links.new(grey.outputs["Color"], background.inputs["Color"])
+            background.inputs["Strength"].default_value = HDRI_STRENGTH
     return world
+
+
+def _hdri(filename: str) -> bpy.types.Image:
+    image = bpy.data.images.load(
+        str(Path(bpy.utils.system_resource("DATAFILES")) / "studiolights" / "world" / filename), check_existing=True
+    )
+    image[STAGE] = True  # reset() keeps it: the world's light map is built from it
+    return image
+
+
+_ENVIRONMENT_PIXELS: dict[str, np.ndarray] = {}
+
+
+def environment_pixels(environment: str) -> np.ndarray:
+    """A lifestyle place's HDRI as scene-linear RGB, rows from the top (what ``environment.plate`` reads)."""
+    if environment not in _ENVIRONMENT_PIXELS:
+        image = _hdri(f"{environment}.exr")
+        w, h = image.size
+        pixels = np.empty(w * h * 4, dtype=np.float32)
+        image.pixels.foreach_get(pixels)
+        _ENVIRONMENT_PIXELS[environment] = pixels.reshape(h, w, 4)[::-1, :, :3].copy()
+    return _ENVIRONMENT_PIXELS[environment]
 
 
 def stage(template: Template, podium_colour: str, accent: str | None) -> dict:
@@ -313,9 +346,16 @@ def stage(template: Template, podium_colour: str, accent: str | None) -> dict:
     floor = _stage_object("floor", _mesh(bpy.ops.mesh.primitive_plane_add, size=2))
     floor.is_shadow_catcher = True
     rim_tint = tuple(0.5 + 0.5 * c for c in hex_to_linear(accent)) if accent else None
-    _lights(LIGHT_RIGS[template.lighting], rim_tint)
-    if scene.world is None or scene.world.name != STAGE:  # a world update rebuilds its light map: once only
-        scene.world = _world()
+    share = LIFESTYLE_LIGHT_SHARE if template.environment else 1.0
+    _lights([(n, loc, size, watts * share, shadow) for n, loc, size, watts, shadow in LIGHT_RIGS[template.lighting]],
+            rim_tint)  # fmt: skip
+    world = _world(template.environment)
+    if template.environment:
+        turn_node = world.node_tree.nodes["turn"].inputs["Rotation"]
+        if abs(turn_node.default_value[2] - math.radians(template.environment_turn)) > 1e-6:
+            turn_node.default_value[2] = math.radians(template.environment_turn)
+    if scene.world != world:  # a world update rebuilds its light map: only when the place changes
+        scene.world = world
     bpy.context.view_layer.update()
     return {"shape": shape.as_dict(), "ground_top": lift, "podium_radius": round(radius, 4)}
 
@@ -393,6 +433,7 @@ def frame(
         "horizon": round(horizon_from_top(elevation, template.lens_mm, width, height, zone), 4),
         "camera_distance": round(distance, 4),
         "elevation": round(elevation, 2),
+        "azimuth": azimuth,
         "fill_used": round(placed.fill, 4),
         "camera_height": round(float(camera[2]), 4),
         "camera_above_floor": bool(camera[2] > ground),
@@ -537,7 +578,7 @@ def calibrate(template: Template, swatches: dict[str, str], folder: Path) -> tup
 
     scene = bpy.context.scene
     centre_z = float(product_vertices()[:, 2].mean()) + float(scene.objects[PRODUCT].location.z)
-    key = (template.lighting, round(centre_z, 1))
+    key = (template.lighting, template.environment, round(centre_z, 1))
     todo = sorted({h for h in swatches.values() if (key, h) not in _DELTA_E})
     if key in _EXPOSURES and not todo:  # nothing to measure: leave the scene (and its BVH) untouched
         return _EXPOSURES[key], {slot: _DELTA_E[key, h] for slot, h in swatches.items()}

@@ -84,6 +84,10 @@ class RenderJob(BaseModel):
 
     @property
     def podium(self) -> str:
+        """A studio podium is a shade of the backdrop; a lifestyle scene's plinth is the brand colour itself
+        (its place is the backdrop)."""
+        if get_template(self.template).environment:
+            return self.podium_colour or self.colour
         return self.podium_colour or shade(self.colour, 0.7)
 
     @property

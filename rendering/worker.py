@@ -68,8 +68,9 @@ class Worker:
             exposure, delta_e = scene.calibrate(template, job.colourway, tmp)
             scene.set_exposure(exposure)
             framing = self._reframe(template, width, height, zone, job.kind == "turntable", framing, tmp)
+            plate = self._plate(template, framing, width, height, zone, exposure)
             staged = time.perf_counter()
-            files, measured_box, cycles_s, image = self._render_files(job, template, framing["horizon"], tmp)
+            files, measured_box, cycles_s, image = self._render_files(job, template, framing["horizon"], tmp, plate)
             rendered = time.perf_counter()
             visible, unoccluded = scene.render_masks(tmp)
             report = check_render(
@@ -135,8 +136,20 @@ class Worker:
             framing = scene.frame(template, width, height, zone, turntable, fill_scale=scale)
         return framing
 
+    @staticmethod
+    def _plate(template, framing: dict, width: int, height: int, zone, exposure: float) -> Image | None:
+        """A lifestyle scene's place behind the product, through the camera just placed; None in a studio."""
+        if template.environment is None:
+            return None
+        from rendering import environment, scene
+
+        return environment.plate(
+            scene.environment_pixels(template.environment), framing["elevation"], framing["azimuth"],
+            template.lens_mm, width, height, zone, scene.LIFESTYLE_HDRI_STRENGTH, exposure, template.environment_turn,
+        )  # fmt: skip
+
     def _render_files(
-        self, job: RenderJob, template, horizon: float, tmp: Path
+        self, job: RenderJob, template, horizon: float, tmp: Path, plate: Image | None = None
     ) -> tuple[dict, list | None, float, Image]:
         """Render the job's files into ``tmp``: the files, the product's measured box, seconds in Cycles, and
         the still (or the turntable's poster) that QA checks."""
@@ -146,7 +159,7 @@ class Worker:
             started = time.perf_counter()
             scene.render_to(tmp / "raw.png")
             cycles_s = time.perf_counter() - started
-            image, box = composite(tmp / "raw.png", template, job.colour, job.accent, horizon)
+            image, box = composite(tmp / "raw.png", template, job.colour, job.accent, horizon, plate)
             save_still(image, tmp / "still.png", tmp / "still.jpg")
             (tmp / "raw.png").unlink()
             return {"png": "still.png", "jpeg": "still.jpg"}, box, cycles_s, image
@@ -159,7 +172,7 @@ class Worker:
             started = time.perf_counter()
             scene.render_to(frames / "raw.png")
             cycles_s += time.perf_counter() - started
-            image, box = composite(frames / "raw.png", template, job.colour, job.accent, horizon)
+            image, box = composite(frames / "raw.png", template, job.colour, job.accent, horizon, plate)
             image.save(frames / f"frame_{i:04d}.png", compress_level=1)
             if i == 0:
                 poster_box, poster = box, image

@@ -39,7 +39,13 @@ def thumbnail(model: Path, template: str, aspect: str, **kw) -> RenderJob:
 def corpus_renders(tmp_path_factory):
     models = write_corpus(tmp_path_factory.mktemp("corpus"))
     out = tmp_path_factory.mktemp("corpus_renders")
-    jobs = [thumbnail(path, t, a) for path in models.values() for t in TEMPLATES for a in ASPECTS]
+    jobs = [
+        thumbnail(path, t, a)
+        for i, path in enumerate(models.values())
+        for t in TEMPLATES
+        # a lifestyle scene in one aspect per product, each aspect on some products: this suite's time
+        for a in ([ASPECTS[i % len(ASPECTS)]] if TEMPLATES[t].kind == "lifestyle" else ASPECTS)
+    ]
     results = render_batch(jobs, out, max_jobs_per_worker=500)
     print(f"corpus contact sheet: {folder_contact_sheet(out, title='corpus x templates x aspects')}")
     return {(Path(j.model_path).stem, j.template, j.aspect): r for j, r in zip(jobs, results)}
@@ -77,9 +83,26 @@ def test_the_open_backdrop_stays_the_exact_hex(corpus_renders):
     for (name, template, aspect), r in corpus_renders.items():
         if TEMPLATES[template].background != "solid" or TEMPLATES[template].ground == "floor":
             continue
+        if TEMPLATES[template].environment:
+            continue  # its place is behind it: next test
         pixels = np.asarray(Image.open(Path(r.dir) / "still.png").convert("RGB")).astype(int)
         corners = pixels[[0, 0, -1, -1], [0, -1, 0, -1]]
         assert np.abs(corners - backdrop).max() == 0, (name, template, aspect, corners)
+
+
+def test_a_lifestyle_scene_shows_its_place_behind_the_product_never_the_backdrop(corpus_renders):
+    seen = set()
+    for (name, template, aspect), r in corpus_renders.items():
+        if not TEMPLATES[template].environment:
+            continue
+        seen |= {(template, aspect)}
+        pixels = np.asarray(Image.open(Path(r.dir) / "still.png").convert("RGB")).astype(float)
+        top = pixels[: pixels.shape[0] // 6]  # above the product: the place, out of focus
+        assert np.abs(top.mean(axis=(0, 1)) - [232, 228, 220]).max() > 10, (name, template, aspect)
+        assert top.std() > 4, (name, template, aspect, "a place, not a flat colour")
+        assert r.manifest.staging["podium_radius"] > 0, "on its plinth"
+    assert {t for t, _ in seen} == {t for t in TEMPLATES if TEMPLATES[t].kind == "lifestyle"}
+    assert {a for _, a in seen} == set(ASPECTS)
 
 
 def test_a_podium_stays_in_frame_and_takes_its_colour(corpus_renders):

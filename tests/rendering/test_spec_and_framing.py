@@ -112,3 +112,31 @@ def test_rewording_a_template_keeps_every_variant_id_but_a_recipe_change_does_no
     assert job.variant_id == before
     monkeypatch.setitem(templates.TEMPLATES, "studio", studio.model_copy(update={"lens_mm": 85.0}))
     assert job.variant_id != before
+
+
+def test_a_lifestyle_plate_looks_where_the_camera_looks_through_the_same_lens():
+    from rendering.environment import pbr_neutral, plate, sample_equirect, view_directions
+    from rendering.framing import FULL_FRAME, SafeZone
+
+    rays = view_directions(18.0, 35.0, 50.0, 40, 30, FULL_FRAME)
+    to_cam, _, up = camera_basis(18.0, 35.0)
+    centre = (rays[14, 19] + rays[15, 20]) / 2
+    assert np.allclose(centre / np.linalg.norm(centre), -to_cam, atol=0.02)  # the middle pixel looks ahead
+    assert rays[0, 20] @ up > rays[-1, 20] @ up  # the top row looks higher than the bottom one
+    # an equirect whose top half is sky (blue) and bottom half ground (brown): a camera above looks down at ground
+    world = np.zeros((64, 128, 3), np.float32)
+    world[:32], world[32:] = (0.1, 0.2, 0.8), (0.3, 0.2, 0.1)
+    assert np.allclose(sample_equirect(world, np.array([[0.0, 0.0, 1.0]])), (0.1, 0.2, 0.8))
+    assert np.allclose(sample_equirect(world, np.array([[0.3, 0.2, -0.9]])), (0.3, 0.2, 0.1))
+    # a column-coded world: a quarter turn of the world shows what lay a quarter of the way round
+    columns = np.broadcast_to(np.linspace(0, 1, 128, dtype=np.float32)[None, :, None], (64, 128, 3)).copy()
+    ahead = sample_equirect(columns, np.array([[0.0, 1.0, 0.0]]))[0, 0]
+    turned = sample_equirect(columns, np.array([[0.0, 1.0, 0.0]]), 90.0)[0, 0]
+    assert abs(turned - ahead) == pytest.approx(0.25, abs=0.02)
+    # the tone map keeps base colours (below 0.76) and rolls off highlights under white, never clipping
+    assert np.allclose(pbr_neutral(np.array([0.5, 0.3, 0.2])), [0.46, 0.26, 0.16], atol=1e-6)
+    assert (pbr_neutral(np.array([[50.0, 40.0, 30.0]])) < 1.0).all()
+    image = plate(world, 4.0, 0.0, 50.0, 48, 64, SafeZone(0.0, 0.1, 0.8, 0.7), 1.0, 0.0)
+    assert image.size == (48, 64) and image.mode == "RGBA"
+    pixels = np.asarray(image)[..., :3].astype(int)
+    assert pixels[2, 24, 2] > pixels[2, 24, 0] and pixels[-2, 24, 0] > pixels[-2, 24, 2]  # sky above, ground below
