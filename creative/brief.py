@@ -10,7 +10,15 @@ import pycountry
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from creative.vocabulary import ORIENTATIONS, HexColour, check_aspect, get_template, normalise_hex
+from creative.vocabulary import (
+    KINDS,
+    ORIENTATIONS,
+    VIDEO_ASPECTS,
+    HexColour,
+    check_aspect,
+    get_template,
+    normalise_hex,
+)
 from rendering.model_check import ModelError, check_render_inputs
 
 
@@ -148,6 +156,14 @@ class Autoplay(_Strict):
     seasonal_context: bool = Field(
         default=True, description="learn a seasonal template's effect in and out of its window apart", **STRICT
     )
+    kinds: list[Literal[KINDS]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: ["still"],
+        min_length=1,
+        max_length=2,
+        description="what the loop may plan: stills, and turntables where the placement takes video",
+    )
+    turntable_seconds: float = Field(default=4.0, ge=0.25, le=30.0, description="a turntable's length", **STRICT)
+    turntable_fps: int = Field(default=24, ge=6, le=60, description="a turntable's frame rate", **STRICT)
 
 
 class Brief(_Strict):
@@ -219,6 +235,11 @@ class Brief(_Strict):
             a.approved_templates = [get_template(t).name for t in a.approved_templates]
             if not set(a.approved_templates) & set(self.templates):
                 raise ValueError("autoplay.approved_templates approves none of the brief's templates")
+        if "turntable" in a.kinds and not set(self.aspects) & set(VIDEO_ASPECTS):
+            raise ValueError(
+                f"autoplay.kinds asks for turntables but no aspect takes video ({', '.join(VIDEO_ASPECTS)})"
+            )
+        a.kinds = list(dict.fromkeys(a.kinds))
         approved = len(
             self.templates if a.approved_templates is None else set(a.approved_templates) & set(self.templates)
         )

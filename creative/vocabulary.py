@@ -320,28 +320,45 @@ def get_template(name: str) -> Template:
         raise ValueError(f"unknown template {name!r}; choose one of {sorted(TEMPLATES)}") from None
 
 
+#: What a variant is: a still image, or a looping 360-degree turntable video with its poster.
+KINDS = ("still", "turntable")
+#: The placements that take video: feed (1:1, 4:5) and stories and reels (9:16); 16:9 runs stills only.
+VIDEO_ASPECTS = ("1:1", "4:5", "9:16")
+
+
 class VariantFactors(BaseModel):
-    """What the learner varies between variants of one product: template, backdrop colour and aspect.
-    The one record of them, wherever they travel (plan, ledger rows, creatives, the market)."""
+    """What the learner varies between variants of one product: template, backdrop colour, aspect and kind
+    (still or turntable). The one record of them, wherever they travel (plan, ledger rows, creatives, the
+    market)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     template: Annotated[str, AfterValidator(lambda name: get_template(name).name)]
     colour: HexColour
     aspect: Annotated[str, AfterValidator(check_aspect)]
+    kind: Literal[KINDS] = "still"  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _video_placement(self) -> VariantFactors:
+        if self.kind == "turntable" and self.aspect not in VIDEO_ASPECTS:
+            raise ValueError(f"a turntable runs in {', '.join(VIDEO_ASPECTS)}, not {self.aspect}")
+        return self
 
     @classmethod
     def of(cls, row) -> VariantFactors:
-        """The factors of a mapping that carries them among other fields (a ledger row, a frame row)."""
-        return cls(template=row["template"], colour=row["colour"], aspect=row["aspect"])
+        """The factors of a mapping that carries them among other fields (a ledger row, a frame row); a row
+        from before kinds were a factor is a still."""
+        kind = row.get("kind") if hasattr(row, "get") else None
+        return cls(template=row["template"], colour=row["colour"], aspect=row["aspect"],
+                   kind=kind if isinstance(kind, str) else "still")  # fmt: skip
 
     @property
     def camera(self) -> str:
         return get_template(self.template).camera
 
     @property
-    def key(self) -> tuple[str, str, str]:
-        return self.template, self.colour, self.aspect
+    def key(self) -> tuple[str, str, str, str]:
+        return self.template, self.colour, self.aspect, self.kind
 
     def as_dict(self) -> dict[str, str]:
         return self.model_dump()

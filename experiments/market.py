@@ -1,6 +1,6 @@
 """A simulated ad market with hidden true rates per creative, for the sandbox and the benchmarks.
 
-Each factor value (a template, a colour, an aspect) has a hidden effect on the logit of the
+Each factor value (a template, a colour, an aspect, a turntable against a still) has a hidden effect on the logit of the
 click-through rate, drawn once from the seed, so any variant the planner invents has a true rate.
 Impressions follow spend; clicks, add-to-carts and purchases are binomial draws.
 """
@@ -70,6 +70,9 @@ class SimulatedMarket:
     def true_ctr(self, factors: Mapping[str, str], day: date | None = None) -> float:
         """The true click rate of a creative on ``day`` (no seasonal effect without one)."""
         logit = _logit(self.base_ctr) + sum(self.effect(f, str(factors[f])) for f in FACTORS if f in factors)
+        kind = str(factors.get("kind", "still"))
+        if kind != "still":  # a still is the reference: adding kinds leaves every still's rate as it was
+            logit += self.effect("kind", kind)
         template = str(factors.get("template", ""))
         if day is not None and template in self.seasonal:
             inside, outside = self.seasonal[template]

@@ -12,7 +12,7 @@ import pandas as pd
 
 from creative.brief import Brief
 from creative.decision import Decision
-from creative.vocabulary import FACTOR_NAMES, VariantFactors, get_template
+from creative.vocabulary import FACTOR_NAMES, VIDEO_ASPECTS, VariantFactors, get_template
 from experiments.factorised import FactorisedThompson
 from experiments.thompson import BetaThompson, empirical_prior
 from rendering.colour import palette_variations
@@ -66,12 +66,22 @@ def waiting_templates(brief: Brief) -> list[str]:
 
 
 def factor_grid(brief: Brief, today: date | None = None) -> list[VariantFactors]:
-    """Every combination the brief allows: on ``today``, seasonal templates only inside their window."""
+    """Every combination the brief allows: on ``today``, seasonal templates only inside their window;
+    turntables (when the brief's ``autoplay.kinds`` has them) only in aspects that take video."""
     templates = [t for t in approved_templates(brief) if get_template(t).in_season(today)]
     return [
-        VariantFactors(template=t, colour=c, aspect=a)
-        for t, c, a in itertools.product(templates, candidate_colours(brief), brief.aspects)
+        VariantFactors(template=t, colour=c, aspect=a, kind=k)
+        for t, c, a, k in itertools.product(templates, candidate_colours(brief), brief.aspects, brief.autoplay.kinds)
+        if k == "still" or a in VIDEO_ASPECTS
     ]
+
+
+def variant_factors(variants: pd.DataFrame) -> pd.DataFrame:
+    """Each variant's id and factors, once; a variant recorded before kinds were a factor is a still."""
+    frame = variants.drop_duplicates("variant_id")
+    if "kind" not in frame.columns:
+        frame = frame.assign(kind="still")
+    return frame[["variant_id", *FACTOR_NAMES]].assign(kind=lambda f: f["kind"].fillna("still"))
 
 
 def factor_frame(factors: list[VariantFactors]) -> pd.DataFrame:
@@ -122,7 +132,7 @@ def evidence(brief: Brief, variants: pd.DataFrame, daily: pd.DataFrame) -> pd.Da
     Every variant gets at least one row (zero trials on the newest day), so untried ones are scored too.
     """
     num, den = GOAL_COLUMNS[brief.goal]
-    factors = variants[["variant_id", *FACTOR_NAMES]].drop_duplicates("variant_id")
+    factors = variant_factors(variants)
     rows = daily[daily["variant_id"].isin(factors["variant_id"])] if len(daily) else daily
     frame = pd.DataFrame(
         {
@@ -256,10 +266,11 @@ def _successor(
     allowed: set[tuple],
     today: date | None = None,
 ) -> VariantFactors | None:
-    """The untried combination that keeps the most of a fatigued winner's factors, best by the model:
-    the same template and colour in another aspect or a nearby colour, else any two of the three."""
+    """The untried combination that keeps the most of a fatigued winner's factors, best by the model: all
+    but one (the same template and colour in another aspect, a nearby colour, or as a turntable), else all
+    but two."""
     pool = [VariantFactors(**dict(zip(FACTOR_NAMES, k))) for k in sorted(allowed - taken)]
-    for need in (2, 1):
+    for need in (len(FACTOR_NAMES) - 1, len(FACTOR_NAMES) - 2):
         same = [f for f in pool if sum(a == b for a, b in zip(f.key, factors.key)) >= need]
         if same:
             scores = model.posterior_mean(candidates(brief, same, today))
@@ -379,7 +390,7 @@ def leaderboard(
     policy = variant_policy(brief, arms, rng or np.random.default_rng(), discounted=False).fit(arms)
     lo, hi = policy.interval(0.95)
     num, den = GOAL_COLUMNS[brief.goal]
-    board = variants[["variant_id", *FACTOR_NAMES]].copy()
+    board = variant_factors(variants)
     board[den] = arms["trials"].to_numpy()
     board[num] = arms["successes"].to_numpy()
     board[brief.goal] = np.where(board[den] > 0, board[num] / board[den].where(board[den] > 0, 1), 0.0)

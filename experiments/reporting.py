@@ -10,9 +10,9 @@ import pandas as pd
 from scipy.stats import beta
 
 from creative.brief import Brief
-from creative.vocabulary import FACTOR_NAMES, FAMILY_SWATCHES, colour_family, get_template
+from creative.vocabulary import FAMILY_SWATCHES, colour_family, get_template
 from experiments.factorised import FactorisedThompson, with_factors
-from experiments.planning import GOAL_COLUMNS
+from experiments.planning import GOAL_COLUMNS, variant_factors
 
 METRICS = ("impressions", "clicks", "spend", "purchases", "purchase_value")
 #: What the reports break the goal down by: the variant's factors, and its colour's family.
@@ -47,7 +47,7 @@ def spend_between(daily: pd.DataFrame, first: pd.Timestamp, last: pd.Timestamp) 
 def factor_effects(brief: Brief, variants: pd.DataFrame, daily: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     """Per factor (``REPORT_FACTORS``) and level: the goal's successes, trials, rate and interval."""
     num, den = GOAL_COLUMNS[brief.goal]
-    factors = with_factors(variants[["variant_id", *FACTOR_NAMES]].drop_duplicates("variant_id"))
+    factors = with_factors(variant_factors(variants))
     joined = daily.merge(factors, on="variant_id", how="inner") if len(daily) else factors.iloc[0:0]
     rows = []
     for factor in REPORT_FACTORS:

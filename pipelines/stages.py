@@ -51,6 +51,11 @@ def render_job(brief: Brief, factors: VariantFactors, profile: str) -> RenderJob
         accent_colour=None if seasonal else brief.accent_colour,
         colourway=brief.product.colourway,
         orientation=brief.product.orientation,
+        **(
+            {"seconds": brief.autoplay.turntable_seconds, "fps": brief.autoplay.turntable_fps}
+            if factors.kind == "turntable"
+            else {}
+        ),
     )
 
 
@@ -784,10 +789,12 @@ def generation_sheet(brief: Brief, ledger: Ledger, board: pd.DataFrame, generati
     items = []
     for v in live.itertuples():
         rate = stats.loc[v.variant_id, brief.goal] if v.variant_id in stats.index else 0.0
+        still = RenderManifest.load(Path(v.render_dir)).still  # a turntable shows its poster
+        kind = " turntable" if v.kind == "turntable" else ""
         items.append(
             (
-                Path(v.render_dir) / "still.png",
-                f"{v.template} {v.colour} {v.aspect}\n{v.variant_id}  {brief.goal} {rate:.2%}",
+                Path(v.render_dir) / still,
+                f"{v.template} {v.colour} {v.aspect}{kind}\n{v.variant_id}  {brief.goal} {rate:.2%}",
             )
         )
     return contact_sheet(

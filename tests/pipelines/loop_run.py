@@ -78,7 +78,10 @@ def loop_run(tmp_path_factory, broker):
     second["meta"] = {**first["meta"], "account_id": "act_2000000000001", "campaign_id": "220000000000001"}
     second["shopify"] = {**first["shopify"], "product_id": "gid://shopify/Product/8000000000002", "model_3d": False}
     second["product"] = {**first["product"], "model": "watch.obj"}
-    second["templates"] = [*first["templates"], "winter-holidays"]  # its season starts 11-20: after this run
+    second["templates"] = [*first["templates"], "winter-holidays"]
+    # it runs turntables too, short ones: 4 frames at thumbnail size
+    second["autoplay"] = {**first["autoplay"], "kinds": ["still", "turntable"], "turntable_seconds": 0.5,
+                          "turntable_fps": 8}  # fmt: skip  # its season starts 11-20: after this run
     for brief in (first, second):
         (catalog / brief["name"]).mkdir(parents=True)
         (catalog / brief["name"] / "brief.yaml").write_text(yaml.safe_dump(brief))

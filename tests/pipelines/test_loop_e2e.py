@@ -109,6 +109,7 @@ def test_status_and_audit_read_the_ledger_with_nothing_running(loop_run):
     (first,) = [b for b in doc["briefs"] if b["name"] == "waterbottle-launch"]
     assert first["shopify"] == {"model_3d": "READY"}  # the example brief asks for its 3D model on the page
     assert set(other["ads"][0]) == {"variant_id", "channel", "kind", "status", "daily_budget"}
+    assert {a["kind"] for a in other["ads"]} == {"still", "turntable"}
     assert other["budget_today"] <= other["daily_budget_cap"]
     audit = json.loads(CliRunner().invoke(app, ["audit", "--brief", OTHER, "--json"], env=env).output)["actions"]
     kinds = {a["action"] for a in audit}
@@ -159,6 +160,14 @@ def test_an_unseen_flat_product_is_staged_checked_and_published_by_the_unattende
         assert manifest.qa["passed"], manifest.qa["failures"]
     published = set(ledger.publications(OTHER, "meta")["variant_id"])
     assert published and published <= set(rendered["variant_id"])
+    # it asks for turntables as well: the planner proposed some, the daemon rendered them, Meta ran them as video
+    turntables = rendered[rendered["kind"] == "turntable"]
+    assert len(turntables) and set(rendered["kind"]) == {"still", "turntable"}
+    for folder in turntables["render_dir"]:
+        assert (Path(folder) / RenderManifest.load(Path(folder)).files["mp4"]).stat().st_size > 1000
+    videos = ledger.publications(OTHER, "meta").set_index("variant_id")["video_id"]
+    assert videos.reindex(turntables["variant_id"]).dropna().size >= 1
+    assert videos.reindex(rendered.loc[rendered["kind"] == "still", "variant_id"]).isna().all()
     (sheets,) = [r.sheets for r in run.results if r.brief.name == OTHER]
     assert len(sheets) == GENERATIONS
 
