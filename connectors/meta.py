@@ -29,6 +29,7 @@ from connectors.graph_http import BadGraphResponse, GraphTransport, classify, re
 from connectors.retry import Backoff, wait_until
 from connectors.secrets import register_secret
 from connectors.url_tags import url_tags
+from creative.vocabulary import placement_of
 
 log = logging.getLogger("autoplay.meta")
 
@@ -285,7 +286,7 @@ class MetaAds:
                 },
             },
         )["id"]
-        group = "vertical" if creative.aspect == "9:16" else "feed"
+        group = placement_of(creative.aspect)
         adset_id = (
             self.ad_sets.get(group)
             or self._find_or_create(

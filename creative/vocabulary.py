@@ -326,6 +326,11 @@ KINDS = ("still", "turntable")
 VIDEO_ASPECTS = ("1:1", "4:5", "9:16")
 
 
+def placement_of(aspect: str) -> str:
+    """Where an aspect runs on Meta: ``vertical`` (stories and reels, 9:16) or ``feed`` (everything else)."""
+    return "vertical" if aspect == "9:16" else "feed"
+
+
 class VariantFactors(BaseModel):
     """What the learner varies between variants of one product: template, backdrop colour, aspect and kind
     (still or turntable). The one record of them, wherever they travel (plan, ledger rows, creatives, the

@@ -25,7 +25,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import OneHotEncoder
 
-from creative.vocabulary import TEMPLATES, colour_family, season_level
+from creative.vocabulary import TEMPLATES, colour_family, placement_of, season_level
 from experiments.evidence import arm_evidence
 from rendering.colour import hex_to_lab
 
@@ -42,11 +42,13 @@ SEASONAL = {name for name, t in TEMPLATES.items() if t.window is not None}
 
 
 def with_factors(frame: pd.DataFrame, seasonal: bool = True) -> pd.DataFrame:
-    """``frame`` with the factors derived from others: the colour's family; the kind (a row without one is a
-    still, as every variant was before turntables); and, when ``seasonal`` and it has a template, the season
-    on its ``day`` (on a day to come when there is none: in season)."""
+    """``frame`` with the factors derived from others: the colour's family; the aspect's placement; the kind
+    (a row without one is a still, as every variant was before turntables); and, when ``seasonal`` and it has
+    a template, the season on its ``day`` (on a day to come when there is none: in season)."""
     if "template" in frame.columns and "kind" not in frame.columns:
         frame = frame.assign(kind="still")
+    if "aspect" in frame.columns and "placement" not in frame.columns:
+        frame = frame.assign(placement=frame["aspect"].map(placement_of))
     if "colour" in frame.columns and "colour_family" not in frame.columns:
         families = {c: colour_family(c) for c in pd.unique(frame["colour"])}  # per colour, not per row
         frame = frame.assign(colour_family=frame["colour"].map(families))

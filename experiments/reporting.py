@@ -10,13 +10,13 @@ import pandas as pd
 from scipy.stats import beta
 
 from creative.brief import Brief
-from creative.vocabulary import FAMILY_SWATCHES, colour_family, get_template
+from creative.vocabulary import FAMILY_SWATCHES, colour_family, get_template, placement_of
 from experiments.factorised import FactorisedThompson, with_factors
 from experiments.planning import GOAL_COLUMNS, variant_factors
 
 METRICS = ("impressions", "clicks", "spend", "purchases", "purchase_value")
 #: What the reports break the goal down by: the variant's factors, and its colour's family.
-REPORT_FACTORS = ("template", "colour", "colour_family", "aspect")
+REPORT_FACTORS = ("template", "colour", "colour_family", "aspect", "placement", "kind")
 
 
 def level_colour(level: str, default: str = "#4c6ef5") -> str:
@@ -125,7 +125,7 @@ def pooled_lifts(
         mine = mine[mine["product"] == product] if product is not None else mine
         if mine["trials"].sum() <= 0:
             continue
-        combos = ["template", "colour", "aspect", "brand", "product"]
+        combos = ["template", "colour", "aspect", "kind", "brand", "product"]
         base = mine.drop_duplicates(combos)[combos]
         for factor in REPORT_FACTORS:
             counts = mine.groupby(factor)[["successes", "trials"]].sum()
@@ -152,13 +152,17 @@ def pooled_lifts(
 
 def _with_level(base: pd.DataFrame, factor: str, value: str, scope: pd.DataFrame) -> pd.DataFrame:
     """The scope's combinations with one factor set to ``value`` (and what follows from it: a template's
-    camera; a colour's family, or a family's most-tried shade in the scope)."""
-    if factor == "colour_family":
-        shades = scope[scope["colour_family"] == value].groupby("colour")["trials"].sum()
-        factor, value = "colour", str(shades.idxmax())
+    camera; a colour's family, or a family's most-tried shade in the scope; an aspect's placement, or a
+    placement's most-tried aspect)."""
+    stands_for = {"colour_family": "colour", "placement": "aspect"}
+    if factor in stands_for:
+        member = stands_for[factor]
+        tried = scope[scope[factor] == value].groupby(member)["trials"].sum()
+        factor, value = member, str(tried.idxmax())
     frame = base.assign(**{factor: value})
     frame["camera"] = [get_template(t).camera for t in frame["template"]]
-    return frame.assign(colour_family=[colour_family(c) for c in frame["colour"]])
+    return frame.assign(colour_family=[colour_family(c) for c in frame["colour"]],
+                        placement=[placement_of(a) for a in frame["aspect"]])  # fmt: skip
 
 
 def lift_sentence(row) -> str:

@@ -103,9 +103,12 @@ def export_product_model(
             key=key, glb=final / "model.glb", usdz=final / "model.usdz", source=str(model_path), **stats
         )
         (tmp / "model.json").write_text(record.model_dump_json(indent=2))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        try:
+            os.rename(tmp, final)
+        except OSError:  # another run exported the same key meanwhile (same inputs, same files): keep it
+            if ProductModel.load(final) is None:
+                shutil.rmtree(final, ignore_errors=True)  # a broken leftover: put this export in its place
+                os.rename(tmp, final)
     except subprocess.TimeoutExpired:
         raise ModelError(f"{model_path}: 3D model export took over {EXPORT_TIMEOUT_S:.0f} s") from None
     finally:

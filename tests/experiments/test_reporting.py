@@ -78,3 +78,20 @@ def test_a_templates_lift_is_not_the_colours_it_happened_to_run_with():
     podium, purple = lifts.loc[("template", "podium")], lifts.loc[("colour", "#7B2CBF")]
     assert podium["lift_low"] < 0 < podium["lift_high"] and abs(podium["lift"]) < 0.05
     assert purple["lift_low"] > 0.4 and purple["reference"] == "#FFFFFF"
+
+
+def test_placement_and_kind_are_factors_a_marketer_can_read_a_lift_for():
+    """Reels (9:16) earn 1.6x the clicks of the feed and turntables 1.3x stills; the insights say so, each
+    against the most-tried level, with intervals that exclude no lift."""
+    rng = np.random.default_rng(3)
+    runs = [(a, k, 0.02 * (1.6 if a == "9:16" else 1.0) * (1.3 if k == "turntable" else 1.0))
+            for a in ("1:1", "4:5", "9:16") for k in ("still", "turntable")]  # fmt: skip
+    cells = [(a, k, rate, c) for a, k, rate in runs for c in ("#FFFFFF", "#7B2CBF")]
+    frame = pd.DataFrame([{"variant_id": f"v{i}", "template": "studio", "colour": c, "aspect": a, "kind": k,
+                           "trials": 400_000 + (i == 0), "successes": rng.binomial(400_000, rate)}
+                          for i, (a, k, rate, c) in enumerate(cells)])  # fmt: skip
+    lifts = factor_lifts(frame, "Aqua Co").set_index(["factor", "level"])
+    vertical, turntable = lifts.loc[("placement", "vertical")], lifts.loc[("kind", "turntable")]
+    assert vertical["reference"] == "feed" and 0.4 < vertical["lift_low"] < vertical["lift"] < 0.8
+    assert turntable["reference"] == "still" and 0.2 < turntable["lift_low"] < turntable["lift"] < 0.4
+    assert lifts.loc[("placement", "feed"), "trials"] == 8 * 400_000 + 1  # 1:1 and 4:5, both kinds and colours
