@@ -515,9 +515,10 @@ def brief_view(console: Console, brief: Brief) -> dict:
         "rendering": rendering,
         "spend_today": spend_today,
         "spend_week": spend_week,
-        "charts": [
+        "charts": [  # a factor the brief never varied (stills only, one placement) has nothing to compare
             (f.replace("_", " "), bar_chart_svg(effects[effects["factor"] == f], brief.goal))
             for f in reporting.REPORT_FACTORS
+            if effects.empty or (effects["factor"] == f).sum() > 1
         ],
         "curve": line_chart_svg(curve, brief.goal),
         "actions": actions.to_dict("records"),

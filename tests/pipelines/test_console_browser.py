@@ -159,7 +159,10 @@ def test_a_marketer_signs_in_reads_her_brief_pauses_it_and_signs_out(console_url
     assert rows.count() >= 4
     loaded = images_loaded(page)
     assert loaded and all(loaded), "every variant's thumbnail loads"
-    assert page.locator("figure svg").count() == 5  # template, colour, colour family, aspect, learning curve
+    captions = page.locator("figure figcaption").all_inner_texts()
+    # one chart per factor the brief varied (it runs stills in 1:1 only: no kind, aspect or placement chart)
+    assert captions == ["ctr by template", "ctr by colour", "ctr by colour family", "Learning curve: ctr by generation"]
+    assert page.locator("figure svg").count() == len(captions)
     lifts = page.inner_text("ul.lifts")
     assert "against podium (Aqua Co" in lifts and "against podium (all brands" in lifts  # what wins, with intervals
     shoot(page, "brief")

@@ -43,8 +43,9 @@ def corpus_renders(tmp_path_factory):
         thumbnail(path, t, a)
         for i, path in enumerate(models.values())
         for t in TEMPLATES
-        # a lifestyle scene in one aspect per product, each aspect on some products: this suite's time
-        for a in ([ASPECTS[i % len(ASPECTS)]] if TEMPLATES[t].kind == "lifestyle" else ASPECTS)
+        # a lifestyle or seasonal scene in one aspect per product, each aspect on some products (the seasonal
+        # ones restage the studio recipes, rendered in every aspect): this suite's time
+        for a in ([ASPECTS[i % len(ASPECTS)]] if TEMPLATES[t].kind in ("lifestyle", "seasonal") else ASPECTS)
     ]
     results = render_batch(jobs, out, max_jobs_per_worker=500)
     print(f"corpus contact sheet: {folder_contact_sheet(out, title='corpus x templates x aspects')}")
