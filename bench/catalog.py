@@ -58,9 +58,9 @@ SEASON_START = date(2026, 12, 28)  # the new product's first day: its two genera
 
 
 def catalog_brief(seasonal: bool = False):
-    """Every evergreen template; ``seasonal`` adds the winter holidays scene."""
+    """Every studio template (the scenario the goals were set on); ``seasonal`` adds the winter holidays scene."""
     brief = load_brief(REPO / "examples" / "waterbottle" / "brief.yaml")
-    templates = [t for t, template in TEMPLATES.items() if template.window is None]
+    templates = [t for t, template in TEMPLATES.items() if template.kind == "studio"]
     return brief.model_copy(update={"templates": templates + (list(SEASONAL) if seasonal else [])})
 
 
