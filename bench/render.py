@@ -12,19 +12,22 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from figures import figure
 from rich.progress import Progress
 
-from creative.vocabulary import ASPECTS, TEMPLATES
-from rendering.batch import render_batch
-from rendering.contact_sheet import contact_sheet, folder_contact_sheet
-from rendering.outputs import RenderManifest
-from rendering.spec import RenderJob
-from tests.rendering.corpus import write_corpus
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the test corpus lives in tests/
+from figures import figure  # noqa: E402
+
+from creative.vocabulary import ASPECTS, TEMPLATES  # noqa: E402
+from rendering.batch import render_batch  # noqa: E402
+from rendering.contact_sheet import contact_sheet, folder_contact_sheet  # noqa: E402
+from rendering.outputs import RenderManifest  # noqa: E402
+from rendering.spec import RenderJob  # noqa: E402
+from tests.rendering.corpus import write_corpus  # noqa: E402
 
 MODEL = Path(__file__).resolve().parent.parent / "examples" / "waterbottle" / "WaterBottle.glb"
 COLOURS = ["#E8D5C4", "#1F6FEB", "#2E7D32", "#F4C430"]
