@@ -130,7 +130,7 @@ class RenderToAttach:
 class ModelToAttach:
     """A product's 3D model: the GLB the product page's viewer shows and the USDZ iOS opens in AR.
 
-    ``key`` names this export (model, orientation, colourway): a new one is a new model."""
+    ``key`` names this export (model, orientation, colourway, height): a new one is a new model."""
 
     key: str
     glb_path: Path

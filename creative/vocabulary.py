@@ -353,7 +353,7 @@ class VariantFactors(BaseModel):
     def of(cls, row) -> VariantFactors:
         """The factors of a mapping that carries them among other fields (a ledger row, a frame row); a row
         from before kinds were a factor is a still."""
-        kind = row.get("kind") if hasattr(row, "get") else None
+        kind = row.get("kind")  # a frame row of such a variant holds NaN
         return cls(template=row["template"], colour=row["colour"], aspect=row["aspect"],
                    kind=kind if isinstance(kind, str) else "still")  # fmt: skip
 
