@@ -255,6 +255,13 @@ class Ledger:
         df = self._query("select distinct brief from variants where list_contains(?, variant_id)", [variant_ids])
         return df["brief"].tolist()
 
+    def planned_by(self, variant_ids: list[str]) -> dict[str, list[str]]:
+        """Each variant's briefs: a variant is one picture, which several briefs may have planned."""
+        df = self._query(
+            "select variant_id, brief from variants where list_contains(?, variant_id) order by brief", [variant_ids]
+        )
+        return df.groupby("variant_id")["brief"].apply(list).to_dict()
+
     def retire(self, brief: str, variant_id: str, reason: str) -> None:
         """Take a variant out of the loop for good (a platform refused it); the reason is kept."""
         self._execute(

@@ -100,6 +100,12 @@ class MetaSettings(_Strict):
         strict=True,
         description="lifetime spend cap of the campaign, set on Meta: delivery stops there whatever the loop does",
     )
+    native_aspects: bool = Field(
+        default=False,
+        description="one ad per variant carrying its render in every aspect of the brief, each shown only in the "
+        "placements it is native to; the loop then tests templates, colours and kinds, not aspects",
+        **STRICT,
+    )
 
     @field_validator("ad_sets")
     @classmethod
@@ -186,6 +192,16 @@ class Brief(_Strict):
     autoplay: Autoplay = Autoplay()
 
     @property
+    def native_aspects(self) -> bool:
+        return self.meta is not None and self.meta.native_aspects
+
+    @property
+    def planned_aspects(self) -> list[str]:
+        """The aspects the loop plans variants in: all of them, or, when one ad carries every aspect
+        (``meta.native_aspects``), the first; the others are rendered beside it for the same ad."""
+        return self.aspects[:1] if self.native_aspects else self.aspects
+
+    @property
     def storefront_origins(self) -> set[str]:
         """Where the brand's storefront pixel may post from: the shop's domain and the product page's site."""
         from urllib.parse import urlsplit
@@ -240,12 +256,23 @@ class Brief(_Strict):
                 f"autoplay.kinds asks for turntables but no aspect takes video ({', '.join(VIDEO_ASPECTS)})"
             )
         a.kinds = list(dict.fromkeys(a.kinds))
+        if self.native_aspects and self.meta.ad_sets:
+            raise ValueError(
+                "meta.native_aspects puts each ad in feed and vertical placements alike: it cannot go into "
+                "meta.ad_sets split by placement; leave one of them out"
+            )
+        if self.native_aspects and "turntable" in a.kinds and self.aspects[0] not in VIDEO_ASPECTS:
+            raise ValueError(
+                f"meta.native_aspects with turntables: the first aspect ({self.aspects[0]}) is the ad's main "
+                f"render and must take video ({', '.join(VIDEO_ASPECTS)})"
+            )
         approved = len(
             self.templates if a.approved_templates is None else set(a.approved_templates) & set(self.templates)
         )
-        if len(self.palette) * approved * len(self.aspects) < a.live_variants:
+        if len(self.palette) * approved * len(self.planned_aspects) < a.live_variants:
             raise ValueError(
                 "palette x (approved) templates x aspects has fewer combinations than autoplay.live_variants"
+                + (" (with meta.native_aspects, aspects count once: one ad carries them all)" * self.native_aspects)
             )
         return self
 

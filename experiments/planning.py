@@ -69,9 +69,10 @@ def factor_grid(brief: Brief, today: date | None = None) -> list[VariantFactors]
     """Every combination the brief allows: on ``today``, seasonal templates only inside their window;
     turntables (when the brief's ``autoplay.kinds`` has them) only in aspects that take video."""
     templates = [t for t in approved_templates(brief) if get_template(t).in_season(today)]
+    axes = (templates, candidate_colours(brief), brief.planned_aspects, brief.autoplay.kinds)
     return [
         VariantFactors(template=t, colour=c, aspect=a, kind=k)
-        for t, c, a, k in itertools.product(templates, candidate_colours(brief), brief.aspects, brief.autoplay.kinds)
+        for t, c, a, k in itertools.product(*axes)
         if k == "still" or a in VIDEO_ASPECTS
     ]
 

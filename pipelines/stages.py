@@ -19,7 +19,7 @@ from connectors.event_store import EventStore
 from connectors.events import snapshots_from_insights
 from connectors.kafka_events import EventIngestor, EventProducer, IngestStats
 from connectors.ledger import MODEL_3D_CHANNEL, Action, Ledger
-from connectors.meta import AdReview, CreativeToPublish, MetaAds
+from connectors.meta import AdReview, Asset, CreativeToPublish, MetaAds
 from connectors.shopify import ModelToAttach, RenderToAttach, ShopifyAdmin, ShopifyError
 from creative.brief import Brief
 from creative.decision import Decision
@@ -31,7 +31,7 @@ from experiments.tracking import TrackingTarget, log_training
 from rendering.batch import render_batch
 from rendering.contact_sheet import contact_sheet
 from rendering.model_check import ModelError
-from rendering.outputs import RenderManifest
+from rendering.outputs import RenderManifest, RenderResult, variant_dir
 from rendering.product_model import export_product_model
 from rendering.spec import RenderJob
 
@@ -159,7 +159,19 @@ def render(
                 f"template recipe or profile; it would now be {job.variant_id}); the next plan replaces it"
             )
         jobs.append(job)
-    results = render_batch(jobs, out_root, on_result=on_result, max_jobs_per_worker=max_jobs_per_worker)
+    alternates = _alternate_renders(ledger, jobs)
+    extra = {a.variant_id: a for alts in alternates.values() for a in alts if a.variant_id not in variant_ids}
+    extra_ids = set(extra)
+
+    def reported(r: RenderResult) -> None:  # progress counts variants; their other aspects come with them
+        if on_result is not None and r.variant_id not in extra_ids:
+            on_result(r)
+
+    done = render_batch([*jobs, *extra.values()], out_root, on_result=reported, max_jobs_per_worker=max_jobs_per_worker)
+    by_id = dict(zip([*variant_ids, *extra], done))
+    results = [
+        _with_alternates(by_id[v], [(alt.aspect, by_id[alt.variant_id]) for alt in alternates[v]]) for v in variant_ids
+    ]
     failed, refused = [], 0
     for variant_id, result in zip(variant_ids, results):
         if result.status == "failed":
@@ -187,21 +199,71 @@ def render(
     return results
 
 
+def native_renders(brief: Brief, job: RenderJob) -> list[RenderJob]:
+    """The renders in the brief's other aspects that ride in a variant's ad when the brief asks for one ad
+    with every aspect (``meta.native_aspects``); none otherwise."""
+    return [job.in_aspect(a) for a in brief.aspects if a != job.aspect] if brief.native_aspects else []
+
+
+def _alternate_renders(ledger: Ledger, jobs: list[RenderJob]) -> dict[str, list[RenderJob]]:
+    """For each job, the other aspects any brief that planned it needs for its ads."""
+    planners = ledger.planned_by([j.variant_id for j in jobs])
+    briefs = {
+        name: Brief.model_validate(spec)
+        for name in {n for names in planners.values() for n in names}
+        if (spec := ledger.brief_spec(name)) is not None
+    }
+    out = {}
+    for job in jobs:
+        alts = [
+            alt
+            for name in planners.get(job.variant_id, [])
+            if name in briefs
+            for alt in native_renders(briefs[name], job)
+        ]
+        out[job.variant_id] = list({alt.variant_id: alt for alt in alts}.values())
+    return out
+
+
+def _with_alternates(result: RenderResult, alternates: list[tuple[str, RenderResult]]) -> RenderResult:
+    """A variant's outcome over all its renders: failed or refused when any one of them is, naming the aspect."""
+    bad = [(aspect, r) for aspect, r in alternates if not r.usable]
+    if not bad:
+        return result
+    errors = ([] if result.usable else [result.error or result.status]) + [f"{a}: {r.error}" for a, r in bad]
+    status = "failed" if "failed" in {result.status, *(r.status for _, r in bad)} else "qa_failed"
+    return replace(result, status=status, error="; ".join(errors))
+
+
 def creative_for(brief: Brief, variant: dict) -> CreativeToPublish:
-    """The Meta creative of a rendered variant: its still, or its turntable with the poster."""
+    """The Meta creative of a rendered variant: its still, or its turntable with the poster; with
+    ``meta.native_aspects``, its renders in the brief's other aspects beside it."""
     render_dir = Path(variant["render_dir"])
-    manifest = RenderManifest.load(render_dir)
-    video = manifest.files.get("mp4")
+    main = _asset(render_dir, variant["aspect"])
+    alternates = ()
+    if brief.native_aspects:
+        job = RenderJob.model_validate_json(variant["spec"])
+        alternates = tuple(
+            _asset(variant_dir(render_dir.parent, alt), alt.aspect) for alt in native_renders(brief, job)
+        )
     return CreativeToPublish(
         variant_id=variant["variant_id"],
         brief=brief.name,
-        image_path=render_dir / manifest.still_jpeg,
+        image_path=main.image_path,
         link_url=brief.product.url,
         message=brief.product.message,
         factors=VariantFactors.of(variant).as_dict(),
         aspect=variant["aspect"],
-        video_path=render_dir / video if video else None,
+        video_path=main.video_path,
+        alternates=alternates,
     )
+
+
+def _asset(render_dir: Path, aspect: str) -> Asset:
+    """One render folder as an ad asset: its still, and its video when it is a turntable."""
+    manifest = RenderManifest.load(render_dir)
+    video = manifest.files.get("mp4")
+    return Asset(aspect, render_dir / manifest.still_jpeg, render_dir / video if video else None)
 
 
 def alt_text(brief: Brief, variant: dict) -> str:

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from creative.vocabulary import ORIENTATIONS, HexColour, check_aspect, get_template, normalise_hex
+from creative.vocabulary import ORIENTATIONS, VIDEO_ASPECTS, HexColour, check_aspect, get_template, normalise_hex
 from rendering.colour import shade
 from rendering.profiles import get_profile
 
@@ -93,6 +93,12 @@ class RenderJob(BaseModel):
     @property
     def accent(self) -> str | None:
         return self.accent_colour or get_template(self.template).accent
+
+    def in_aspect(self, aspect: str) -> RenderJob:
+        """The same picture framed for another aspect; a turntable stays one only where the aspect takes
+        video, and is a still elsewhere."""
+        kind = self.kind if aspect in VIDEO_ASPECTS else "still"
+        return RenderJob.model_validate(self.model_dump() | {"aspect": aspect, "kind": kind})
 
     @property
     def frames(self) -> int:

@@ -275,3 +275,34 @@ def test_a_brief_asking_for_turntables_needs_an_aspect_that_takes_video(brief_fi
     with pytest.raises(BriefError, match=r"turntables but no aspect takes video \(1:1, 4:5, 9:16\)"):
         load_brief(brief_file(**{"aspects": ["16:9"], "autoplay.kinds": ["still", "turntable"],
                                  "autoplay.live_variants": 4, "autoplay.keep_per_generation": 2}))  # fmt: skip
+
+
+def test_with_one_ad_for_every_aspect_the_planner_tests_no_aspect_and_each_job_has_its_other_aspects(brief_file):
+    from pipelines.stages import native_renders, render_job
+
+    brief = load_brief(brief_file(**{"meta.native_aspects": True, "autoplay.kinds": ["still", "turntable"]}))
+    assert brief.aspects == ["1:1", "4:5", "9:16"] and brief.planned_aspects == ["1:1"]
+    grid = planning.factor_grid(brief)
+    assert {f.aspect for f in grid} == {"1:1"} and len(grid) == len(brief.templates) * len(brief.palette) * 2
+    turntable = render_job(brief, next(f for f in grid if f.kind == "turntable"), "thumbnail")
+    others = native_renders(brief, turntable)
+    assert [(j.aspect, j.kind) for j in others] == [("4:5", "turntable"), ("9:16", "turntable")]
+    assert all(j.colour == turntable.colour and j.template == turntable.template for j in others)
+    assert len({turntable.variant_id, *(j.variant_id for j in others)}) == 3
+    plain = load_brief(brief_file())
+    assert native_renders(plain, turntable) == [] and plain.planned_aspects == plain.aspects
+    wide = load_brief(brief_file(**{"meta.native_aspects": True, "aspects": ["1:1", "16:9"]}))
+    assert [(j.aspect, j.kind) for j in native_renders(wide, turntable)] == [("16:9", "still")]  # no video there
+
+
+def test_one_ad_for_every_aspect_refuses_placement_ad_sets_and_a_turntable_led_by_a_still_aspect(brief_file):
+    from creative.brief import BriefError
+
+    with pytest.raises(BriefError, match=r"native_aspects .* cannot go into meta.ad_sets split by placement"):
+        load_brief(brief_file(**{"meta.native_aspects": True, "meta.ad_sets": {"feed": "120000000000009"}}))
+    with pytest.raises(BriefError, match=r"first aspect \(16:9\) is the ad's main render and must take video"):
+        load_brief(brief_file(**{"meta.native_aspects": True, "aspects": ["16:9", "1:1"],
+                                 "autoplay.kinds": ["still", "turntable"]}))  # fmt: skip
+    with pytest.raises(BriefError, match=r"fewer combinations .* aspects count once"):
+        load_brief(brief_file(**{"meta.native_aspects": True, "palette": ["#111827"], "templates": ["studio"],
+                                 "autoplay.live_variants": 3, "autoplay.keep_per_generation": 2}))  # fmt: skip

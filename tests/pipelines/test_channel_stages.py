@@ -229,3 +229,31 @@ def test_a_3d_model_that_cannot_be_made_is_recorded_failed_and_the_renders_still
     assert failed["model_3d"] == "FAILED" and "broken.glb" in failed["error"]
     assert brief_status(ledger, brief.name)["shopify"] == {"model_3d": "FAILED"}
     assert any(r.startswith("3D model not shown: ") and "broken.glb" in r for r in ledger.actions(brief.name)["reason"])
+
+
+def test_one_ad_per_variant_carries_its_render_in_every_aspect_each_in_its_own_placements(world, tmp_path, brief_file):
+    _, sandbox = world
+    brief = load_brief(brief_file(**{"meta.native_aspects": True, "aspects": ["1:1", "9:16"],
+                                                   "templates": ["studio"], "palette": ["#E8D5C4", "#1F6FEB"],
+                                                   "autoplay.live_variants": 2, "autoplay.keep_per_generation": 1,
+                                                   "shopify.model_3d": False}))  # fmt: skip
+    ledger = Ledger(EventStore(tmp_path / "native.duckdb"))
+    plan = stages.plan(brief, ledger, ledger.store, "thumbnail", DAY, ACTOR)
+    assert set(plan.live["aspect"]) == {"1:1"} and len(plan.live) == 2
+    progress = []
+    results = stages.render(ledger, plan.new_variant_ids, tmp_path / "renders", ACTOR, on_result=progress.append)
+    assert [r.variant_id for r in progress] == [r.variant_id for r in results] == plan.new_variant_ids
+    assert len(list((tmp_path / "renders").glob("v*/manifest.json"))) == 4  # each variant in 1:1 and 9:16
+    published = stages.publish(brief, ledger, meta_client(brief, sandbox), ACTOR)
+    assert len(published) == 2 and sum(o["type"] == "ad" for o in sandbox.objects.values()) == 2
+    for pub in published:
+        creative = sandbox.objects[pub["creative_id"]]
+        feed = creative["asset_feed_spec"]
+        assert [i["adlabels"][0]["name"] for i in feed["images"]] == ["image_1x1", "image_9x16"]
+        rules = {r["image_label"]["name"]: r["customization_spec"] for r in feed["asset_customization_rules"]}
+        assert rules["image_9x16"]["instagram_positions"] == ["story", "reels"]
+        assert rules["image_1x1"]["facebook_positions"] == ["feed"]
+        targeting = sandbox.objects[pub["adset_id"]]["targeting"]
+        assert {"feed", "story", "facebook_reels"} <= set(targeting["facebook_positions"])
+    hashes = {i["hash"] for p in published for i in sandbox.objects[p["creative_id"]]["asset_feed_spec"]["images"]}
+    assert len(hashes) == 4 and len(sandbox.images) == 4  # four distinct renders, each uploaded once
