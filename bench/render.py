@@ -26,7 +26,7 @@ from creative.vocabulary import ASPECTS, TEMPLATES  # noqa: E402
 from rendering.batch import render_batch  # noqa: E402
 from rendering.contact_sheet import contact_sheet, folder_contact_sheet  # noqa: E402
 from rendering.outputs import RenderManifest  # noqa: E402
-from rendering.spec import RenderJob  # noqa: E402
+from rendering.spec import Companion, RenderJob  # noqa: E402
 from tests.rendering.corpus import write_corpus  # noqa: E402
 
 MODEL = Path(__file__).resolve().parent.parent / "examples" / "waterbottle" / "WaterBottle.glb"
@@ -57,8 +57,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--production", action="store_true", help="also time production (1080p, denoised) stills")
     parser.add_argument("--turntable-seconds", type=float, default=1.0)
-    parser.add_argument("--no-sheet", action="store_true", help="skip the all-templates contact sheet")
+    parser.add_argument("--no-sheet", action="store_true", help="skip the contact sheets")
+    parser.add_argument(
+        "--sheets-only", nargs="+", choices=["templates", "corpus", "bundles"], help="only these contact sheets"
+    )
     args = parser.parse_args()
+    if args.sheets_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            sheets(Path(tmp), set(args.sheets_only))
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -152,27 +159,38 @@ def main() -> None:
         )
 
         if not args.no_sheet:
-            sheet_jobs = [
-                job(profile="preview", template=t, aspect=a, colour=COLOURS[i % len(COLOURS)])
-                for i, t in enumerate(TEMPLATES)
-                for a in ASPECTS
-            ]
-            sheet = run(sheet_jobs, tmp / "sheet", "contact sheet: every template in every aspect")
-            items = [(tmp / "sheet" / m.variant_id / "still.png", f"{m.job.template} {m.job.aspect}") for m in sheet]
-            path = contact_sheet(items, OUT / "templates.png", title="templates x aspects (preview)", columns=8)
-            print(f"contact sheet: {path}")
-            corpus_sheet(tmp, device)
+            sheets(tmp, {"templates", "corpus", "bundles"})
 
 
-def corpus_sheet(tmp: Path, device: str) -> None:
+def sheets(tmp: Path, which: set[str]) -> None:
+    """The contact sheets to look at: every template in every aspect, the corpus, the bundles."""
+    if "templates" in which:
+        sheet_jobs = [
+            job(profile="preview", template=t, aspect=a, colour=COLOURS[i % len(COLOURS)])
+            for i, t in enumerate(TEMPLATES)
+            for a in ASPECTS
+        ]
+        sheet = run(sheet_jobs, tmp / "sheet", "contact sheet: every template in every aspect")
+        items = [(tmp / "sheet" / m.variant_id / "still.png", f"{m.job.template} {m.job.aspect}") for m in sheet]
+        path = contact_sheet(items, OUT / "templates.png", title="templates x aspects (preview)", columns=8)
+        print(f"contact sheet: {path}")
+    if "corpus" in which:
+        corpus_sheet(tmp)
+    if "bundles" in which:
+        bundle_sheet(tmp)
+
+
+def corpus_sheet(tmp: Path) -> None:
     """Every template on every corpus model at preview 1:1, QA-checked; the sheet marks what QA refused."""
     models = write_corpus(tmp / "corpus")
     jobs = [
         RenderJob(model_path=str(path), template=t, colour=COLOURS[0], aspect="1:1", profile="preview")
         for path in models.values()
         for t in TEMPLATES
+        if TEMPLATES[t].kind != "bundle"  # one product: the bundle sheet shows those
     ]
     manifests = run(jobs, tmp / "corpus_renders", "contact sheet: the test corpus x every template")
+    device = device_of(manifests)
     passed = sum(m.qa_passed for m in manifests)
     figure("corpus_qa_passed", passed / len(manifests), "share", f"{passed} of {len(manifests)} preview 1:1", device)
     for m in manifests:
@@ -180,6 +198,45 @@ def corpus_sheet(tmp: Path, device: str) -> None:
             print(f"QA refused {Path(m.job.model_path).stem} {m.job.template}: {m.qa['failures']}")
     title = "corpus x templates (preview 1:1)"
     print(f"corpus contact sheet: {folder_contact_sheet(tmp / 'corpus_renders', title=title, out=OUT / 'corpus.png')}")
+
+
+#: Bundles of the test corpus (and the bottle, whose glTF is in metres): model names and real heights in metres.
+BUNDLES = {
+    "drinkware": [("bottle", None), ("low_poly_can", 0.12), ("glossy_speaker", 0.2)],
+    "living room": [("sofa", 0.8), ("floor_lamp", 1.5), ("desk", 0.78)],
+    "gift set": [("white_box", 0.1), ("watch", 0.01), ("tote_bag", 0.08)],
+}
+
+
+def bundle_sheet(tmp: Path) -> None:
+    """Every bundle template on three bundles in every aspect at preview, QA-checked product by product."""
+    models = {**write_corpus(tmp / "corpus"), "bottle": MODEL}
+    jobs = [
+        RenderJob(
+            model_path=str(models[lead]),
+            height_m=lead_h,
+            template=t,
+            colour=COLOURS[0],
+            aspect=a,
+            profile="preview",
+            companions=tuple(Companion(model_path=str(models[n]), height_m=h) for n, h in rest),
+        )  # fmt: skip
+        for (lead, lead_h), *rest in BUNDLES.values()
+        for t in TEMPLATES
+        if TEMPLATES[t].kind == "bundle"
+        for a in ASPECTS
+    ]
+    manifests = run(jobs, tmp / "bundle_renders", "contact sheet: bundles x bundle templates x aspects")
+    device = device_of(manifests)
+    passed = sum(m.qa_passed for m in manifests)
+    figure("bundle_qa_passed", passed / len(manifests), "share", f"{passed} of {len(manifests)} preview", device)
+    for m in manifests:
+        if not m.qa_passed:
+            print(
+                f"QA refused {Path(m.job.model_path).stem} bundle {m.job.template} {m.job.aspect}: {m.qa['failures']}"
+            )
+    title = "bundles x bundle templates x aspects (preview)"
+    print(f"bundle contact sheet: {folder_contact_sheet(tmp / 'bundle_renders', title=title, out=OUT / 'bundles.png')}")
 
 
 if __name__ == "__main__":

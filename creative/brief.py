@@ -19,7 +19,7 @@ from creative.vocabulary import (
     get_template,
     normalise_hex,
 )
-from rendering.model_check import ModelError, check_render_inputs
+from rendering.model_check import ModelError, check_bundle_sizes, check_render_inputs
 
 
 class BriefError(ValueError):
@@ -60,10 +60,10 @@ def _mapping_without_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode,
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
 
 
-class Product(_Strict):
+class ProductFile(_Strict):
+    """One product as a file: its model and how to show it (which way is up, its colours, its real height)."""
+
     model: Path
-    url: str = Field(pattern=r"^https?://", max_length=2000)
-    message: str = Field(min_length=1, max_length=500)
     orientation: Literal[ORIENTATIONS] = Field(  # type: ignore[valid-type]
         default="auto", description="which model axis is up; auto stands products lying on their side"
     )
@@ -72,9 +72,16 @@ class Product(_Strict):
         default=None,
         gt=0.001,
         le=10.0,
-        description="the product's real height, for its 3D model on the product page (OBJ files carry no unit)",
+        description="the product's real height: sizes it in a bundle and its 3D model (OBJ files carry no unit)",
         **STRICT,
     )
+
+
+class Product(ProductFile):
+    """The product the ads sell: its file, and the page and words the ads link to."""
+
+    url: str = Field(pattern=r"^https?://", max_length=2000)
+    message: str = Field(min_length=1, max_length=500)
 
 
 ATTRIBUTION_WINDOWS = ("1d_click", "7d_click", "28d_click", "1d_view", "7d_view", "1d_ev")
@@ -176,6 +183,11 @@ class Brief(_Strict):
     brand: str = Field(min_length=1, max_length=100)
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,40}$", description="slug used in ad names")
     product: Product
+    products: list[ProductFile] = Field(
+        default_factory=list,
+        max_length=4,
+        description="the bundle's other products, shown beside ``product`` in one picture",
+    )
     palette: list[str] = Field(min_length=1, max_length=64)
     templates: list[str] = Field(min_length=1, max_length=64)
     aspects: list[str] = Field(min_length=1, max_length=8)
@@ -251,6 +263,9 @@ class Brief(_Strict):
             a.approved_templates = [get_template(t).name for t in a.approved_templates]
             if not set(a.approved_templates) & set(self.templates):
                 raise ValueError("autoplay.approved_templates approves none of the brief's templates")
+        bundles = [t for t in self.templates if get_template(t).kind == "bundle"]
+        if bundles and not self.products:
+            raise ValueError(f"templates {bundles} show a bundle: name its other products in 'products'")
         if "turntable" in a.kinds and not set(self.aspects) & set(VIDEO_ASPECTS):
             raise ValueError(
                 f"autoplay.kinds asks for turntables but no aspect takes video ({', '.join(VIDEO_ASPECTS)})"
@@ -317,23 +332,32 @@ def validate_brief(path: str | Path, data: dict) -> Brief:
             where = ".".join(str(p) for p in err["loc"]) or "brief"
             fields.setdefault(where, err["msg"].removeprefix("Value error, "))
         raise BriefError(f"{path}: " + "; ".join(f"field '{k}': {v}" for k, v in fields.items()), fields) from None
-    model = (
-        brief.product.model if brief.product.model.is_absolute() else (path.parent / brief.product.model)
-    ).resolve()
-    roots = asset_roots(path)
-    if not any(model.is_relative_to(root) for root in roots):
+    product = _checked_file(path, "product", brief.product)
+    products = [_checked_file(path, f"products.{i}", item) for i, item in enumerate(brief.products)]
+    try:
+        check_bundle_sizes([(p.model, p.height_m) for p in (product, *products)])
+    except ModelError as exc:
+        raise BriefError(f"{path}: field 'products': {exc}", {"products": str(exc)}) from None
+    return brief.model_copy(update={"product": product, "products": products})
+
+
+def _checked_file(path: Path, where: str, item: ProductFile) -> ProductFile:
+    """``item`` with its model resolved against the brief's folder, found inside the allowed roots, and checked
+    (colourway slots it has, a sane size) before any render."""
+    model = (item.model if item.model.is_absolute() else (path.parent / item.model)).resolve()
+    if not any(model.is_relative_to(root) for root in asset_roots(path)):
         raise BriefError(
-            f"{path}: field 'product.model': {brief.product.model} is outside the brief's folder "
+            f"{path}: field '{where}.model': {item.model} is outside the brief's folder "
             f"(and AUTOPLAY_ASSET_ROOTS); put the model beside the brief",
-            {"product.model": "outside the brief's folder"},
+            {f"{where}.model": "outside the brief's folder"},
         )
     if not model.is_file():
-        raise BriefError(f"{path}: field 'product.model': no model file at {model}", {"product.model": "no file"})
+        raise BriefError(f"{path}: field '{where}.model': no model file at {model}", {f"{where}.model": "no file"})
     try:  # a colourway slot the model lacks, or an absurd size, is the brief's error, found before any render
-        check_render_inputs(model, brief.product.colourway)
+        check_render_inputs(model, item.colourway)
     except ModelError as exc:
-        raise BriefError(f"{path}: field 'product': {exc}", {"product": str(exc)}) from None
-    return brief.model_copy(update={"product": brief.product.model_copy(update={"model": model.resolve()})})
+        raise BriefError(f"{path}: field '{where}': {exc}", {where: str(exc)}) from None
+    return item.model_copy(update={"model": model})
 
 
 def save_brief(path: str | Path, data: dict) -> tuple[Brief, str]:

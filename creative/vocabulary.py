@@ -265,6 +265,24 @@ TEMPLATES: dict[str, Template] = {
             environment_turn=-119,
         ),
         Template(
+            name="bundle",
+            description="A bundle: the products side by side at their real sizes on a seamless backdrop, "
+            "three-quarter view from a little above, soft floor shadows.",
+            camera="three_quarter",
+            lens_mm=60,
+            fill=0.66,
+            kind="bundle",
+        ),
+        Template(
+            name="bundle-podium",
+            description="A bundle on one wide podium in the podium colour, front view, softbox lighting.",
+            ground="podium",
+            camera="front",
+            lens_mm=55,
+            fill=0.62,
+            kind="bundle",
+        ),
+        Template(
             name="winter-holidays",
             description="Winter holidays: a gradient into deep berry red, warm rim lights, the product on a podium.",
             background="gradient",

@@ -80,7 +80,10 @@ def templates(as_json: bool = typer.Option(False, "--json", help="print JSON: na
 
 @app.command()
 def render(
-    model: Path = typer.Argument(..., help="product model: .glb, .gltf, .obj or .blend"),
+    models: list[Path] = typer.Argument(
+        ...,
+        help="product model: .glb, .gltf, .obj or .blend; several render together as a bundle, the first in the middle",
+    ),
     template: list[str] = typer.Option(..., help="template name (see `autoplay templates`); repeat for several"),
     colour: str = typer.Option(..., help="background colour as #RRGGBB"),
     aspect: list[str] = typer.Option(["1:1"], help="aspect ratio (1:1, 4:5, 9:16, 16:9); repeat for several"),
@@ -92,24 +95,34 @@ def render(
     accent_colour: str = typer.Option(None, help="gradient end and rim-light tint as #RRGGBB"),
     colourway: list[str] = typer.Option([], help="recolour a material slot: SLOT=#RRGGBB; repeat for several"),
     orientation: str = typer.Option("auto", help="which model axis is up: auto, as_is, +x, -x, +y, -y, +z, -z"),
+    height_m: list[float] = typer.Option(
+        [], "--height-m", help="a bundle's real heights in metres, one per model in order (an OBJ carries no unit)"
+    ),
     out: Path = typer.Option(Path("renders"), help="output folder"),
 ) -> None:
-    """Render one product directly: files and a manifest.json per render, and a contact sheet."""
+    """Render one product (or a bundle of several) directly: files and a manifest.json per render, and a
+    contact sheet. --colourway and --orientation apply to the first model."""
     from pydantic import ValidationError
 
     from rendering.batch import render_batch
     from rendering.contact_sheet import folder_contact_sheet
-    from rendering.model_check import ModelError, check_model_file, check_render_inputs
+    from rendering.model_check import ModelError, check_bundle_sizes, check_model_file, check_render_inputs
     from rendering.qa import QAReport
-    from rendering.spec import RenderJob
+    from rendering.spec import Companion, RenderJob
 
     try:
-        check_model_file(model)
+        if height_m and len(height_m) != len(models):
+            raise ValueError(f"--height-m: {len(height_m)} heights for {len(models)} models; give one per model")
+        heights = height_m or [None] * len(models)
         slots = dict(_slot_colour(item) for item in colourway)
-        check_render_inputs(model, slots)
+        for i, model in enumerate(models):
+            check_model_file(model)
+            check_render_inputs(model, slots if i == 0 else {})
+        check_bundle_sizes(list(zip(models, heights)))
+        companions = tuple(Companion(model_path=str(m), height_m=h) for m, h in zip(models[1:], heights[1:]))
         jobs = [
             RenderJob(
-                model_path=str(model),
+                model_path=str(models[0]),
                 template=t,
                 colour=colour,
                 aspect=a,
@@ -121,6 +134,8 @@ def render(
                 kind="turntable" if turntable else "still",
                 seconds=seconds,
                 fps=fps,
+                height_m=heights[0] if companions else None,
+                companions=companions,
             )
             for t in template
             for a in aspect

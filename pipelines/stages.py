@@ -33,15 +33,15 @@ from rendering.contact_sheet import contact_sheet
 from rendering.model_check import ModelError
 from rendering.outputs import RenderManifest, RenderResult, variant_dir
 from rendering.product_model import export_product_model
-from rendering.spec import RenderJob
+from rendering.spec import Companion, RenderJob
 
 INSIGHTS_LOOKBACK_DAYS = 28  # Meta restates numbers for weeks: re-read them, snapshots upsert
 MIN_BUDGET_CENTS = 100  # the platform's minimum daily budget of an ad set; new ads start there, PAUSED
 
 
 def render_job(brief: Brief, factors: VariantFactors, profile: str) -> RenderJob:
-    """The render job of a variant: its factors on the brief's product, colours and orientation. A seasonal
-    scene keeps its own accent (the season's colour) over the brand's."""
+    """The render job of a variant: its factors on the brief's product (and a bundle's other products),
+    colours and orientation. A seasonal scene keeps its own accent (the season's colour) over the brand's."""
     seasonal = get_template(factors.template).kind == "seasonal"
     return RenderJob(
         model_path=str(brief.product.model),
@@ -51,6 +51,11 @@ def render_job(brief: Brief, factors: VariantFactors, profile: str) -> RenderJob
         accent_colour=None if seasonal else brief.accent_colour,
         colourway=brief.product.colourway,
         orientation=brief.product.orientation,
+        height_m=brief.product.height_m if brief.products else None,
+        companions=tuple(
+            Companion(model_path=str(p.model), orientation=p.orientation, colourway=p.colourway, height_m=p.height_m)
+            for p in brief.products
+        ),
         **(
             {"seconds": brief.autoplay.turntable_seconds, "fps": brief.autoplay.turntable_fps}
             if factors.kind == "turntable"

@@ -52,7 +52,7 @@ def render_batch(
 
     log_path = Path(log_path) if log_path else out_root / "worker.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    todo.sort(key=lambda item: (item[1].model_path, item[1].orientation, sorted(item[1].colourway.items())))
+    todo.sort(key=lambda item: json.dumps([p.model_dump() for p in item[1].products], sort_keys=True))
     while todo:
         done = _run_worker(todo[:max_jobs_per_worker], out_root, log_path, on_result)
         for (i, _), result in zip(todo, done):

@@ -123,6 +123,16 @@ def resolve_slot(slot: str, names: list[str], path: str | Path = "model") -> str
     raise ModelError(f"{path}: colourway names material slot {slot!r}; the model has {sorted(names)}")
 
 
+def check_bundle_sizes(products: list[tuple[str | Path, float | None]]) -> None:
+    """A bundle shows its products at their real sizes: each needs a file that states its unit (glTF is in
+    metres, a .blend in its scene's units) or a stated height. ``products``: (model file, height_m or None)."""
+    if len(products) < 2:
+        return
+    for path, height_m in products:
+        if height_m is None and Path(path).suffix.lower() == ".obj":
+            raise ModelError(f"{path}: an OBJ carries no unit: give its height_m to size it in the bundle")
+
+
 def check_render_inputs(path: str | Path, colourway: dict[str, str] | None = None) -> None:
     """Refuse, before any render, a colourway slot the model does not have (or names ambiguously) and an
     absurd model size. Reads GLB/glTF and OBJ without Blender; a .blend is checked by the worker's import."""

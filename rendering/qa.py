@@ -7,7 +7,7 @@ published. A failing render is kept for people to look at, marked with its reaso
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 from scipy.ndimage import binary_erosion, median_filter
@@ -27,6 +27,8 @@ class Thresholds:
     max_hidden: float = 0.02  # share of the product hidden by the floor or the podium
     max_delta_e: float = 5.0  # CIEDE2000 of each colourway against its swatch
     max_noise: float = 6.0  # 8-bit levels of grain inside the product
+    max_hidden_by_others: float = 0.15  # in a bundle: share of one product the others hide
+    min_product_coverage: float = 0.005  # in a bundle: share of the frame each product covers
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class QAReport:
     camera_above_floor: bool
     delta_e: dict[str, float] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    products: list[dict] = field(default_factory=list)  # a bundle's products, each measured on its own
 
     @property
     def passed(self) -> bool:
@@ -122,6 +125,33 @@ def check_render(
         box, round(box_share, 4), round(coverage, 4), touches, band_pixels, round(hidden, 4), round(clipped, 4),
         round(noise, 2), camera_above_floor, delta_e, failures,
     )  # fmt: skip
+
+
+def check_products(
+    report: QAReport,
+    masks: list[tuple[np.ndarray, np.ndarray]],
+    names: list[str],
+    thresholds: Thresholds = Thresholds(),
+) -> QAReport:
+    """A bundle's render checked product by product: ``masks`` holds each one's coverage with the others in
+    front of it and with them gone. Each must be whole in the frame, off its edges, big enough to read and
+    not hidden by the others; a failure names the product."""
+    t, measured, failures = thresholds, [], []
+    for name, (visible, alone) in zip(names, masks):
+        h, w = alone.shape
+        seen = alone > 0.02
+        touches = bool(seen[0].any() or seen[-1].any() or seen[:, 0].any() or seen[:, -1].any())
+        coverage = float(alone.sum() / (h * w))
+        hidden = float(max(0.0, 1.0 - visible.sum() / alone.sum())) if alone.sum() > 0 else 1.0
+        measured.append({"name": name, "coverage": round(coverage, 4), "hidden_by_others": round(hidden, 4),
+                         "touches_edge": touches})  # fmt: skip
+        if touches:
+            failures.append(f"{name} touches the frame's edge")
+        if coverage < t.min_product_coverage:
+            failures.append(f"{name} covers {coverage:.1%} of the frame (needs {t.min_product_coverage:.1%})")
+        if hidden > t.max_hidden_by_others:
+            failures.append(f"{hidden:.0%} of {name} is hidden by the other products")
+    return replace(report, products=measured, failures=[*report.failures, *failures])
 
 
 def grain(image: np.ndarray, region: np.ndarray) -> float:

@@ -16,10 +16,17 @@ from mathutils import Matrix, Vector
 from creative.vocabulary import CAMERA_ANGLES, Template
 from rendering.colour import ciede2000, hex_to_lab, hex_to_linear, neutral_preimage
 from rendering.framing import SafeZone, camera_basis, horizon_from_top, place_camera, project
-from rendering.model_check import MAX_EXTENT, MIN_EXTENT, ModelError, check_model_file, resolve_slot
+from rendering.model_check import (
+    MAX_EXTENT,
+    MIN_EXTENT,
+    ModelError,
+    check_bundle_sizes,
+    check_model_file,
+    resolve_slot,
+)
 from rendering.orientation import upright_rotation
 from rendering.profiles import RenderProfile
-from rendering.staging import Shape, camera_elevation, min_camera_height, podium_size
+from rendering.staging import Shape, bundle_layout, camera_elevation, min_camera_height, podium_size
 
 STAGE = "autoplay_stage"
 PRODUCT = "autoplay_product"
@@ -48,8 +55,57 @@ def reset() -> None:
 def import_product(path: str | Path, orientation: str = "auto", colourway: dict[str, str] | None = None) -> dict:
     """Import a GLB/glTF, OBJ or .blend into an empty scene, normalised: upright, its largest side 1 unit,
     centred, resting on the floor. Materials and textures stay as they came. Returns what normalising did."""
-    path = check_model_file(path)
     reset()
+    path = check_model_file(path)
+    meshes = _import_file(path)
+    normalised = _normalise(meshes, path, orientation)
+    if path.suffix.lower() == ".obj":
+        normalised["specular_restored"] = _restore_specular(meshes)
+    if colourway:
+        apply_colourway(colourway, path)
+    return normalised
+
+
+def import_products(products: list) -> dict:
+    """One product (a ``rendering.spec.Companion``): as ``import_product``. A bundle: each product stood up,
+    recoloured and sized to its real height (``height_m``, else the size its file states: glTF and .blend
+    are in metres, an OBJ carries no unit), set in a row without overlap (``staging.bundle_layout``), and
+    the row normalised as one product. Returns what was done, per product under ``products``."""
+    if len(products) == 1:
+        p = products[0]
+        return import_product(p.model_path, p.orientation, p.colourway)
+    check_bundle_sizes([(p.model_path, p.height_m) for p in products])
+    reset()
+    parts, done = [], []
+    for i, p in enumerate(products):
+        path = check_model_file(p.model_path)
+        meshes = _import_file(path)
+        rotation, lo, hi = _upright(meshes, path, p.orientation)
+        scale = p.height_m / float(hi[2] - lo[2]) if p.height_m else 1.0  # metres
+        loose = [o for o in bpy.context.scene.objects if o.parent is None and not o.name.startswith(PRODUCT)]
+        holder = _hold(f"{PRODUCT}_{i}", loose, rotation, lo, hi, scale)
+        if path.suffix.lower() == ".obj":
+            _restore_specular(meshes)
+        if p.colourway:
+            apply_colourway(p.colourway, path, materials={m for o in meshes for m in o.data.materials if m})
+        parts.append(holder)
+        size = (hi - lo) * scale
+        done.append({"model": path.name, "size_m": [round(float(x), 4) for x in size], "scale": scale})
+    for holder, x in zip(parts, bundle_layout([d["size_m"][0] for d in done])):
+        holder.location.x = x
+    bpy.context.view_layer.update()
+    vertices = _world_vertices([o for o in bpy.context.scene.objects if o.type == "MESH"])
+    lo, hi = vertices.min(axis=0), vertices.max(axis=0)
+    scale = 1.0 / float((hi - lo).max())
+    _hold(PRODUCT, parts, np.eye(3), lo, hi, scale)
+    return {"scale": scale, "original_size": [float(x) for x in (hi - lo)], "stood_up": True,
+            "shape": Shape.of(vertices * scale).as_dict(),
+            "products": done}  # fmt: skip
+
+
+def _import_file(path: Path) -> list[bpy.types.Object]:
+    """Import one model file beside what the scene holds; returns its meshes (its lights and cameras go)."""
+    before = set(bpy.context.scene.objects)
     suffix = path.suffix.lower()
     try:
         if suffix in (".glb", ".gltf"):
@@ -67,19 +123,13 @@ def import_product(path: str | Path, orientation: str = "auto", colourway: dict[
         raise ModelError(f"{path}: import failed: {str(exc).strip().splitlines()[-1]}") from None
     if "FINISHED" not in result:
         raise ModelError(f"{path}: import failed")
-
-    for obj in list(bpy.context.scene.objects):
-        if obj.type in ("LIGHT", "CAMERA"):
-            bpy.data.objects.remove(obj, do_unlink=True)
-    meshes = [o for o in bpy.context.scene.objects if o.type == "MESH" and len(o.data.vertices) > 0]
+    new = [o for o in bpy.context.scene.objects if o not in before]
+    for obj in [o for o in new if o.type in ("LIGHT", "CAMERA")]:
+        bpy.data.objects.remove(obj, do_unlink=True)
+    meshes = [o for o in bpy.context.scene.objects if o not in before and o.type == "MESH" and len(o.data.vertices)]
     if not meshes:
         raise ModelError(f"{path}: the model has no mesh geometry")
-    normalised = _normalise(meshes, path, orientation)
-    if suffix == ".obj":
-        normalised["specular_restored"] = _restore_specular(meshes)
-    if colourway:
-        apply_colourway(colourway, path)
-    return normalised
+    return meshes
 
 
 def _restore_specular(meshes: list[bpy.types.Object]) -> list[str]:
@@ -109,7 +159,8 @@ def _world_vertices(meshes: list[bpy.types.Object], limit: int = 200_000) -> np.
     return np.concatenate(chunks)
 
 
-def _normalise(meshes: list[bpy.types.Object], path: Path, orientation: str) -> dict:
+def _upright(meshes: list[bpy.types.Object], path: Path, orientation: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rotation that stands the model up, and its box once turned (low and high corners, file units)."""
     vertices = _world_vertices(meshes)
     if not np.all(np.isfinite(vertices)):
         raise ModelError(f"{path}: the model has non-finite vertex positions")
@@ -121,38 +172,50 @@ def _normalise(meshes: list[bpy.types.Object], path: Path, orientation: str) -> 
         raise ModelError(f"{path}: absurd model size ({largest:g} units across)")
     rotation = upright_rotation(vertices, orientation)
     turned = vertices @ rotation.T
-    lo, hi = turned.min(axis=0), turned.max(axis=0)
-    scale = 1.0 / float((hi - lo).max())  # its largest side is 1 unit: the stage is built for that size
+    return rotation, turned.min(axis=0), turned.max(axis=0)
+
+
+def _hold(name: str, objects: list[bpy.types.Object], rotation: np.ndarray, lo, hi, scale: float) -> bpy.types.Object:
+    """Parent ``objects`` to a new empty that turns them by ``rotation``, centres their box (``lo``, ``hi``,
+    after turning) over the origin on the floor, and scales them by ``scale``."""
     centre = np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, lo[2]])
     r4 = Matrix.Identity(4)
     for i in range(3):
         for j in range(3):
             r4[i][j] = float(rotation[i, j])
     transform = Matrix.Diagonal((scale, scale, scale, 1.0)) @ Matrix.Translation(Vector(-centre)) @ r4
-    holder = bpy.data.objects.new(PRODUCT, None)
+    holder = bpy.data.objects.new(name, None)
     holder["autoplay_scale"] = scale
     holder["autoplay_height"] = float(hi[2] - lo[2]) * scale
     bpy.context.scene.collection.objects.link(holder)
-    for obj in [o for o in bpy.context.scene.objects if o.parent is None and o is not holder]:
+    for obj in objects:
         world = transform @ obj.matrix_world
         obj.parent = holder
         obj.matrix_parent_inverse = Matrix.Identity(4)
         obj.matrix_world = world
     bpy.context.view_layer.update()
+    return holder
+
+
+def _normalise(meshes: list[bpy.types.Object], path: Path, orientation: str) -> dict:
+    rotation, lo, hi = _upright(meshes, path, orientation)
+    scale = 1.0 / float((hi - lo).max())  # its largest side is 1 unit: the stage is built for that size
+    _hold(PRODUCT, [o for o in bpy.context.scene.objects if o.parent is None], rotation, lo, hi, scale)
     return {
         "scale": scale,
         "original_size": [float(x) for x in (hi - lo)],
         "stood_up": not np.allclose(rotation, np.eye(3)),
-        "shape": Shape.of(turned * scale).as_dict(),
+        "shape": Shape.of(_world_vertices(meshes)).as_dict(),
     }
 
 
-def apply_colourway(colourway: dict[str, str], path: Path | str = "model") -> None:
+def apply_colourway(colourway: dict[str, str], path: Path | str = "model", materials: set | None = None) -> None:
     """Recolour the named material slots (exact names first; ``lambert1`` stands for a lone
     ``lambert1.001``); other slots stay. A textured slot is tinted, so its grain or weave stays: the texture
     brightness is multiplied by the swatch over its mean, so on average it is the swatch and its light and
     dark (a wood grain, a label) stay."""
-    materials = {m.name: m for m in bpy.data.materials if m.users and not m.name.startswith(STAGE)}
+    among = materials if materials is not None else [m for m in bpy.data.materials if m.users]
+    materials = {m.name: m for m in among if not m.name.startswith(STAGE)}
     for slot, hex_colour in colourway.items():
         mat = materials[resolve_slot(slot, list(materials), path)]
         swatch = neutral_preimage(np.array(hex_to_linear(hex_colour)))
@@ -522,32 +585,75 @@ def render_masks(folder: Path, unoccluded: bool = True) -> tuple[np.ndarray, np.
     """The product's visible coverage (0..1 per pixel) with the podium as a holdout, and, on a podium and
     when asked, its coverage with the podium gone (how much the podium hides). Flat white emission at 4
     samples: a few milliseconds, cheap enough to frame by."""
-    from PIL import Image
-
     scene = bpy.context.scene
-    stage_objects = [o for o in scene.objects if o.name.startswith(STAGE) and o.type == "MESH" and not o.hide_render]
+    stage_objects = _visible_stage(scene)
     saved = _Saved(scene, stage_objects)
     try:
-        scene.cycles.samples, scene.cycles.use_denoising, scene.cycles.use_adaptive_sampling = 4, False, False
-        scene.view_settings.view_transform, scene.view_settings.exposure = "Standard", 0.0
-        bpy.context.view_layer.material_override = _emission()
-        podium = None
-        for obj in stage_objects:
-            if obj.name == f"{STAGE}_podium":
-                obj.is_holdout, podium = True, obj
-            else:
-                obj.hide_render = True
-        masks = []
-        for name in ("mask.png", "mask_full.png") if podium is not None and unoccluded else ("mask.png",):
-            render_to(folder / name)
-            with Image.open(folder / name) as im:
-                masks.append(np.asarray(im.convert("RGBA"))[..., 3].astype(np.float32) / 255.0)
-            (folder / name).unlink()
-            if podium is not None:
-                podium.hide_render = True
+        podium = _mask_setup(scene, stage_objects)
+        masks = [_mask(folder)]
+        if podium is not None and unoccluded:
+            podium.hide_render = True
+            masks.append(_mask(folder))
     finally:
         saved.restore()
     return masks[0], masks[1] if len(masks) > 1 else None
+
+
+def bundle_masks(folder: Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each product of a bundle, in order: its visible coverage with the others in front of it, and its
+    coverage with the others gone (how much they hide of it); the podium is a holdout in both. Empty for a
+    single product."""
+    scene = bpy.context.scene
+    parts = sorted((o for o in scene.objects if o.name.startswith(f"{PRODUCT}_")), key=lambda o: o.name)
+    meshes = [[c for c in p.children_recursive if c.type == "MESH"] for p in parts]
+    stage_objects = _visible_stage(scene)
+    saved = _Saved(scene, [*stage_objects, *(m for ms in meshes for m in ms)])
+    out = []
+    try:
+        _mask_setup(scene, stage_objects)
+        for i in range(len(parts)):
+            others = [m for j, ms in enumerate(meshes) if j != i for m in ms]
+            for obj in others:
+                obj.is_holdout = True
+            visible = _mask(folder)
+            for obj in others:
+                obj.hide_render = True
+            out.append((visible, _mask(folder)))
+            for obj in others:
+                obj.hide_render, obj.is_holdout = False, False
+    finally:
+        saved.restore()
+    return out
+
+
+def _visible_stage(scene) -> list[bpy.types.Object]:
+    return [o for o in scene.objects if o.name.startswith(STAGE) and o.type == "MESH" and not o.hide_render]
+
+
+def _mask_setup(scene, stage_objects: list[bpy.types.Object]) -> bpy.types.Object | None:
+    """Silhouette renders: 4 samples of flat white emission, the podium a holdout, the rest of the stage
+    hidden; returns the podium when there is one."""
+    scene.cycles.samples, scene.cycles.use_denoising, scene.cycles.use_adaptive_sampling = 4, False, False
+    scene.view_settings.view_transform, scene.view_settings.exposure = "Standard", 0.0
+    bpy.context.view_layer.material_override = _emission()
+    podium = None
+    for obj in stage_objects:
+        if obj.name == f"{STAGE}_podium":
+            obj.is_holdout, podium = True, obj
+        else:
+            obj.hide_render = True
+    return podium
+
+
+def _mask(folder: Path) -> np.ndarray:
+    """Render the silhouette as it is set up: coverage 0..1 per pixel."""
+    from PIL import Image
+
+    render_to(folder / "mask.png")
+    with Image.open(folder / "mask.png") as im:
+        mask = np.asarray(im.convert("RGBA"))[..., 3].astype(np.float32) / 255.0
+    (folder / "mask.png").unlink()
+    return mask
 
 
 def _emission() -> bpy.types.Material:

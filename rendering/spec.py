@@ -34,6 +34,28 @@ def file_sha256(path: str | Path) -> str:
 PROSE_FIELDS = {"description", "kind", "window"}
 
 
+class Companion(BaseModel):
+    """Another product in the picture of a bundle: its file, which way is up, its colourway, its real height
+    (needed where the file carries no unit: OBJ)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_path: str
+    orientation: Literal[ORIENTATIONS] = "auto"  # type: ignore[valid-type]
+    colourway: dict[str, HexColour] = Field(default_factory=dict)
+    height_m: float | None = Field(default=None, gt=0.001, le=10.0)
+
+    @field_validator("colourway")
+    @classmethod
+    def _colourway(cls, v: dict[str, str]) -> dict[str, str]:
+        return dict(sorted(v.items()))
+
+    def identity(self) -> dict:
+        """What of it changes the picture: its content and how it is shown."""
+        return {"product_sha256": file_sha256(self.model_path), "orientation": self.orientation,
+                "colourway": self.colourway, "height_m": self.height_m}  # fmt: skip
+
+
 class RenderJob(BaseModel):
     """One still or turntable of one product: the unit the worker renders and the loop publishes.
 
@@ -56,6 +78,8 @@ class RenderJob(BaseModel):
     kind: Literal["still", "turntable"] = "still"
     seconds: float = Field(default=4.0, gt=0, le=60, description="turntable length")
     fps: int = Field(default=24, ge=6, le=60, description="turntable frame rate")
+    height_m: float | None = Field(default=None, gt=0.001, le=10.0, description="real height, to size a bundle")
+    companions: tuple[Companion, ...] = Field(default=(), max_length=4, description="a bundle's other products")
 
     @field_validator("colour")
     @classmethod
@@ -94,6 +118,13 @@ class RenderJob(BaseModel):
     def accent(self) -> str | None:
         return self.accent_colour or get_template(self.template).accent
 
+    @property
+    def products(self) -> list[Companion]:
+        """Every product in the picture, this job's own first."""
+        lead = Companion(model_path=self.model_path, orientation=self.orientation, colourway=self.colourway,
+                         height_m=self.height_m)  # fmt: skip
+        return [lead, *self.companions]
+
     def in_aspect(self, aspect: str) -> RenderJob:
         """The same picture framed for another aspect; a turntable stays one only where the aspect takes
         video, and is a still elsewhere."""
@@ -127,6 +158,7 @@ class RenderJob(BaseModel):
             "orientation": None if self.orientation == "auto" else self.orientation,
             "seconds": self.seconds if self.kind == "turntable" else None,
             "fps": self.fps if self.kind == "turntable" else None,
+            "bundle": [p.identity() for p in self.products] if self.companions else None,
         }
         return spec | {k: v for k, v in extras.items() if v is not None}
 

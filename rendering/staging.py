@@ -84,3 +84,22 @@ def min_camera_height(ground: float, shape: Shape) -> float:
     so a desk or a bag is never seen from underneath its top."""
     floor = ground + MIN_CAMERA_CLEARANCE * max(shape.footprint, shape.height)
     return floor + shape.height if shape.kind != "tall" else floor
+
+
+BUNDLE_GAP = 0.35  # the space between two products of a bundle, as a share of their mean width
+
+
+def bundle_layout(widths: list[float]) -> list[float]:
+    """Where a bundle's products stand in a row: the x centre of each (in the units of ``widths``), the lead
+    (the first) in the middle, the others alternately to its right and left, a gap of ``BUNDLE_GAP`` times
+    the mean width between neighbours, so no two overlap; the row is centred on 0."""
+    row = [0]
+    for i in range(1, len(widths)):
+        row = [*row, i] if i % 2 else [i, *row]
+    gap = BUNDLE_GAP * float(np.mean(widths))
+    centres, x = {}, 0.0
+    for i in row:
+        centres[i] = x + widths[i] / 2
+        x += widths[i] + gap
+    middle = (x - gap) / 2
+    return [centres[i] - middle for i in range(len(widths))]

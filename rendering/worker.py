@@ -24,11 +24,19 @@ from creative.vocabulary import get_template
 from rendering.compose import composite, save_still
 from rendering.outputs import RenderManifest, RenderResult, cache_key, input_hashes, result_of, variant_dir
 from rendering.profiles import get_profile, pixel_size, safe_zone
-from rendering.qa import check_render
+from rendering.qa import check_products, check_render
 from rendering.spec import RenderJob
 
 #: What a reframe aims for: a little above the QA thresholds (2.5% of the frame, 45% of its limiting side).
 REFRAME_COVERAGE, REFRAME_SHARE = 0.032, 0.5
+
+
+def swatches(job: RenderJob) -> dict[str, str]:
+    """Every colourway of the picture, by slot; a bundle's other products' slots are named by their file."""
+    out = dict(job.colourway)
+    for p in job.companions:
+        out |= {f"{Path(p.model_path).name}:{slot}": hex_colour for slot, hex_colour in p.colourway.items()}
+    return out
 
 
 class Worker:
@@ -47,10 +55,10 @@ class Worker:
         from rendering import scene  # bpy: only in this process
 
         started = time.perf_counter()
-        product = (job.model_path, job.orientation, tuple(job.colourway.items()))
+        product = tuple(job.products)
         if self.loaded != product:
             self.loaded = None
-            self.normalised = scene.import_product(job.model_path, job.orientation, job.colourway)
+            self.normalised = scene.import_products(job.products)
             self.loaded = product
         imported = time.perf_counter()
         template, profile = get_template(job.template), get_profile(job.profile)
@@ -65,7 +73,7 @@ class Worker:
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{job.variant_id}.", dir=final.parent))
         try:
-            exposure, delta_e = scene.calibrate(template, job.colourway, tmp)
+            exposure, delta_e = scene.calibrate(template, swatches(job), tmp)
             scene.set_exposure(exposure)
             framing = self._reframe(template, width, height, zone, job.kind == "turntable", framing, tmp)
             plate = self._plate(template, framing, width, height, zone, exposure)
@@ -76,6 +84,9 @@ class Worker:
             report = check_render(
                 np.asarray(image), visible, job.aspect, unoccluded, framing["camera_above_floor"], delta_e
             )
+            if job.companions:
+                names = [Path(p.model_path).name for p in job.products]
+                report = check_products(report, scene.bundle_masks(tmp), names)
             checked = time.perf_counter()
             self.jobs_done += 1
             manifest = RenderManifest(

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from creative.brief import BriefError, load_brief
@@ -74,3 +76,30 @@ def test_a_duplicated_key_is_an_error_not_a_silent_winner(tmp_path):
     (tmp_path / "WaterBottle.glb").write_bytes((EXAMPLE_BRIEF.parent / "WaterBottle.glb").read_bytes())
     with pytest.raises(BriefError, match="'daily_budget' appears twice"):
         load_brief(tmp_path / "brief.yaml")
+
+
+def test_a_bundle_brief_names_its_other_products_and_each_is_checked_like_the_product(brief_file, tmp_path):
+    from creative.vocabulary import VariantFactors
+    from pipelines.stages import render_job
+    from tests.rendering.corpus import low_poly_can
+
+    can = low_poly_can(tmp_path / "can.obj")
+    bundle = {"templates": ["bundle", "studio"], "products": [{"model": "can.obj", "height_m": 0.12,
+                                                                "colourway": {"label": "#B03A2E"}}]}  # fmt: skip
+    brief = load_brief(brief_file(**bundle))
+    assert brief.products[0].model == can.resolve()
+    job = render_job(brief, VariantFactors(template="bundle", colour="#E8D5C4", aspect="1:1"), "thumbnail")
+    assert [(p.model_path, p.height_m) for p in job.companions] == [(str(can.resolve()), 0.12)]
+    single = render_job(load_brief(brief_file()), VariantFactors(template="studio", colour="#E8D5C4", aspect="1:1"),
+                        "thumbnail")  # fmt: skip
+    assert job.variant_id != single.variant_id and single.companions == ()
+    refusals = [
+        ({"templates": ["bundle"]}, "templates ['bundle'] show a bundle: name its other products in 'products'"),
+        ({**bundle, "products": [{"model": "can.obj"}]}, "field 'products': "),
+        ({**bundle, "products": [{"model": "can.obj", "height_m": 0.1, "colourway": {"lid": "#000000"}}]},
+         "field 'products.0': "),
+        ({**bundle, "products": [{"model": "../../etc/passwd", "height_m": 0.1}]}, "field 'products.0.model': "),
+    ]  # fmt: skip
+    for override, message in refusals:
+        with pytest.raises(BriefError, match=re.escape(message)):
+            load_brief(brief_file(**override))

@@ -42,6 +42,7 @@ def test_autoplay_templates_json_lists_every_template_with_its_kind_and_window()
     assert len(seasonal) >= 3 and seasonal["valentines"] == {"start": "01-25", "end": "02-14"}
     assert rows["studio"] == {"name": "studio", "kind": "studio", "window": None}
     assert {n for n, r in rows.items() if r["kind"] == "lifestyle"} == {"interior", "courtyard", "forest", "sunset"}
+    assert {n for n, r in rows.items() if r["kind"] == "bundle"} == {"bundle", "bundle-podium"}
 
 
 def test_the_planner_proposes_a_seasonal_template_only_inside_its_window():

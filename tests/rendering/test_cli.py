@@ -69,3 +69,29 @@ def test_rendering_into_a_folder_again_adds_to_its_contact_sheet_and_prints_the_
     assert second.exit_code == 0, second.output
     two = Image.open(tmp_path / "contact_sheet.png").size
     assert two[0] > one[0], "the second render joins the first on the sheet"
+
+
+def test_render_of_several_models_is_one_bundle_at_their_real_sizes_each_product_checked(tmp_path):
+    models = write_corpus(tmp_path / "corpus")
+    bundle = [str(WATERBOTTLE), str(models["low_poly_can"]), str(models["white_box"])]
+    common = ["--colour", "#E8E4DC", "--profile", "thumbnail", "--out", str(tmp_path / "out")]
+    for args, message in [
+        ([*bundle], "low_poly_can.obj: an OBJ carries no unit: give its height_m"),
+        ([*bundle, "--height-m", "0.26"], "--height-m: 1 heights for 3 models"),
+    ]:
+        result = runner.invoke(app, ["render", *args, "--template", "bundle", *common])
+        assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+    heights = ["--height-m", "0.26", "--height-m", "0.12", "--height-m", "0.1"]
+    aspects = ["--aspect", "1:1", "--aspect", "9:16", "--aspect", "16:9"]
+    result = runner.invoke(app, ["render", *bundle, *heights, "--template", "bundle", "--template", "bundle-podium",
+                                 *aspects, *common])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    manifests = [json.loads(p.read_text()) for p in (tmp_path / "out").glob("v*/manifest.json")]
+    assert len(manifests) == 6
+    for m in manifests:
+        assert m["qa"]["passed"], (m["job"]["template"], m["job"]["aspect"], m["qa"]["failures"])
+        assert [p["name"] for p in m["qa"]["products"]] == ["WaterBottle.glb", "low_poly_can.obj", "white_box.obj"]
+        assert all(p["hidden_by_others"] <= 0.15 and not p["touches_edge"] for p in m["qa"]["products"])
+        sizes = [p["size_m"] for p in m["normalised"]["products"]]
+        assert [round(s[2], 3) for s in sizes] == [0.26, 0.12, 0.1]  # stood up, at the heights given
+    assert (tmp_path / "out" / "contact_sheet.png").is_file()

@@ -212,3 +212,52 @@ def test_the_corpus_covers_the_shapes_that_broke_the_stage(tmp_path):
     assert kinds["watch"] == kinds["tote_bag"] == "flat"
     assert kinds["sofa"] == kinds["desk"] == "wide"
     assert kinds["floor_lamp"] == kinds["low_poly_can"] == "tall"
+
+
+@pytest.mark.parametrize("widths", [[0.07], [0.07, 0.2], [0.3, 0.05, 0.05], [0.1, 0.4, 0.02, 0.2, 0.1]])
+def test_a_bundle_stands_in_a_row_the_lead_in_the_middle_and_no_two_products_overlap(widths):
+    from rendering.staging import BUNDLE_GAP, bundle_layout
+
+    centres = bundle_layout(widths)
+    spans = sorted((c - w / 2, c + w / 2) for c, w in zip(centres, widths))
+    gap = BUNDLE_GAP * float(np.mean(widths))
+    assert all(b[0] - a[1] >= gap - 1e-9 for a, b in zip(spans, spans[1:]))  # side by side, never touching
+    assert spans[0][0] == pytest.approx(-spans[-1][1])  # the row is centred
+    order = sorted(range(len(widths)), key=lambda i: centres[i])
+    assert order.index(0) == len(widths) // 2 - (len(widths) % 2 == 0)  # the lead in the middle (left of it when even)
+
+
+def test_bundle_qa_names_the_product_that_is_hidden_cut_off_or_too_small():
+    from rendering.qa import QAReport, check_products
+
+    frame = np.zeros((100, 100), np.float32)
+    bottle, can, cup = frame.copy(), frame.copy(), frame.copy()
+    bottle[20:80, 40:50] = 1
+    can[60:80, 60:75] = 1
+    cup[50:80, 90:100] = 1  # runs off the right edge
+    bottle_seen = bottle.copy()
+    can_seen = can.copy()
+    can_seen[60:80, 60:70] = 0  # two thirds of it behind the bottle
+    tiny = frame.copy()
+    tiny[10:12, 10:12] = 1
+    report = QAReport([0.4, 0.2, 1.0, 0.8], 0.6, 0.1, False, 0, 0.0, 0.0, 0.0, True)
+    checked = check_products(
+        report, [(bottle_seen, bottle), (can_seen, can), (cup, cup), (tiny, tiny)], ["a.glb", "b.obj", "c.glb", "d.glb"]
+    )
+    assert not checked.passed and [p["name"] for p in checked.products] == ["a.glb", "b.obj", "c.glb", "d.glb"]
+    assert checked.failures == [
+        "67% of b.obj is hidden by the other products",
+        "c.glb touches the frame's edge",
+        "d.glb covers 0.0% of the frame (needs 0.5%)",
+    ]
+    assert check_products(report, [(bottle, bottle)], ["a.glb"]).passed
+
+
+def test_a_bundle_of_an_obj_needs_its_height_as_an_obj_carries_no_unit(tmp_path):
+    from rendering.model_check import check_bundle_sizes
+
+    can = low_poly_can(tmp_path / "can.obj")
+    check_bundle_sizes([(can, None)])  # one product is normalised: no unit needed
+    check_bundle_sizes([("bottle.glb", None), (can, 0.12)])
+    with pytest.raises(ModelError, match=r"can.obj: an OBJ carries no unit: give its height_m"):
+        check_bundle_sizes([("bottle.glb", None), (can, None)])
