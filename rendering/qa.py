@@ -28,7 +28,7 @@ class Thresholds:
     max_delta_e: float = 5.0  # CIEDE2000 of each colourway against its swatch
     max_noise: float = 6.0  # 8-bit levels of grain inside the product
     max_hidden_by_others: float = 0.15  # in a bundle: share of one product the others hide
-    min_product_coverage: float = 0.005  # in a bundle: share of the frame each product covers
+    min_product_span: float = 0.08  # in a bundle: each product's box spans this share of the frame's side
 
 
 @dataclass(frozen=True)
@@ -135,20 +135,23 @@ def check_products(
 ) -> QAReport:
     """A bundle's render checked product by product: ``masks`` holds each one's coverage with the others in
     front of it and with them gone. Each must be whole in the frame, off its edges, big enough to read and
-    not hidden by the others; a failure names the product."""
+    not hidden by the others; a failure names the product. Its size is read from its box, not its area: at
+    real sizes a watch beside a gift box or a floor lamp's thin pole covers little and still reads."""
     t, measured, failures = thresholds, [], []
     for name, (visible, alone) in zip(names, masks):
         h, w = alone.shape
         seen = alone > 0.02
         touches = bool(seen[0].any() or seen[-1].any() or seen[:, 0].any() or seen[:, -1].any())
         coverage = float(alone.sum() / (h * w))
+        ys, xs = np.nonzero(alone >= 0.5)
+        span = max((xs.max() + 1 - xs.min()) / w, (ys.max() + 1 - ys.min()) / h) if len(xs) else 0.0
         hidden = float(max(0.0, 1.0 - visible.sum() / alone.sum())) if alone.sum() > 0 else 1.0
-        measured.append({"name": name, "coverage": round(coverage, 4), "hidden_by_others": round(hidden, 4),
-                         "touches_edge": touches})  # fmt: skip
+        measured.append({"name": name, "coverage": round(coverage, 4), "span": round(float(span), 4),
+                         "hidden_by_others": round(hidden, 4), "touches_edge": touches})  # fmt: skip
         if touches:
             failures.append(f"{name} touches the frame's edge")
-        if coverage < t.min_product_coverage:
-            failures.append(f"{name} covers {coverage:.1%} of the frame (needs {t.min_product_coverage:.1%})")
+        if span < t.min_product_span:
+            failures.append(f"{name} spans {span:.0%} of the frame (needs {t.min_product_span:.0%})")
         if hidden > t.max_hidden_by_others:
             failures.append(f"{hidden:.0%} of {name} is hidden by the other products")
     return replace(report, products=measured, failures=[*report.failures, *failures])

@@ -248,7 +248,7 @@ def test_bundle_qa_names_the_product_that_is_hidden_cut_off_or_too_small():
     assert checked.failures == [
         "67% of b.obj is hidden by the other products",
         "c.glb touches the frame's edge",
-        "d.glb covers 0.0% of the frame (needs 0.5%)",
+        "d.glb spans 2% of the frame (needs 8%)",
     ]
     assert check_products(report, [(bottle, bottle)], ["a.glb"]).passed
 
