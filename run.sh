@@ -20,7 +20,7 @@ if [ ! -x .venv/bin/autoplay ] || [ pyproject.toml -nt .venv/.installed ]; then
   echo "Installing autoplay and its dependencies into .venv ..." >&2
   "$python" -m venv .venv
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' 2> >(grep -v "^WARNING: Location" >&2)
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[render,dev]' 2> >(grep -v "^WARNING: Location" >&2)
   touch .venv/.installed
 fi
 
@@ -35,9 +35,21 @@ need_chromium() {
   fi
 }
 
+# The distributed tests (render steps on Celery workers) start Debian's redis-server as the broker.
+need_redis() {
+  command -v redis-server >/dev/null && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "Installing Debian's redis-server for the distributed tests ..." >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server) >/dev/null
+    command -v systemctl >/dev/null && systemctl disable --now redis-server >/dev/null 2>&1 || true
+  else
+    echo "the distributed tests need redis-server: sudo apt-get install redis-server" >&2; exit 2
+  fi
+}
+
 command=${1:-demo}
 [ $# -gt 0 ] && shift
 case "$command" in
-  test) need_chromium; exec .venv/bin/python -m pytest "$@" ;;
+  test) need_chromium; need_redis; exec .venv/bin/python -m pytest "$@" ;;
   *) exec .venv/bin/autoplay "$command" "$@" ;;
 esac

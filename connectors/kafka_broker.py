@@ -6,11 +6,7 @@ until it answers the Kafka protocol, and always stopped (context manager), also 
 
 from __future__ import annotations
 
-import ctypes
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,22 +15,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def die_with_parent() -> None:
-    """In a child, before exec: ask Linux to stop it when its parent dies, even by SIGKILL, and give it the
-    default signal handling whatever its parent left (a blocked mask, SIGINT ignored)."""
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])  # a parent waiting in sigwait blocks these; the child must not
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_DFL)
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+from connectors.processes import die_with_parent, free_port
 
 
 def tansu_binary() -> str:
@@ -57,7 +38,7 @@ class EmbeddedBroker:
         command_prefix: list[str] | None = None,
     ) -> None:
         self.host = host
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.command_prefix = list(command_prefix or [])
         self.log_path = Path(log_path) if log_path else Path(tempfile.gettempdir()) / f"tansu-{self.port}.log"
         self._proc: subprocess.Popen | None = None

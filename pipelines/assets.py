@@ -34,6 +34,7 @@ from pipelines.resources import (
     MlflowResource,
     ShopifyResource,
 )
+from pipelines.workers import GPU_QUEUE, QUEUE_TAG
 from rendering.outputs import RenderResult
 
 brief_partitions = DynamicPartitionsDefinition(name="briefs")
@@ -115,6 +116,7 @@ def plan(context: AssetExecutionContext, loop: LoopResource, clock: ClockResourc
     partitions_def=variant_partitions,
     backfill_policy=BackfillPolicy.single_run(),
     pool="gpu",
+    op_tags={QUEUE_TAG: GPU_QUEUE},  # with the celery executor: a GPU worker's queue
     deps=[plan],
     kinds={"blender"},
     description="Stills per variant, rendered by Blender worker processes (pool 'gpu'); a run over a range of "

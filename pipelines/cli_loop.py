@@ -5,8 +5,10 @@
 
 from __future__ import annotations
 
+import enum
 import getpass
 import json
+import os
 import signal
 import threading
 import time
@@ -58,9 +60,19 @@ class ConsoleReporter:
         self._line(f"[bold]sandbox day {today}[/]")
 
 
-def _settings(briefs: Path | None, profile: str | None, seed: int | None = None):
+def _settings(
+    briefs: Path | None,
+    profile: str | None,
+    seed: int | None = None,
+    executor: str | None = None,
+    render_workers: int | None = None,
+):
     settings = load_settings()
     changes = {}
+    if executor is not None:
+        changes["executor"] = executor
+    if render_workers is not None:
+        changes["render_workers"] = render_workers
     if briefs is not None:
         changes["briefs_dir"] = briefs.resolve()
     if profile is not None:
@@ -68,6 +80,36 @@ def _settings(briefs: Path | None, profile: str | None, seed: int | None = None)
     if seed is not None:
         changes["seed"] = seed
     return settings.replace(**changes)
+
+
+class Executor(enum.StrEnum):
+    in_process = "in_process"
+    celery = "celery"
+
+
+class Queue(enum.StrEnum):
+    gpu = "gpu"
+    default = "default"
+
+
+def worker(
+    queue: Queue = typer.Option(..., help="gpu: render steps; default: every other step"),
+    name: str = typer.Option(None, help="the worker's name (default: QUEUE-PID)"),
+    concurrency: int = typer.Option(1, min=1, max=64, help="steps at once (per GPU: 1)"),
+) -> None:
+    """Run one Celery worker for the loop's steps on this machine (AUTOPLAY_CELERY_BROKER, the same
+    DAGSTER_HOME, AUTOPLAY_HOME and settings as the deployment), until Ctrl-C or SIGTERM."""
+    from pipelines.workers import WorkerError, worker_command
+
+    settings = load_settings()
+    try:
+        command, extra = worker_command(settings, queue.value, name or f"{queue.value}-{os.getpid()}", concurrency)
+    except WorkerError as exc:
+        fail(str(exc))
+    env = dict(os.environ) | extra
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [extra["PYTHONPATH"], os.environ.get("PYTHONPATH")]))
+    console.print(f"celery worker on queue {queue.value}: {' '.join(command)}")
+    os.execve(command[0], command, env)
 
 
 def up(
@@ -78,12 +120,14 @@ def up(
     ui: bool = typer.Option(True, "--ui/--no-ui", help="start the Dagster webserver"),
     console_port: int = typer.Option(None, help="port of the web console (default AUTOPLAY_CONSOLE_PORT, 8080)"),
     web_console: bool = typer.Option(True, "--console/--no-console", help="serve the web console"),
+    executor: Executor = typer.Option(None, help="in_process (default AUTOPLAY_EXECUTOR), or celery: GPU workers"),
+    render_workers: int = typer.Option(None, min=1, help="celery: workers on the gpu queue (default 1)"),
 ) -> None:
     """Start everything on the embedded defaults and keep the loop turning until Ctrl-C or SIGTERM."""
     from pipelines.deployment import DeploymentError, deployment, turn
 
     stop = _stop_on_signals()
-    settings = _settings(briefs, profile)
+    settings = _settings(briefs, profile, executor=executor and executor.value, render_workers=render_workers)
     reporter = ConsoleReporter()
     try:
         port = (console_port if console_port is not None else settings.console_port) if web_console else None
@@ -106,6 +150,8 @@ def demo(
     seed: int = typer.Option(None, help="seed of the simulated market and the policy (default AUTOPLAY_SEED)"),
     ui: bool = typer.Option(False, "--ui/--no-ui", help="also start the Dagster webserver while it runs"),
     ui_port: int = typer.Option(3000),
+    executor: Executor = typer.Option(None, help="in_process (default AUTOPLAY_EXECUTOR), or celery: GPU workers"),
+    render_workers: int = typer.Option(None, min=1, help="celery: workers on the gpu queue (default 1)"),
 ) -> None:
     """A bounded `up`: N generations of every brief through Dagster's automation, then what was learned."""
     from experiments.market import SimulatedMarket
@@ -113,7 +159,7 @@ def demo(
     from pipelines.deployment import DeploymentError
 
     stop = _stop_on_signals()
-    settings = _settings(briefs, profile, seed)
+    settings = _settings(briefs, profile, seed, executor and executor.value, render_workers)
     started = time.perf_counter()
     try:
         run = run_demo(
@@ -347,7 +393,7 @@ def insights(
 
 
 def register(app: typer.Typer) -> None:
-    for command in (up, demo, pause, resume, status, audit, insights):
+    for command in (up, demo, worker, pause, resume, status, audit, insights):
         app.command()(command)
     app.command("pause-all")(pause_all)
 

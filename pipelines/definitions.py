@@ -26,7 +26,6 @@ from dagster import (
     SensorEvaluationContext,
     SensorResult,
     define_asset_job,
-    in_process_executor,
     job,
     op,
     sensor,
@@ -36,7 +35,7 @@ from connectors.ledger import Action
 from connectors.meta import DEFAULT_GRAPH_URL
 from creative.brief import Brief
 from experiments import cadence
-from pipelines import stages
+from pipelines import stages, workers
 from pipelines.assets import (
     BRIEF_TAG,
     DAY_TAG,
@@ -253,11 +252,13 @@ def build_resources(settings: Settings) -> dict:
     }
 
 
+SETTINGS = load_settings()
 defs = Definitions(
     assets=LOOP_ASSETS,
-    # steps of a run share its process: a step is seconds of work, a process start would cost as much
-    executor=in_process_executor,
+    # in-process by default: a step is seconds of work, a process start would cost as much; with
+    # AUTOPLAY_EXECUTOR=celery, render steps go to GPU workers and the rest to default ones (pipelines.workers)
+    executor=workers.executor(SETTINGS),
     jobs=[loop_job, render_job, ingest_job, withdraw_job],
     sensors=[autoplay_sensor, ingest_sensor],
-    resources=build_resources(load_settings()),
+    resources=build_resources(SETTINGS),
 )

@@ -33,9 +33,10 @@ from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFil
 from connectors.asgi_server import BackgroundServer
 from connectors.event_store import EventStore
 from connectors.ingest_server import IngestApp, IngestConfig, IngestServer
-from connectors.kafka_broker import EmbeddedBroker, die_with_parent, ensure_topics
+from connectors.kafka_broker import EmbeddedBroker, ensure_topics
 from connectors.kafka_events import EventProducer
 from connectors.ledger import Ledger
+from connectors.processes import die_with_parent
 from creative.brief import Brief
 from experiments import cadence
 from experiments.catalog import Catalog, load_catalog
@@ -45,6 +46,7 @@ from pipelines.assets import BRIEF_TAG, DAY_TAG, GENERATION_TAG, STEP_TAG
 from pipelines.channels import Sandboxes, sandbox_marker, serve_sandboxes
 from pipelines.definitions import IN_FLIGHT
 from pipelines.settings import REPO, Settings, kafka_client_config
+from pipelines.workers import DEFAULT_QUEUE, GPU_QUEUE, RedisServer, worker_command
 
 BIN = Path(sys.executable).parent
 CATALOG_READ_S = 5.0  # how often `up` reads the briefs folder again (the sensor reads it on every tick)
@@ -131,6 +133,7 @@ def dagster_environment(settings: Settings, bootstrap: str, sandboxes: Sandboxes
             "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
             "AUTOPLAY_RENDER_PROFILE": settings.render_profile,
             "AUTOPLAY_SEED": str(settings.seed),
+            "AUTOPLAY_EXECUTOR": settings.executor,
             "PYTHONUNBUFFERED": "1",
             DEPLOYMENT_VAR: f"{os.getpid()}-{uuid.uuid4().hex}",
         }
@@ -139,6 +142,8 @@ def dagster_environment(settings: Settings, bootstrap: str, sandboxes: Sandboxes
         env["AUTOPLAY_MLFLOW_ARTIFACTS"] = settings.mlflow_artifact_location
     if settings.max_generations is not None:
         env["AUTOPLAY_MAX_GENERATIONS"] = str(settings.max_generations)
+    if settings.celery_broker:
+        env["AUTOPLAY_CELERY_BROKER"] = settings.celery_broker
     if sandboxes is not None:
         env |= {
             "META_GRAPH_URL": sandboxes.meta.url,
@@ -299,6 +304,9 @@ def deployment(
 
                 json.dump(sandboxes.addresses(), f)
             stack.callback(marker.unlink, missing_ok=True)
+        if settings.executor == "celery" and not settings.celery_broker:
+            redis = stack.enter_context(RedisServer(settings.home / "redis"))
+            settings = settings.replace(celery_broker=redis.url)
         env = dagster_environment(settings, bootstrap, sandboxes, {})
         running = Running(settings, catalog, instance, sandboxes, market)
         running.storefront = endpoint.ingest if sandboxes is not None else None
@@ -311,6 +319,9 @@ def deployment(
         if sandboxes is not None:
             running.where |= {"meta_sandbox": sandboxes.meta.url, "shopify_sandbox": sandboxes.shop.url}
         logs = settings.home / "logs"
+        if settings.executor == "celery":
+            running.where["celery_broker"] = settings.celery_broker
+            running.children += start_workers(settings, env, logs)
         daemon = spawn(
             "dagster-daemon",
             [str(BIN / "dagster-daemon"), "run", "-m", "pipelines.definitions"],
@@ -339,6 +350,19 @@ def deployment(
                 child.stop()
             reap(env[DEPLOYMENT_VAR])
             fail_stale_runs(instance, settings.mlflow_tracking_uri, "autoplay up was stopped before the run finished")
+
+
+def start_workers(settings: Settings, env: dict, logs: Path) -> list[Child]:
+    """``render_workers`` Celery workers on the gpu queue and one on the default queue, in the deployment's
+    environment."""
+    children = []
+    for queue, count in ((GPU_QUEUE, settings.render_workers), (DEFAULT_QUEUE, 1)):
+        for i in range(1, count + 1):
+            command, extra = worker_command(settings, queue, f"{queue}-{i}")
+            path = os.pathsep.join(filter(None, [extra["PYTHONPATH"], env.get("PYTHONPATH")]))
+            children.append(spawn(f"celery-{queue}-{i}", command, env | extra | {"PYTHONPATH": path},
+                                  logs / f"celery-{queue}-{i}.log"))  # fmt: skip
+    return children
 
 
 @dataclass
@@ -443,7 +467,9 @@ def turn(
             return watch
         if running.sandboxes is not None and time.monotonic() - last_move >= day_seconds:
             today = running.sandboxes.meta.today
-            if all(brief_idle_today(running, n, today) for n in running.catalog.briefs):
+            idle = all(brief_idle_today(running, n, today) for n in running.catalog.briefs)
+            # asked again: the last run may have finished between the check above and the idle check
+            if idle and not (bounded and all_finished(running)):
                 reporter.day(str(running.sandboxes.meta.advance(1)))
                 last_move = time.monotonic()
         stop.wait(poll_s)

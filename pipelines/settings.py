@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -60,6 +60,16 @@ class Settings(BaseSettings):
         None, ge=1, alias="AUTOPLAY_MAX_GENERATIONS"
     )
     seed: int = Field(0, alias="AUTOPLAY_SEED")
+    executor: Literal["in_process", "celery", "k8s"] = Field("in_process", alias="AUTOPLAY_EXECUTOR")
+    k8s_executor_config: Path = Field(
+        REPO / "dagster_home" / "production" / "k8s" / "executor.yaml", alias="AUTOPLAY_K8S_EXECUTOR_CONFIG"
+    )
+    celery_broker: Optional = Field(None, alias="AUTOPLAY_CELERY_BROKER")  # `up` starts Redis when unset
+    celery_backend: Optional = Field(None, alias="AUTOPLAY_CELERY_BACKEND")  # default: the broker
+    celery_visibility_timeout_s: float = Field(
+        3600.0, gt=0, alias="AUTOPLAY_CELERY_VISIBILITY_TIMEOUT_S"
+    )  # a step whose worker died unseen (no ack) goes to another worker after this; longer than any render step
+    render_workers: int = Field(1, ge=1, le=64, alias="AUTOPLAY_RENDER_WORKERS")
 
     @model_validator(mode="after")
     def _derived(self) -> Settings:

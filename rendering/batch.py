@@ -8,6 +8,7 @@ job it was on fails and the rest go on in a fresh worker.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -16,10 +17,15 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from connectors.processes import die_with_parent
 from rendering.outputs import RenderResult, cached_manifest, result_of, variant_dir
 from rendering.spec import RenderJob
 
 ProgressCallback = Callable[[RenderResult], None]
+
+
+class RenderUnavailable(RuntimeError):
+    """This machine cannot render: bpy (the ``render`` extra) is not installed."""
 
 
 def render_batch(
@@ -50,6 +56,8 @@ def render_batch(
         else:
             todo.append((i, job))
 
+    if todo and not blender_installed():
+        raise RenderUnavailable("rendering needs Blender as a module: pip install 'autoplay[render]' on this machine")
     log_path = Path(log_path) if log_path else out_root / "worker.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     todo.sort(key=lambda item: json.dumps([p.model_dump() for p in item[1].products], sort_keys=True))
@@ -67,6 +75,13 @@ def render_batch(
     return [results[i] for i in range(len(jobs))]
 
 
+def blender_installed() -> bool:
+    try:
+        return importlib.util.find_spec("bpy") is not None
+    except ImportError:
+        return False
+
+
 def _run_worker(todo, out_root: Path, log_path: Path, on_result) -> list[RenderResult]:
     read_fd, write_fd = os.pipe()
     payload = json.dumps([{"job": job.model_dump(), "out_root": str(out_root)} for _, job in todo])
@@ -82,6 +97,7 @@ def _run_worker(todo, out_root: Path, log_path: Path, on_result) -> list[RenderR
             stderr=log,
             pass_fds=(write_fd,),
             env=env,
+            preexec_fn=die_with_parent,  # a render step killed with its worker takes its Blender along
         )
     os.close(write_fd)
     proc.stdin.write(payload.encode())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -26,6 +27,9 @@ from rendering.outputs import RenderManifest, RenderResult, cache_key, input_has
 from rendering.profiles import get_profile, pixel_size, safe_zone
 from rendering.qa import check_products, check_render
 from rendering.spec import RenderJob
+
+#: Set by ``autoplay worker`` (and ``up --executor celery``) to the Celery worker's name, recorded in manifests.
+QUEUE_WORKER_VAR = "AUTOPLAY_WORKER_NAME"
 
 #: What a reframe aims for: a little above the QA thresholds (2.5% of the frame, 45% of its limiting side).
 REFRAME_COVERAGE, REFRAME_SHARE = 0.032, 0.5
@@ -108,7 +112,13 @@ class Worker:
                     "staging": {**staging, "exposure": round(exposure, 3)},
                     "qa": report.as_dict(),
                     "device": self.device,
-                    "worker": {"pid": os.getpid(), "job_number": self.jobs_done},
+                    "worker": {
+                        "pid": os.getpid(),
+                        "job_number": self.jobs_done,
+                        "step_pid": os.getppid(),  # the process that ran the render step: Dagster's, or Celery's
+                        "hostname": socket.gethostname(),
+                        "queue_worker": os.environ.get(QUEUE_WORKER_VAR),
+                    },
                     "timings_s": {
                         "import": round(imported - started, 3),
                         "stage": round(staged - imported, 3),

@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ import yaml
 
 from connectors.event_store import EventStore
 from connectors.ledger import Ledger
+from connectors.processes import free_port
 from tests.conftest import REPO, WATERBOTTLE, deployment_env
 from tests.pipelines.loop_run import OTHER
 
@@ -32,12 +32,6 @@ pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = REPO / "bench" / "out" / "console"
 PASSWORD = "a marketer's long passphrase"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def autoplay(env: dict, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -66,7 +60,7 @@ def console_url(loop_run, tmp_path_factory):
     added = autoplay(env, "users", "add", "mia@aqua.example", "--role", "marketer", "--brand", "Aqua Co",
                      "--password-stdin", stdin=PASSWORD + "\n")  # fmt: skip
     assert added.returncode == 0, added.stderr
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([str(Path(sys.executable).parent / "autoplay"), "console", "--port", str(port)], env=env)
     url = f"http://127.0.0.1:{port}"
     wait_for(url, server, 30)
@@ -95,7 +89,7 @@ def up_console(tmp_path_factory, broker):
     added = autoplay(env, "users", "add", "mia@aqua.example", "--role", "marketer", "--brand", "Aqua Co",
                      "--password-stdin", stdin=PASSWORD + "\n")  # fmt: skip
     assert added.returncode == 0, added.stderr
-    port = _free_port()
+    port = free_port()
     log = open(root / "up.log", "w")
     command = ["up", "--no-ui", "--console-port", str(port), "--day-seconds", "3600"]  # one day: the first plan
     server = subprocess.Popen([str(Path(sys.executable).parent / "autoplay"), *command], env=env, cwd=REPO,

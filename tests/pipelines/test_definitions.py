@@ -119,3 +119,37 @@ def test_dg_finds_and_checks_the_definitions_with_no_arguments(tmp_path):
     done = subprocess.run([str(dg), "check", "defs"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "All definitions loaded successfully" in done.stdout + done.stderr
+
+
+BLOCK_BPY = """
+import sys
+class NoBlender:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('bpy', 'mathutils'):
+            raise ImportError('bpy is not installed here')
+sys.meta_path.insert(0, NoBlender())
+"""
+
+
+def test_the_code_location_ingest_endpoint_console_and_policy_model_need_no_blender(tmp_path):
+    """bpy is the `render` extra: only render workers install it."""
+    import subprocess
+    import sys
+
+    code = BLOCK_BPY + (
+        "import pipelines.definitions, connectors.ingest_server, pipelines.console, experiments.policy_model\n"
+        "from experiments.policy_model import model_requirements\n"
+        "assert not [r for r in model_requirements() if r.startswith('bpy')]\n"
+        "from rendering.batch import RenderUnavailable, render_batch\n"
+        "from rendering.spec import RenderJob\n"
+        f"job = RenderJob(model_path={str(WATERBOTTLE)!r}, template='studio', colour='#FFFFFF', aspect='1:1')\n"
+        "try:\n"
+        f"    render_batch([job], {str(tmp_path)!r})\n"
+        "except RenderUnavailable as exc:\n"
+        "    print(exc)\n"
+    )
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "AUTOPLAY_HOME": str(tmp_path / "home")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "pip install 'autoplay[render]'" in done.stdout
+    assert not list(tmp_path.glob("v*"))  # nothing half-rendered

@@ -1,0 +1,118 @@
+"""Render steps on GPU workers: the unattended loop through dagster-celery, Redis from Debian's redis-server
+(started by the deployment), two workers on the gpu queue and one on the default queue. One render worker's
+step process is killed with SIGKILL mid-step; the step runs again and nothing is rendered or published twice."""
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import yaml
+from dagster import DagsterEventType, DagsterInstance
+
+from connectors.event_store import EventStore
+from connectors.ledger import Ledger
+from experiments.market import SimulatedMarket
+from pipelines.demo import run_demo
+from pipelines.deployment import Reporter
+from pipelines.settings import load_settings
+from rendering.batch import render_batch
+from rendering.outputs import RenderManifest
+from rendering.spec import RenderJob
+from tests.conftest import EXAMPLE_BRIEF, WATERBOTTLE, deployment_env
+
+pytestmark = [pytest.mark.slow, pytest.mark.distributed]
+
+
+def pool_processes(pid: int) -> list[int]:
+    """The children of a Celery worker's main process: its pool, where steps run."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in children.read_text().split()] if children.exists() else []
+
+
+class KillingReporter(Reporter):
+    """Once the first render of the run is done, SIGKILLs the step process of the gpu worker rendering."""
+
+    def __init__(self) -> None:
+        self.running, self.killed = None, []
+
+    def started(self, running) -> None:
+        self.running = running
+
+    def renders(self, brief: str, done: int, total: int) -> None:
+        if self.killed or done >= total:
+            return
+        for child in self.running.children:
+            if child.name.startswith("celery-gpu"):
+                for pid in pool_processes(child.proc.pid):
+                    if pool_processes(pid):  # this one has a Blender worker: it is running the step
+                        os.kill(pid, signal.SIGKILL)
+                        self.killed.append((child.name, pid))
+
+
+@pytest.fixture(scope="module")
+def celery_run(tmp_path_factory, broker):
+    root = tmp_path_factory.mktemp("celery")
+    brief = yaml.safe_load(EXAMPLE_BRIEF.read_text())
+    brief["product"]["model"] = str(WATERBOTTLE)
+    brief["templates"], brief["aspects"] = ["studio", "podium", "hero"], ["1:1"]
+    brief["shopify"]["model_3d"] = False
+    brief["autoplay"] |= {"live_variants": 6, "keep_per_generation": 3, "days_per_generation": 1}
+    (root / "briefs" / brief["name"]).mkdir(parents=True)
+    (root / "briefs" / brief["name"] / "brief.yaml").write_text(yaml.safe_dump(brief))
+    env = deployment_env(root, broker) | {"AUTOPLAY_EXECUTOR": "celery", "AUTOPLAY_RENDER_WORKERS": "2"}
+    settings = load_settings(env)
+    reporter = KillingReporter()
+    run = run_demo(settings, 1, market=SimulatedMarket(seed=5), reporter=reporter)
+    return settings, run, reporter, brief["name"]
+
+
+def step_workers(settings) -> list[tuple[str, str]]:
+    """(step, Celery worker) of every step execution Dagster recorded."""
+    with DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+        out = []
+        for record in instance.get_run_records():
+            for entry in instance.all_logs(record.dagster_run.run_id, of_type=DagsterEventType.ENGINE_EVENT):
+                data = entry.dagster_event.engine_event_data
+                if data is not None and "Celery worker" in data.metadata:  # "Executing steps ... in celery worker"
+                    out.append((entry.step_key, data.metadata["Celery worker"].value))
+    return out
+
+
+def test_render_steps_ran_on_gpu_workers_and_every_other_step_on_the_default_worker(celery_run):
+    settings, run, reporter, _ = celery_run
+    steps = step_workers(settings)
+    assert {s for s, _ in steps} >= {"renders", "plan", "publications", "allocation"}
+    for step, worker in steps:
+        assert worker.startswith("gpu-" if step == "renders" else "default-1@"), (step, worker)
+    manifests = [RenderManifest.load(p.parent) for p in settings.renders_dir.glob("v*/manifest.json")]
+    assert manifests and all(m.worker["queue_worker"] in ("gpu-1", "gpu-2") for m in manifests)
+    assert all(m.worker["step_pid"] != os.getpid() and m.worker["hostname"] for m in manifests)
+
+
+def test_a_render_worker_killed_mid_step_is_recovered_without_a_duplicate_render_or_ad(celery_run):
+    settings, run, reporter, name = celery_run
+    assert reporter.killed, "the test never caught a render step running"
+    assert [s for s, _ in step_workers(settings)].count("renders") >= 2  # the step ran again
+    ledger = Ledger(EventStore(settings.event_store_path))
+    variants = ledger.variants(name)
+    assert set(variants["render_status"]) == {"rendered"}
+    folders = [p.parent.name for p in settings.renders_dir.glob("v*/manifest.json")]
+    assert sorted(folders) == sorted(set(variants["variant_id"]))  # one final folder per variant, no other
+    ads = ledger.publications(name, "meta")
+    assert len(ads) == len(variants) and ads["variant_id"].is_unique and ads["ad_id"].is_unique
+    assert run.results[0].read_back["count"].sum() > 0  # and the day went on: insights were read back
+
+
+def test_a_manifest_rendered_on_a_worker_matches_the_same_job_rendered_in_process(celery_run, tmp_path):
+    settings, _, _, name = celery_run
+    ledger = Ledger(EventStore(settings.event_store_path))
+    variant_id = ledger.variants(name)["variant_id"].iloc[0]
+    job = RenderJob.model_validate_json(ledger.render_spec(variant_id))
+    [here] = render_batch([job], tmp_path)
+    remote = json.loads((settings.renders_dir / variant_id / "manifest.json").read_text())
+    local = json.loads((Path(here.dir) / "manifest.json").read_text())
+    for key in ("variant_id", "spec", "job", "cache_key", "size", "files", "framing", "inputs"):
+        assert remote[key] == local[key], key
+    assert remote["qa"]["passed"] and local["qa"]["passed"]
