@@ -47,9 +47,21 @@ need_redis() {
   fi
 }
 
+# They also run the Dagster instance and MLflow on a PostgreSQL server they start (Debian's binaries).
+need_postgres() {
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "Installing Debian's postgresql for the distributed tests ..." >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) >/dev/null
+    command -v systemctl >/dev/null && systemctl disable --now postgresql >/dev/null 2>&1 || true
+  else
+    echo "the distributed tests need PostgreSQL: sudo apt-get install postgresql" >&2; exit 2
+  fi
+}
+
 command=${1:-demo}
 [ $# -gt 0 ] && shift
 case "$command" in
-  test) need_chromium; need_redis; exec .venv/bin/python -m pytest "$@" ;;
+  test) need_chromium; need_redis; need_postgres; exec .venv/bin/python -m pytest "$@" ;;
   *) exec .venv/bin/autoplay "$command" "$@" ;;
 esac

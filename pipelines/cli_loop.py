@@ -60,15 +60,39 @@ class ConsoleReporter:
         self._line(f"[bold]sandbox day {today}[/]")
 
 
+#: psycopg2 named explicitly: SQLAlchemy 2.1 would pick psycopg 3 for postgresql://, which dagster-postgres's
+#: queries do not run on.
+POSTGRES_SCHEME = "postgresql+psycopg2"
+
+
+def postgres_settings(settings, url: str) -> dict:
+    """``--postgres URL``: the Dagster instance in that database and, unless MLFLOW_TRACKING_URI says
+    otherwise, MLflow's store in ``<database>_mlflow`` on the same server (made when missing)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres", POSTGRES_SCHEME) or not parts.path.strip("/"):
+        fail(f"--postgres: expected postgresql://user[:password]@host[:port]/database, got {parts.scheme}://...")
+    url = parts._replace(scheme=POSTGRES_SCHEME).geturl()
+    changes = {"dagster_postgres_url": url}
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        mlflow = parts._replace(scheme=POSTGRES_SCHEME, path=parts.path.rstrip("/") + "_mlflow").geturl()
+        changes |= {"mlflow_tracking_uri": mlflow, "mlflow_artifact_location": (settings.home / "mlartifacts").as_uri()}
+    return changes
+
+
 def _settings(
     briefs: Path | None,
     profile: str | None,
     seed: int | None = None,
     executor: str | None = None,
     render_workers: int | None = None,
+    postgres: str | None = None,
 ):
     settings = load_settings()
     changes = {}
+    if postgres is not None:
+        changes |= postgres_settings(settings, postgres)
     if executor is not None:
         changes["executor"] = executor
     if render_workers is not None:
@@ -122,12 +146,13 @@ def up(
     web_console: bool = typer.Option(True, "--console/--no-console", help="serve the web console"),
     executor: Executor = typer.Option(None, help="in_process (default AUTOPLAY_EXECUTOR), or celery: GPU workers"),
     render_workers: int = typer.Option(None, min=1, help="celery: workers on the gpu queue (default 1)"),
+    postgres: str = typer.Option(None, help="Dagster instance (and MLflow) on PostgreSQL: postgresql://.../db"),
 ) -> None:
     """Start everything on the embedded defaults and keep the loop turning until Ctrl-C or SIGTERM."""
     from pipelines.deployment import DeploymentError, deployment, turn
 
     stop = _stop_on_signals()
-    settings = _settings(briefs, profile, executor=executor and executor.value, render_workers=render_workers)
+    settings = _settings(briefs, profile, None, executor and executor.value, render_workers, postgres)
     reporter = ConsoleReporter()
     try:
         port = (console_port if console_port is not None else settings.console_port) if web_console else None
@@ -152,6 +177,7 @@ def demo(
     ui_port: int = typer.Option(3000),
     executor: Executor = typer.Option(None, help="in_process (default AUTOPLAY_EXECUTOR), or celery: GPU workers"),
     render_workers: int = typer.Option(None, min=1, help="celery: workers on the gpu queue (default 1)"),
+    postgres: str = typer.Option(None, help="Dagster instance (and MLflow) on PostgreSQL: postgresql://.../db"),
 ) -> None:
     """A bounded `up`: N generations of every brief through Dagster's automation, then what was learned."""
     from experiments.market import SimulatedMarket
@@ -159,7 +185,7 @@ def demo(
     from pipelines.deployment import DeploymentError
 
     stop = _stop_on_signals()
-    settings = _settings(briefs, profile, seed, executor and executor.value, render_workers)
+    settings = _settings(briefs, profile, seed, executor and executor.value, render_workers, postgres)
     started = time.perf_counter()
     try:
         run = run_demo(

@@ -49,6 +49,7 @@ from pipelines.settings import REPO, Settings, kafka_client_config
 from pipelines.workers import DEFAULT_QUEUE, GPU_QUEUE, RedisServer, worker_command
 
 BIN = Path(sys.executable).parent
+PRODUCTION_INSTANCE = REPO / "dagster_home" / "production" / "dagster.yaml"
 CATALOG_READ_S = 5.0  # how often `up` reads the briefs folder again (the sensor reads it on every tick)
 
 
@@ -94,9 +95,45 @@ def home_lock(settings: Settings) -> Iterator[None]:
 
 
 def prepare_dagster_home(settings: Settings) -> None:
+    """A new Dagster home gets the shipped config: SQLite on one machine, PostgreSQL storage when
+    ``AUTOPLAY_DAGSTER_POSTGRES_URL`` is set (``--postgres``). An existing home keeps its own."""
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
-    if not (settings.dagster_home / "dagster.yaml").exists():  # a new Dagster home gets the shipped config
-        shutil.copy(REPO / "dagster_home" / "dagster.yaml", settings.dagster_home / "dagster.yaml")
+    config = settings.dagster_home / "dagster.yaml"
+    source = PRODUCTION_INSTANCE if settings.dagster_postgres_url else REPO / "dagster_home" / "dagster.yaml"
+    if not config.exists():
+        shutil.copy(source, config)
+    elif settings.dagster_postgres_url and "postgres" not in config.read_text():
+        raise DeploymentError(
+            f"--postgres: DAGSTER_HOME={settings.dagster_home} already holds an instance on SQLite; "
+            f"use a new DAGSTER_HOME (or copy {PRODUCTION_INSTANCE} into it)"
+        )
+
+
+def ensure_database(url: str) -> str:
+    """Create the PostgreSQL database ``url`` names when it is not there yet (MLflow's store beside
+    Dagster's); returns ``url``. A server that cannot be reached fails naming it, without its password."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg2
+    from psycopg2 import sql
+
+    from connectors.secrets import redact_uri
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    try:  # psycopg2 takes a plain postgresql:// URL, without SQLAlchemy's +driver
+        con = psycopg2.connect(urlunsplit(parts._replace(scheme="postgresql", path="/postgres")))
+    except psycopg2.Error as exc:
+        raise DeploymentError(f"PostgreSQL at {redact_uri(url)}: {str(exc).strip()}") from None
+    con.autocommit = True
+    try:
+        with con.cursor() as cur:
+            cur.execute("select 1 from pg_database where datname = %s", [name])
+            if cur.fetchone() is None:
+                cur.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    finally:
+        con.close()
+    return url
 
 
 def fail_stale_runs(instance: DagsterInstance, tracking_uri: str, reason: str) -> tuple[int, int]:
@@ -144,6 +181,8 @@ def dagster_environment(settings: Settings, bootstrap: str, sandboxes: Sandboxes
         env["AUTOPLAY_MAX_GENERATIONS"] = str(settings.max_generations)
     if settings.celery_broker:
         env["AUTOPLAY_CELERY_BROKER"] = settings.celery_broker
+    if settings.dagster_postgres_url:
+        env["AUTOPLAY_DAGSTER_POSTGRES_URL"] = settings.dagster_postgres_url
     if sandboxes is not None:
         env |= {
             "META_GRAPH_URL": sandboxes.meta.url,
@@ -279,6 +318,10 @@ def deployment(
         stack.enter_context(home_lock(settings))
         prepare_dagster_home(settings)
         os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
+        if settings.dagster_postgres_url:  # the instance's dagster.yaml reads it from the environment
+            os.environ["AUTOPLAY_DAGSTER_POSTGRES_URL"] = ensure_database(settings.dagster_postgres_url)
+        if settings.mlflow_tracking_uri.startswith(("postgresql", "postgres:")):
+            ensure_database(settings.mlflow_tracking_uri)
         instance = stack.enter_context(DagsterInstance.get())
         fail_stale_runs(instance, settings.mlflow_tracking_uri, stale_reason)
         bootstrap = settings.kafka_bootstrap_servers

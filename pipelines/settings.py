@@ -70,6 +70,8 @@ class Settings(BaseSettings):
         3600.0, gt=0, alias="AUTOPLAY_CELERY_VISIBILITY_TIMEOUT_S"
     )  # a step whose worker died unseen (no ack) goes to another worker after this; longer than any render step
     render_workers: int = Field(1, ge=1, le=64, alias="AUTOPLAY_RENDER_WORKERS")
+    # the Dagster instance on PostgreSQL (dagster_home/production/dagster.yaml reads it from the environment)
+    dagster_postgres_url: Optional = Field(None, alias="AUTOPLAY_DAGSTER_POSTGRES_URL")
 
     @model_validator(mode="after")
     def _derived(self) -> Settings:
@@ -79,7 +81,7 @@ class Settings(BaseSettings):
         if self.mlflow_tracking_uri is None:
             object.__setattr__(self, "mlflow_tracking_uri", f"sqlite:///{self.home / 'mlflow.db'}")
         if self.mlflow_artifact_location is None:
-            object.__setattr__(self, "mlflow_artifact_location", _local_artifacts(self.mlflow_tracking_uri))
+            object.__setattr__(self, "mlflow_artifact_location", _local_artifacts(self.mlflow_tracking_uri, self.home))
         return self
 
     @classmethod
@@ -109,11 +111,14 @@ class Settings(BaseSettings):
         return self.home / "contact_sheets"
 
 
-def _local_artifacts(tracking_uri: str) -> str | None:
-    """A SQLite store keeps artifacts in ``mlartifacts`` beside its file (MLflow's own default is ./mlruns
-    under whatever directory the process runs in); a tracking server decides for itself."""
+def _local_artifacts(tracking_uri: str, home: Path) -> str | None:
+    """A SQLite store keeps artifacts in ``mlartifacts`` beside its file, a PostgreSQL store in the home's
+    (MLflow's own default is ./mlruns under whatever directory the process runs in); a tracking server
+    decides for itself."""
     if tracking_uri.startswith("sqlite:///"):
         return (Path(tracking_uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
+    if tracking_uri.startswith(("postgresql://", "postgresql+psycopg2://")):
+        return (home / "mlartifacts").as_uri()
     return None
 
 

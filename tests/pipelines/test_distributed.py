@@ -1,6 +1,7 @@
 """Render steps on GPU workers: the unattended loop through dagster-celery, Redis from Debian's redis-server
-(started by the deployment), two workers on the gpu queue and one on the default queue. One render worker's
-step process is killed with SIGKILL mid-step; the step runs again and nothing is rendered or published twice."""
+(started by the deployment), two workers on the gpu queue and one on the default queue, the Dagster instance
+and MLflow on a real PostgreSQL (Debian's, started here). One render worker's step process is killed with
+SIGKILL mid-step; the step runs again and nothing is rendered or published twice."""
 
 import json
 import os
@@ -21,6 +22,7 @@ from rendering.batch import render_batch
 from rendering.outputs import RenderManifest
 from rendering.spec import RenderJob
 from tests.conftest import EXAMPLE_BRIEF, WATERBOTTLE, deployment_env
+from tests.postgres import PostgresServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 
@@ -61,16 +63,27 @@ def celery_run(tmp_path_factory, broker):
     brief["autoplay"] |= {"live_variants": 6, "keep_per_generation": 3, "days_per_generation": 1}
     (root / "briefs" / brief["name"]).mkdir(parents=True)
     (root / "briefs" / brief["name"] / "brief.yaml").write_text(yaml.safe_dump(brief))
-    env = deployment_env(root, broker) | {"AUTOPLAY_EXECUTOR": "celery", "AUTOPLAY_RENDER_WORKERS": "2"}
-    settings = load_settings(env)
-    reporter = KillingReporter()
-    run = run_demo(settings, 1, market=SimulatedMarket(seed=5), reporter=reporter)
-    return settings, run, reporter, brief["name"]
+    with PostgresServer() as pg:
+        env = deployment_env(root, broker) | {
+            "AUTOPLAY_EXECUTOR": "celery",
+            "AUTOPLAY_RENDER_WORKERS": "2",
+            "AUTOPLAY_DAGSTER_POSTGRES_URL": pg.url("dagster"),
+            "MLFLOW_TRACKING_URI": pg.url("mlflow"),
+        }
+        settings = load_settings(env)
+        reporter = KillingReporter()
+        run = run_demo(settings, 1, market=SimulatedMarket(seed=5), reporter=reporter)
+        yield settings, run, reporter, brief["name"]
+
+
+def dagster_instance(settings) -> DagsterInstance:
+    os.environ["AUTOPLAY_DAGSTER_POSTGRES_URL"] = settings.dagster_postgres_url  # its dagster.yaml reads it
+    return DagsterInstance.from_config(str(settings.dagster_home))
 
 
 def step_workers(settings) -> list[tuple[str, str]]:
     """(step, Celery worker) of every step execution Dagster recorded."""
-    with DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+    with dagster_instance(settings) as instance:
         out = []
         for record in instance.get_run_records():
             for entry in instance.all_logs(record.dagster_run.run_id, of_type=DagsterEventType.ENGINE_EVENT):
@@ -103,6 +116,22 @@ def test_a_render_worker_killed_mid_step_is_recovered_without_a_duplicate_render
     ads = ledger.publications(name, "meta")
     assert len(ads) == len(variants) and ads["variant_id"].is_unique and ads["ad_id"].is_unique
     assert run.results[0].read_back["count"].sum() > 0  # and the day went on: insights were read back
+
+
+def test_the_loop_ran_on_a_postgres_instance_and_trained_into_mlflow_on_postgres(celery_run):
+    import mlflow
+
+    settings, _, _, name = celery_run
+    with dagster_instance(settings) as dagster:
+        assert type(dagster.run_storage).__name__ == "PostgresRunStorage"
+        assert type(dagster.event_log_storage).__name__ == "PostgresEventLogStorage"
+        assert len(dagster.get_run_records()) >= 4
+    assert not (settings.dagster_home / "history").exists()  # nothing went to SQLite files
+    client = mlflow.MlflowClient(settings.mlflow_tracking_uri)
+    experiment = client.get_experiment_by_name(settings.mlflow_experiment)
+    runs = client.search_runs([experiment.experiment_id])
+    assert runs and all(r.info.status == "FINISHED" for r in runs)
+    assert experiment.artifact_location == (settings.home / "mlartifacts").as_uri()
 
 
 def test_a_manifest_rendered_on_a_worker_matches_the_same_job_rendered_in_process(celery_run, tmp_path):
