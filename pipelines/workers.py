@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from connectors.processes import free_port
+from connectors.processes import free_port, stop
 from pipelines.settings import Settings
 from rendering.worker import QUEUE_WORKER_VAR
 
@@ -141,10 +141,4 @@ class RedisServer:
         raise WorkerError(f"redis-server did not answer on port {port}; see {self.folder / 'redis.log'}")
 
     def __exit__(self, *exc) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc, 5)

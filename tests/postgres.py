@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from connectors.processes import free_port
+from connectors.processes import free_port, stop
 
 
 def _bin(name: str) -> str:
@@ -64,11 +64,5 @@ class PostgresServer:
         return self.url(database)
 
     def __exit__(self, *exc) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc, 15)
         shutil.rmtree(self.folder, ignore_errors=True)
