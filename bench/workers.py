@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -35,12 +36,13 @@ SCENARIOS = {"in_process": {}, "celery_1": {"AUTOPLAY_EXECUTOR": "celery", "AUTO
 
 def write_brief(folder: Path, variants: int) -> None:
     brief = yaml.safe_load((REPO / "examples" / "waterbottle" / "brief.yaml").read_text())
-    brief["product"]["model"] = str(REPO / "examples" / "waterbottle" / "WaterBottle.glb")
+    brief["product"]["model"] = "WaterBottle.glb"  # beside the brief, as a brand would put it
     brief["templates"], brief["aspects"] = ["studio", "podium", "hero"], ["1:1"]
     brief["shopify"]["model_3d"] = False
     brief["autoplay"] |= {"live_variants": variants, "keep_per_generation": 2, "days_per_generation": 1}
     (folder / brief["name"]).mkdir(parents=True)
     (folder / brief["name"] / "brief.yaml").write_text(yaml.safe_dump(brief))
+    shutil.copy(REPO / "examples" / "waterbottle" / "WaterBottle.glb", folder / brief["name"])
 
 
 def main() -> None:
