@@ -43,21 +43,30 @@ def step_seconds(instance: DagsterInstance) -> dict[str, float]:
     return totals
 
 
+def bench_env(root: Path, briefs: Path, profile: str, extra: dict | None = None) -> dict:
+    """A bounded run's environment under ``root``: its own home, Dagster home and MLflow store, none of
+    the caller's autoplay, Dagster or MLflow settings."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOPLAY_", "DAGSTER_", "MLFLOW_"))}
+    return (
+        clean
+        | (extra or {})
+        | {
+            "AUTOPLAY_HOME": str(root / "home"),
+            "DAGSTER_HOME": str(root / "dagster_home"),
+            "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+            "AUTOPLAY_BRIEFS": str(briefs),
+            "AUTOPLAY_RENDER_PROFILE": profile,
+        }
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--generations", type=int, default=3)
     parser.add_argument("--profile", default="thumbnail")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench-demo-"))
-    env = {
-        **os.environ,
-        "AUTOPLAY_HOME": str(root / "home"),
-        "DAGSTER_HOME": str(root / "dagster_home"),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
-        "AUTOPLAY_BRIEFS": str(REPO / "examples"),
-        "AUTOPLAY_RENDER_PROFILE": args.profile,
-    }
-    settings = load_settings(env)
+    settings = load_settings(bench_env(root, REPO / "examples", args.profile))
     started = time.perf_counter()
     run_demo(settings, args.generations, market=SimulatedMarket(seed=0))
     wall = time.perf_counter() - started

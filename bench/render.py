@@ -189,15 +189,7 @@ def corpus_sheet(tmp: Path) -> None:
         for t in TEMPLATES
         if TEMPLATES[t].kind != "bundle"  # one product: the bundle sheet shows those
     ]
-    manifests = run(jobs, tmp / "corpus_renders", "contact sheet: the test corpus x every template")
-    device = device_of(manifests)
-    passed = sum(m.qa_passed for m in manifests)
-    figure("corpus_qa_passed", passed / len(manifests), "share", f"{passed} of {len(manifests)} preview 1:1", device)
-    for m in manifests:
-        if not m.qa_passed:
-            print(f"QA refused {Path(m.job.model_path).stem} {m.job.template}: {m.qa['failures']}")
-    title = "corpus x templates (preview 1:1)"
-    print(f"corpus contact sheet: {folder_contact_sheet(tmp / 'corpus_renders', title=title, out=OUT / 'corpus.png')}")
+    checked_sheet(jobs, tmp / "corpus_renders", "corpus", "corpus x templates (preview 1:1)")
 
 
 #: Bundles of the test corpus (and the bottle, whose glTF is in metres): model names and real heights in metres.
@@ -226,17 +218,19 @@ def bundle_sheet(tmp: Path) -> None:
         if TEMPLATES[t].kind == "bundle"
         for a in ASPECTS
     ]
-    manifests = run(jobs, tmp / "bundle_renders", "contact sheet: bundles x bundle templates x aspects")
-    device = device_of(manifests)
+    checked_sheet(jobs, tmp / "bundle_renders", "bundles", "bundles x bundle templates x aspects (preview)")
+
+
+def checked_sheet(jobs: list[RenderJob], folder: Path, name: str, title: str) -> None:
+    """Render ``jobs``, print the share render QA passed (``<name>_qa_passed``) and each refusal, and write
+    ``bench/out/<name>.png``, which marks what QA refused."""
+    manifests = run(jobs, folder, f"contact sheet: {title}")
     passed = sum(m.qa_passed for m in manifests)
-    figure("bundle_qa_passed", passed / len(manifests), "share", f"{passed} of {len(manifests)} preview", device)
+    figure(f"{name}_qa_passed", passed / len(manifests), "share", f"{passed} of {len(manifests)}", device_of(manifests))
     for m in manifests:
         if not m.qa_passed:
-            print(
-                f"QA refused {Path(m.job.model_path).stem} bundle {m.job.template} {m.job.aspect}: {m.qa['failures']}"
-            )
-    title = "bundles x bundle templates x aspects (preview)"
-    print(f"bundle contact sheet: {folder_contact_sheet(tmp / 'bundle_renders', title=title, out=OUT / 'bundles.png')}")
+            print(f"QA refused {Path(m.job.model_path).stem} {m.job.template} {m.job.aspect}: {m.qa['failures']}")
+    print(f"{name} contact sheet: {folder_contact_sheet(folder, title=title, out=OUT / f'{name}.png')}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ Prints one JSON line per figure. Usage: python bench/workers.py [--profile thumb
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import tempfile
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import yaml
 from dagster import DagsterInstance
-from demo import step_seconds
+from demo import bench_env, step_seconds
 from figures import figure
 
 from experiments.market import SimulatedMarket
@@ -54,19 +53,7 @@ def main() -> None:
     for scenario, extra in SCENARIOS.items():
         root = Path(tempfile.mkdtemp(prefix=f"bench-workers-{scenario}-"))
         write_brief(root / "briefs", args.variants)
-        clean = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOPLAY_", "DAGSTER_", "MLFLOW_"))}
-        env = (
-            clean
-            | extra
-            | {
-                "AUTOPLAY_HOME": str(root / "home"),
-                "DAGSTER_HOME": str(root / "dagster_home"),
-                "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
-                "AUTOPLAY_BRIEFS": str(root / "briefs"),
-                "AUTOPLAY_RENDER_PROFILE": args.profile,
-            }
-        )
-        settings = load_settings(env)
+        settings = load_settings(bench_env(root, root / "briefs", args.profile, extra))
         started = time.perf_counter()
         run_demo(settings, 1, market=SimulatedMarket(seed=0))
         walls[scenario] = time.perf_counter() - started

@@ -60,24 +60,21 @@ class ConsoleReporter:
         self._line(f"[bold]sandbox day {today}[/]")
 
 
-#: psycopg2 named explicitly: SQLAlchemy 2.1 would pick psycopg 3 for postgresql://, which dagster-postgres's
-#: queries do not run on.
-POSTGRES_SCHEME = "postgresql+psycopg2"
-
-
 def postgres_settings(settings, url: str) -> dict:
     """``--postgres URL``: the Dagster instance in that database and, unless MLFLOW_TRACKING_URI says
     otherwise, MLflow's store in ``<database>_mlflow`` on the same server (made when missing)."""
     from urllib.parse import urlsplit
 
+    from pipelines.settings import POSTGRES_SCHEME, is_postgres, local_artifacts
+
     parts = urlsplit(url)
-    if parts.scheme not in ("postgresql", "postgres", POSTGRES_SCHEME) or not parts.path.strip("/"):
+    if not is_postgres(url) or not parts.path.strip("/"):
         fail(f"--postgres: expected postgresql://user[:password]@host[:port]/database, got {parts.scheme}://...")
     url = parts._replace(scheme=POSTGRES_SCHEME).geturl()
     changes = {"dagster_postgres_url": url}
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         mlflow = parts._replace(scheme=POSTGRES_SCHEME, path=parts.path.rstrip("/") + "_mlflow").geturl()
-        changes |= {"mlflow_tracking_uri": mlflow, "mlflow_artifact_location": (settings.home / "mlartifacts").as_uri()}
+        changes |= {"mlflow_tracking_uri": mlflow, "mlflow_artifact_location": local_artifacts(mlflow, settings.home)}
     return changes
 
 

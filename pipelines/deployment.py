@@ -45,7 +45,7 @@ from pipelines import stages
 from pipelines.assets import BRIEF_TAG, DAY_TAG, GENERATION_TAG, STEP_TAG
 from pipelines.channels import Sandboxes, sandbox_marker, serve_sandboxes
 from pipelines.definitions import IN_FLIGHT
-from pipelines.settings import REPO, Settings, kafka_client_config
+from pipelines.settings import REPO, Settings, is_postgres, kafka_client_config
 from pipelines.workers import DEFAULT_QUEUE, GPU_QUEUE, RedisServer, worker_command
 
 BIN = Path(sys.executable).parent
@@ -320,7 +320,7 @@ def deployment(
         os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
         if settings.dagster_postgres_url:  # the instance's dagster.yaml reads it from the environment
             os.environ["AUTOPLAY_DAGSTER_POSTGRES_URL"] = ensure_database(settings.dagster_postgres_url)
-        if settings.mlflow_tracking_uri.startswith(("postgresql", "postgres:")):
+        if is_postgres(settings.mlflow_tracking_uri):
             ensure_database(settings.mlflow_tracking_uri)
         instance = stack.enter_context(DagsterInstance.get())
         fail_stale_runs(instance, settings.mlflow_tracking_uri, stale_reason)

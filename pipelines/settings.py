@@ -81,7 +81,7 @@ class Settings(BaseSettings):
         if self.mlflow_tracking_uri is None:
             object.__setattr__(self, "mlflow_tracking_uri", f"sqlite:///{self.home / 'mlflow.db'}")
         if self.mlflow_artifact_location is None:
-            object.__setattr__(self, "mlflow_artifact_location", _local_artifacts(self.mlflow_tracking_uri, self.home))
+            object.__setattr__(self, "mlflow_artifact_location", local_artifacts(self.mlflow_tracking_uri, self.home))
         return self
 
     @classmethod
@@ -111,13 +111,22 @@ class Settings(BaseSettings):
         return self.home / "contact_sheets"
 
 
-def _local_artifacts(tracking_uri: str, home: Path) -> str | None:
+#: psycopg2 named explicitly: SQLAlchemy 2.1 would pick psycopg 3 for postgresql://, which dagster-postgres's
+#: queries do not run on.
+POSTGRES_SCHEME = "postgresql+psycopg2"
+
+
+def is_postgres(url: str) -> bool:
+    return url.split("://", 1)[0] in ("postgres", "postgresql", POSTGRES_SCHEME)
+
+
+def local_artifacts(tracking_uri: str, home: Path) -> str | None:
     """A SQLite store keeps artifacts in ``mlartifacts`` beside its file, a PostgreSQL store in the home's
     (MLflow's own default is ./mlruns under whatever directory the process runs in); a tracking server
     decides for itself."""
     if tracking_uri.startswith("sqlite:///"):
         return (Path(tracking_uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
-    if tracking_uri.startswith(("postgresql://", "postgresql+psycopg2://")):
+    if is_postgres(tracking_uri):
         return (home / "mlartifacts").as_uri()
     return None
 

@@ -155,13 +155,18 @@ def render(
     outcome in the ledger. A failed variant does not stop the others; the error names every failure.
 
     Each variant renders from the job recorded when it was planned, so the picture is the one planned."""
-    jobs = []
+    jobs, gone = [], {}
     for variant_id in variant_ids:
         job = RenderJob.model_validate_json(ledger.render_spec(variant_id))
-        if job.variant_id != variant_id:
+        try:
+            current = job.variant_id  # hashes every product file in the picture
+        except OSError as exc:  # a product file was removed since the plan: that variant fails, the others go on
+            gone[variant_id] = RenderResult(variant_id, "failed", error=f"{exc.filename}: {exc.strerror}")
+            continue
+        if current != variant_id:
             raise ValueError(
                 f"variant {variant_id}: what its picture depends on changed since it was planned (product file, "
-                f"template recipe or profile; it would now be {job.variant_id}); the next plan replaces it"
+                f"template recipe or profile; it would now be {current}); the next plan replaces it"
             )
         jobs.append(job)
     alternates = _alternate_renders(ledger, jobs)
@@ -173,9 +178,10 @@ def render(
             on_result(r)
 
     done = render_batch([*jobs, *extra.values()], out_root, on_result=reported, max_jobs_per_worker=max_jobs_per_worker)
-    by_id = dict(zip([*variant_ids, *extra], done))
+    by_id = gone | dict(zip([*(j.variant_id for j in jobs), *extra], done))
     results = [
-        _with_alternates(by_id[v], [(alt.aspect, by_id[alt.variant_id]) for alt in alternates[v]]) for v in variant_ids
+        _with_alternates(by_id[v], [(alt.aspect, by_id[alt.variant_id]) for alt in alternates.get(v, [])])
+        for v in variant_ids
     ]
     failed, refused = [], 0
     for variant_id, result in zip(variant_ids, results):
@@ -193,13 +199,14 @@ def render(
                 brief,
                 "render",
                 actor,
-                f"{len(jobs) - len(failed) - refused} rendered, {refused} refused by render QA, {len(failed)} failed",
+                f"{len(variant_ids) - len(failed) - refused} rendered, {refused} refused by render QA, "
+                f"{len(failed)} failed",
                 {r.variant_id: r.status for r in results},
             )
         )
     if failed:
         raise RuntimeError(
-            f"{len(failed)} of {len(jobs)} renders failed; the others are recorded. " + "; ".join(failed)
+            f"{len(failed)} of {len(variant_ids)} renders failed; the others are recorded. " + "; ".join(failed)
         )
     return results
 

@@ -87,8 +87,7 @@ def check_render(
     box = [round(xs.min() / w, 4), round(ys.min() / h, 4), round((xs.max() + 1) / w, 4), round((ys.max() + 1) / h, 4)]
     box_share = max(box[2] - box[0], box[3] - box[1])
     coverage = float(visible.sum() / (h * w))
-    any_product = visible > 0.02
-    touches = bool(any_product[0].any() or any_product[-1].any() or any_product[:, 0].any() or any_product[:, -1].any())
+    touches = touches_edge(visible)
     band_pixels = 0
     if aspect in STORY_BANDS:
         top, bottom = STORY_BANDS[aspect]
@@ -127,6 +126,12 @@ def check_render(
     )  # fmt: skip
 
 
+def touches_edge(coverage: np.ndarray) -> bool:
+    """Whether any of it (above 2% coverage: antialiasing counts) lies on the frame's border."""
+    seen = coverage > 0.02
+    return bool(seen[0].any() or seen[-1].any() or seen[:, 0].any() or seen[:, -1].any())
+
+
 def check_products(
     report: QAReport,
     masks: list[tuple[np.ndarray, np.ndarray]],
@@ -140,8 +145,7 @@ def check_products(
     t, measured, failures = thresholds, [], []
     for name, (visible, alone) in zip(names, masks):
         h, w = alone.shape
-        seen = alone > 0.02
-        touches = bool(seen[0].any() or seen[-1].any() or seen[:, 0].any() or seen[:, -1].any())
+        touches = touches_edge(alone)
         coverage = float(alone.sum() / (h * w))
         ys, xs = np.nonzero(alone >= 0.5)
         span = max((xs.max() + 1 - xs.min()) / w, (ys.max() + 1 - ys.min()) / h) if len(xs) else 0.0

@@ -34,6 +34,11 @@ def file_sha256(path: str | Path) -> str:
 PROSE_FIELDS = {"description", "kind", "window"}
 
 
+def _sorted_slots(colourway: dict[str, str]) -> dict[str, str]:
+    """A colourway in slot order: the order a file or a person lists them in makes no other picture."""
+    return dict(sorted(colourway.items()))
+
+
 class Companion(BaseModel):
     """Another product in the picture of a bundle: its file, which way is up, its colourway, its real height
     (needed where the file carries no unit: OBJ)."""
@@ -45,10 +50,7 @@ class Companion(BaseModel):
     colourway: dict[str, HexColour] = Field(default_factory=dict)
     height_m: float | None = Field(default=None, gt=0.001, le=10.0)
 
-    @field_validator("colourway")
-    @classmethod
-    def _colourway(cls, v: dict[str, str]) -> dict[str, str]:
-        return dict(sorted(v.items()))
+    _colourway = field_validator("colourway")(_sorted_slots)
 
     def identity(self) -> dict:
         """What of it changes the picture: its content and how it is shown."""
@@ -86,10 +88,7 @@ class RenderJob(BaseModel):
     def _colour(cls, v: str) -> str:
         return normalise_hex(v)
 
-    @field_validator("colourway")
-    @classmethod
-    def _colourway(cls, v: dict[str, str]) -> dict[str, str]:
-        return dict(sorted(v.items()))
+    _colourway = field_validator("colourway")(_sorted_slots)
 
     @field_validator("aspect")
     @classmethod

@@ -257,3 +257,27 @@ def test_one_ad_per_variant_carries_its_render_in_every_aspect_each_in_its_own_p
         assert {"feed", "story", "facebook_reels"} <= set(targeting["facebook_positions"])
     hashes = {i["hash"] for p in published for i in sandbox.objects[p["creative_id"]]["asset_feed_spec"]["images"]}
     assert len(hashes) == 4 and len(sandbox.images) == 4  # four distinct renders, each uploaded once
+
+
+def test_a_bundle_whose_product_file_went_away_after_the_plan_fails_naming_it_and_the_rest_render(tmp_path, brief_file):
+    from tests.rendering.corpus import low_poly_can, white_box
+
+    low_poly_can(tmp_path / "can.obj")
+    white_box(tmp_path / "box.obj")
+    plain = load_brief(brief_file(**{"templates": ["studio"], "aspects": ["1:1"], "palette": ["#E8D5C4", "#1F6FEB"],
+                                     "autoplay.live_variants": 2, "autoplay.keep_per_generation": 1}))  # fmt: skip
+    bundle = load_brief(brief_file(**{"name": "gift-set", "templates": ["bundle"], "aspects": ["1:1"],
+                                      "palette": ["#E8D5C4", "#1F6FEB"], "autoplay.live_variants": 2,
+                                      "autoplay.keep_per_generation": 1,
+                                      "products": [{"model": "can.obj", "height_m": 0.12},
+                                                   {"model": "box.obj", "height_m": 0.1}]}))  # fmt: skip
+    ledger = Ledger(EventStore(tmp_path / "events.duckdb"))
+    planned = [stages.plan(b, ledger, ledger.store, "thumbnail", DAY, ACTOR).new_variant_ids for b in (plain, bundle)]
+    (tmp_path / "box.obj").unlink()
+    with pytest.raises(RuntimeError, match=r"2 of 4 renders failed; .*box\.obj: No such file or directory"):
+        stages.render(ledger, planned[0] + planned[1], tmp_path / "renders", ACTOR)
+    status = dict(zip(ledger.variants(plain.name)["variant_id"], ledger.variants(plain.name)["render_status"]))
+    assert set(status.values()) == {"rendered"}  # the single-product variants went on
+    failed = ledger.variants(bundle.name)
+    assert set(failed["render_status"]) == {"failed"} and all("box.obj" in e for e in failed["render_error"])
+    assert stages.pending_renders(ledger, bundle.name) == []  # not retried forever: the next plan replaces them
