@@ -28,6 +28,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from figures import figure  # noqa: E402
 
+from connectors.artifacts import FolderStore  # noqa: E402
 from connectors.event_store import DAILY_METRICS, EventStore  # noqa: E402
 from connectors.ledger import Ledger  # noqa: E402
 from creative.brief import load_brief  # noqa: E402
@@ -90,7 +91,7 @@ def policy_stage(store, ledger, brief, folder: Path) -> float:
     stages.log_training = lambda *a, **k: "no-mlflow"  # the stage's MLflow IO, left out
     stages.generation_sheet = lambda *a, **k: folder / "sheet.png"  # composes image files of renders
     started = time.perf_counter()
-    stages.train(brief, ledger, store, TrackingTarget("sqlite:///unused.db"), folder, "bench")
+    stages.train(brief, ledger, store, TrackingTarget("sqlite:///unused.db"), FolderStore(folder), folder, "bench")
     return time.perf_counter() - started
 
 

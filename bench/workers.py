@@ -5,6 +5,8 @@ with 1 and with 2 workers on the gpu queue (Redis started by the deployment), on
   render_step_s.<scenario>:    the render step's seconds.
   demo_wall_s.<scenario>:      the whole bounded run, start to stop.
   celery_overhead_s:           demo wall with celery and 1 worker minus in-process.
+  s3_overhead_s:               demo wall with celery, 2 workers and the S3 artifact store (moto's server, each
+                               gpu worker with its own copy) minus the same with the shared folder.
 
 One brief, one generation, the same seed: every scenario plans and renders the same variants. On one machine
 the loop's runs go one at a time (one DuckDB writer) and a generation's renders are one step, so a second
@@ -15,9 +17,12 @@ Prints one JSON line per figure. Usage: python bench/workers.py [--profile thumb
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import yaml
@@ -29,8 +34,13 @@ from experiments.market import SimulatedMarket
 from pipelines.demo import run_demo
 from pipelines.settings import REPO, load_settings
 
+sys.path.insert(0, str(REPO))  # the tests' S3-compatible server (moto), as the distributed tests run it
+from tests.s3 import S3Server  # noqa: E402
+
 SCENARIOS = {"in_process": {}, "celery_1": {"AUTOPLAY_EXECUTOR": "celery", "AUTOPLAY_RENDER_WORKERS": "1"},
-             "celery_2": {"AUTOPLAY_EXECUTOR": "celery", "AUTOPLAY_RENDER_WORKERS": "2"}}  # fmt: skip
+             "celery_2": {"AUTOPLAY_EXECUTOR": "celery", "AUTOPLAY_RENDER_WORKERS": "2"},
+             "celery_2_s3": {"AUTOPLAY_EXECUTOR": "celery", "AUTOPLAY_RENDER_WORKERS": "2",
+                             "AUTOPLAY_ARTIFACTS": "s3://bench-workers/run"}}  # fmt: skip
 
 
 def write_brief(folder: Path, variants: int) -> None:
@@ -53,10 +63,13 @@ def main() -> None:
     for scenario, extra in SCENARIOS.items():
         root = Path(tempfile.mkdtemp(prefix=f"bench-workers-{scenario}-"))
         write_brief(root / "briefs", args.variants)
-        settings = load_settings(bench_env(root, root / "briefs", args.profile, extra))
-        started = time.perf_counter()
-        run_demo(settings, 1, market=SimulatedMarket(seed=0))
-        walls[scenario] = time.perf_counter() - started
+        with ExitStack() as stack:
+            if "AUTOPLAY_ARTIFACTS" in extra:  # every process of the run finds the server through boto3's variables
+                os.environ.update(stack.enter_context(S3Server(root / "moto.log")).env)
+            settings = load_settings(bench_env(root, root / "briefs", args.profile, extra))
+            started = time.perf_counter()
+            run_demo(settings, 1, market=SimulatedMarket(seed=0))
+            walls[scenario] = time.perf_counter() - started
         with DagsterInstance.from_config(str(settings.dagster_home)) as instance:
             render_s = step_seconds(instance).get("renders", float("nan"))
         rendered = len(list(settings.renders_dir.glob("v*/manifest.json")))
@@ -64,6 +77,12 @@ def main() -> None:
         figure(f"renders_per_min.{scenario}", 60 * rendered / render_s, "renders/min", note)
         figure(f"render_step_s.{scenario}", render_s, "s", note)
         figure(f"demo_wall_s.{scenario}", walls[scenario], "s", note)
+    figure(
+        "s3_overhead_s",
+        walls["celery_2_s3"] - walls["celery_2"],
+        "s",
+        "one generation through dagster-celery with 2 gpu workers: S3 artifact store (moto server) minus folder",
+    )
     figure(
         "celery_overhead_s",
         walls["celery_1"] - walls["in_process"],

@@ -140,7 +140,7 @@ def renders(context: AssetExecutionContext, loop: LoopResource) -> MaterializeRe
     results = stages.render(
         loop.ledger(),
         keys,
-        Path(loop.home) / "renders",
+        loop.artifact_store(),
         actor(context),
         on_result=reported,
         max_jobs_per_worker=loop.render_max_jobs,
@@ -173,11 +173,13 @@ def publications(
     metadata = {}
     who = actor(context)
     if "meta" in brief.channels:
-        published = stages.publish(brief, loop.ledger(), meta.client(brief), who)
+        published = stages.publish(brief, loop.ledger(), meta.client(brief), loop.artifact_store(), who)
         context.log.info(f"published {len(published)} new Meta ads")
         metadata |= {"meta_published": len(published), "ads": MetadataValue.json(published)}
     if "shopify" in brief.channels:
-        media = stages.publish_shopify(brief, loop.ledger(), loop.store(), shopify.client(brief), who, loop.seed)
+        media = stages.publish_shopify(
+            brief, loop.ledger(), loop.store(), shopify.client(brief), loop.artifact_store(), who, loop.seed
+        )
         context.log.info(f"attached {sum('media_id' in m for m in media)} renders to {brief.shopify.product_id}")
         metadata |= {"shopify": MetadataValue.json(media)}
         model = stages.publish_model_3d(brief, loop.ledger(), shopify.client(brief), Path(loop.home) / "models", who)
@@ -318,7 +320,14 @@ def policy(context: AssetExecutionContext, loop: LoopResource, mlflow: MlflowRes
     brief = loop.brief(context.partition_key)
     who = actor(context)
     out = stages.train(
-        brief, loop.ledger(), loop.store(), mlflow.target(), Path(loop.home) / "contact_sheets", who, loop.seed
+        brief,
+        loop.ledger(),
+        loop.store(),
+        mlflow.target(),
+        loop.artifact_store(),
+        Path(loop.home) / "contact_sheets",
+        who,
+        loop.seed,
     )
     decision = stages.promote(brief, loop.ledger(), loop.store(), mlflow.target(), who)
     context.log.info(decision["verdict"])

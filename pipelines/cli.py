@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -202,6 +203,7 @@ def publish(
 
     Reaches the configured account/shop, else the running `autoplay sandbox`, else a temporary sandbox.
     Publishing again reuses what exists: nothing is ever created twice."""
+    from connectors.artifacts import FolderStore
     from connectors.event_store import EventStore
     from connectors.ledger import LeaseBusy, Ledger
     from connectors.meta import MetaError
@@ -235,7 +237,7 @@ def publish(
                 for col in ("variant", "aspect", "media", "ad", "ad set", "creative", "status"):
                     table.add_column(col)
                 for v in variants:
-                    creative = creative_for(brief, v)
+                    creative = creative_for(brief, v, FolderStore(Path(v["render_dir"]).parent))
                     with ledger.lease(brief.name, v["variant_id"], "meta", owner):  # concurrent publishes: one
                         pub = target.client.publish(creative, int(round(budget * 100)), activate=activate)
                     media = f"video {pub.video_id}" if pub.video_id else f"image {pub.image_hash[:10]}"
@@ -245,7 +247,7 @@ def publish(
                 for col in ("variant", "product", "media", "status", "featured"):
                     table.add_column(col)
                 for n, v in enumerate(variants):
-                    creative = creative_for(brief, v)
+                    creative = creative_for(brief, v, FolderStore(Path(v["render_dir"]).parent))
                     render = RenderToAttach(v["variant_id"], creative.image_path, alt_text(brief, v))
                     media = target.client.attach(brief.shopify.product_id, render, feature and n == len(variants) - 1)
                     table.add_row(v["variant_id"], media.product_id, media.media_id, media.status, str(media.featured))
@@ -442,7 +444,7 @@ def main() -> None:
     try:
         app()
     except SettingsError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(2)
 
 

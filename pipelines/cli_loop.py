@@ -74,7 +74,10 @@ def postgres_settings(settings, url: str) -> dict:
     changes = {"dagster_postgres_url": url}
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         mlflow = parts._replace(scheme=POSTGRES_SCHEME, path=parts.path.rstrip("/") + "_mlflow").geturl()
-        changes |= {"mlflow_tracking_uri": mlflow, "mlflow_artifact_location": local_artifacts(mlflow, settings.home)}
+        changes |= {
+            "mlflow_tracking_uri": mlflow,
+            "mlflow_artifact_location": local_artifacts(mlflow, settings.home, settings.artifacts),
+        }
     return changes
 
 
@@ -85,7 +88,10 @@ def _settings(
     executor: str | None = None,
     render_workers: int | None = None,
     postgres: str | None = None,
+    artifacts: str | None = None,
 ):
+    if artifacts:  # read as the variable is, so what derives from it (MLflow's artifacts) follows
+        os.environ["AUTOPLAY_ARTIFACTS"] = artifacts
     settings = load_settings()
     changes = {}
     if postgres is not None:
@@ -143,13 +149,16 @@ def up(
     web_console: bool = typer.Option(True, "--console/--no-console", help="serve the web console"),
     executor: Executor = typer.Option(None, help="in_process (default AUTOPLAY_EXECUTOR), or celery: GPU workers"),
     render_workers: int = typer.Option(None, min=1, help="celery: workers on the gpu queue (default 1)"),
-    postgres: str = typer.Option(None, help="Dagster instance (and MLflow) on PostgreSQL: postgresql://.../db"),
+    postgres: str = typer.Option(
+        None, help="Dagster instance and MLflow's tracking server on PostgreSQL: postgresql://.../db"
+    ),
+    artifacts: str = typer.Option(None, help="renders in s3://bucket/prefix or a shared folder (AUTOPLAY_ARTIFACTS)"),
 ) -> None:
     """Start everything on the embedded defaults and keep the loop turning until Ctrl-C or SIGTERM."""
     from pipelines.deployment import DeploymentError, deployment, turn
 
     stop = _stop_on_signals()
-    settings = _settings(briefs, profile, None, executor and executor.value, render_workers, postgres)
+    settings = _settings(briefs, profile, None, executor and executor.value, render_workers, postgres, artifacts)
     reporter = ConsoleReporter()
     try:
         port = (console_port if console_port is not None else settings.console_port) if web_console else None
@@ -174,7 +183,10 @@ def demo(
     ui_port: int = typer.Option(3000),
     executor: Executor = typer.Option(None, help="in_process (default AUTOPLAY_EXECUTOR), or celery: GPU workers"),
     render_workers: int = typer.Option(None, min=1, help="celery: workers on the gpu queue (default 1)"),
-    postgres: str = typer.Option(None, help="Dagster instance (and MLflow) on PostgreSQL: postgresql://.../db"),
+    postgres: str = typer.Option(
+        None, help="Dagster instance and MLflow's tracking server on PostgreSQL: postgresql://.../db"
+    ),
+    artifacts: str = typer.Option(None, help="renders in s3://bucket/prefix or a shared folder (AUTOPLAY_ARTIFACTS)"),
 ) -> None:
     """A bounded `up`: N generations of every brief through Dagster's automation, then what was learned."""
     from experiments.market import SimulatedMarket
@@ -182,7 +194,7 @@ def demo(
     from pipelines.deployment import DeploymentError
 
     stop = _stop_on_signals()
-    settings = _settings(briefs, profile, seed, executor and executor.value, render_workers, postgres)
+    settings = _settings(briefs, profile, seed, executor and executor.value, render_workers, postgres, artifacts)
     started = time.perf_counter()
     try:
         run = run_demo(

@@ -31,6 +31,7 @@ from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from connectors.artifacts import ArtifactStoreError
 from connectors.event_store import EventStore
 from connectors.ingest_server import Refused, bounded_stream, read_body
 from connectors.ledger import ALL_BRIEFS, Action, Ledger
@@ -88,6 +89,7 @@ class Console:
         self.store = EventStore(self.settings.event_store_path)
         self.ledger = Ledger(self.store)
         self.users = UserStore(self.store)
+        self.artifacts = self.settings.artifact_store()
 
     def visible_briefs(self, user: User) -> pd.DataFrame:
         briefs = self.ledger.briefs()
@@ -221,7 +223,10 @@ def create_app(settings: Settings) -> Starlette:
         vid = request.path_params["variant_id"]
         if vid not in variants.index or not isinstance(variants.loc[vid, "render_dir"], str):
             raise HTTPException(404, "no render")
-        folder = Path(variants.loc[vid, "render_dir"])
+        try:
+            folder = console.artifacts.local(variants.loc[vid, "render_dir"])
+        except ArtifactStoreError:
+            raise HTTPException(404, "no render") from None
         if request.url.path.split("/")[3] == "video":  # the turntable that plays in the leaderboard
             names, media = ["turntable.mp4"], "video/mp4"
         else:

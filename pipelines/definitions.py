@@ -228,6 +228,8 @@ def build_resources(settings: Settings) -> dict:
             render_max_jobs=settings.render_max_jobs,
             seed=settings.seed,
             max_generations=settings.max_generations,
+            artifacts=settings.artifacts,
+            artifacts_cache=str(settings.artifacts_cache) if settings.artifacts_cache else None,
         ),
         "kafka": KafkaResource(
             bootstrap_servers=settings.kafka_bootstrap_servers or "127.0.0.1:9092",
@@ -248,6 +250,7 @@ def build_resources(settings: Settings) -> dict:
             tracking_uri=settings.mlflow_tracking_uri,
             experiment=settings.mlflow_experiment,
             artifact_location=settings.mlflow_artifact_location,
+            **({"ui_url": settings.mlflow_tracking_uri} if settings.mlflow_tracking_uri.startswith("http") else {}),
         ),
     }
 

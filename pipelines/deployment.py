@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -30,13 +31,14 @@ from pathlib import Path
 
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
+from connectors.artifacts import FolderStore
 from connectors.asgi_server import BackgroundServer
 from connectors.event_store import EventStore
 from connectors.ingest_server import IngestApp, IngestConfig, IngestServer
 from connectors.kafka_broker import EmbeddedBroker, ensure_topics
 from connectors.kafka_events import EventProducer
 from connectors.ledger import Ledger
-from connectors.processes import die_with_parent
+from connectors.processes import die_with_parent, free_port
 from creative.brief import Brief
 from experiments import cadence
 from experiments.catalog import Catalog, load_catalog
@@ -181,6 +183,10 @@ def dagster_environment(settings: Settings, bootstrap: str, sandboxes: Sandboxes
         env["AUTOPLAY_MAX_GENERATIONS"] = str(settings.max_generations)
     if settings.celery_broker:
         env["AUTOPLAY_CELERY_BROKER"] = settings.celery_broker
+    if settings.artifacts:
+        env["AUTOPLAY_ARTIFACTS"] = settings.artifacts
+    if settings.artifacts_cache:
+        env["AUTOPLAY_ARTIFACTS_CACHE"] = str(settings.artifacts_cache)
     if settings.dagster_postgres_url:
         env["AUTOPLAY_DAGSTER_POSTGRES_URL"] = settings.dagster_postgres_url
     if sandboxes is not None:
@@ -323,7 +329,8 @@ def deployment(
         if is_postgres(settings.mlflow_tracking_uri):
             ensure_database(settings.mlflow_tracking_uri)
         instance = stack.enter_context(DagsterInstance.get())
-        fail_stale_runs(instance, settings.mlflow_tracking_uri, stale_reason)
+        mlflow_store = settings.mlflow_tracking_uri  # read directly at the end, when the server is gone
+        fail_stale_runs(instance, mlflow_store, stale_reason)
         bootstrap = settings.kafka_bootstrap_servers
         if not bootstrap:
             bootstrap = stack.enter_context(EmbeddedBroker(log_path=settings.home / "kafka.log")).bootstrap_servers
@@ -350,7 +357,13 @@ def deployment(
         if settings.executor == "celery" and not settings.celery_broker:
             redis = stack.enter_context(RedisServer(settings.home / "redis"))
             settings = settings.replace(celery_broker=redis.url)
+        logs = settings.home / "logs"
         env = dagster_environment(settings, bootstrap, sandboxes, {})
+        if is_postgres(settings.mlflow_tracking_uri):  # production storage: MLflow's tracking server over it
+            server, url = start_mlflow_server(settings, env, logs)
+            stack.callback(server.stop)
+            settings = settings.replace(mlflow_tracking_uri=url, mlflow_artifact_location=None)
+            env = dagster_environment(settings, bootstrap, sandboxes, {DEPLOYMENT_VAR: env[DEPLOYMENT_VAR]})
         running = Running(settings, catalog, instance, sandboxes, market)
         running.storefront = endpoint.ingest if sandboxes is not None else None
         running.where = {
@@ -361,7 +374,6 @@ def deployment(
         }
         if sandboxes is not None:
             running.where |= {"meta_sandbox": sandboxes.meta.url, "shopify_sandbox": sandboxes.shop.url}
-        logs = settings.home / "logs"
         if settings.executor == "celery":
             running.where["celery_broker"] = settings.celery_broker
             running.children += start_workers(settings, env, logs)
@@ -392,16 +404,44 @@ def deployment(
             for child in reversed(running.children):
                 child.stop()
             reap(env[DEPLOYMENT_VAR])
-            fail_stale_runs(instance, settings.mlflow_tracking_uri, "autoplay up was stopped before the run finished")
+            fail_stale_runs(instance, mlflow_store, "autoplay up was stopped before the run finished")
+
+
+def start_mlflow_server(settings: Settings, env: dict, logs: Path, timeout_s: float = 120.0) -> tuple[Child, str]:
+    """MLflow's tracking server over the PostgreSQL store, with its artifacts in the artifact store (served
+    through it, so the runs need no object-store credentials): what every run logs to and data scientists open.
+    The store's URL travels in the environment, never on a command line or in a log."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    destination = settings.mlflow_artifact_location or (settings.home / "mlartifacts").as_uri()
+    command = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    server_env = env | {"MLFLOW_BACKEND_STORE_URI": settings.mlflow_tracking_uri,
+                        "MLFLOW_ARTIFACTS_DESTINATION": destination}  # fmt: skip
+    server = spawn("mlflow-server", command, server_env, logs / "mlflow-server.log")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+                if answer.status == 200:
+                    return server, url
+        except OSError:
+            pass
+        if server.proc.poll() is not None or time.monotonic() > deadline:
+            server.stop()
+            raise DeploymentError(f"the MLflow tracking server did not start; see {server.log}")
+        time.sleep(0.25)
 
 
 def start_workers(settings: Settings, env: dict, logs: Path) -> list[Child]:
     """``render_workers`` Celery workers on the gpu queue and one on the default queue, in the deployment's
     environment."""
     children = []
+    remote = not isinstance(settings.artifact_store(), FolderStore)
     for queue, count in ((GPU_QUEUE, settings.render_workers), (DEFAULT_QUEUE, 1)):
         for i in range(1, count + 1):
             command, extra = worker_command(settings, queue, f"{queue}-{i}")
+            if remote and queue == GPU_QUEUE:  # its own copy of the renders, as on a machine of its own
+                extra["AUTOPLAY_ARTIFACTS_CACHE"] = str(settings.home / "workers" / f"{queue}-{i}" / "renders")
             path = os.pathsep.join(filter(None, [extra["PYTHONPATH"], env.get("PYTHONPATH")]))
             children.append(spawn(f"celery-{queue}-{i}", command, env | extra | {"PYTHONPATH": path},
                                   logs / f"celery-{queue}-{i}.log"))  # fmt: skip

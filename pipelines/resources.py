@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 import urllib.request
 from datetime import date
+from pathlib import Path
 
 from dagster import ConfigurableResource
 
+from connectors.artifacts import ArtifactStore, artifact_store
 from connectors.event_store import EventStore
 from connectors.kafka_events import EventIngestor, EventProducer
 from connectors.ledger import Ledger
@@ -31,6 +33,12 @@ class LoopResource(ConfigurableResource):
     render_max_jobs: int = 50
     seed: int = 0
     max_generations: int | None = None
+    artifacts: str | None = None  # AUTOPLAY_ARTIFACTS: the render store every worker shares
+    artifacts_cache: str | None = None  # AUTOPLAY_ARTIFACTS_CACHE: this machine's copy of its renders
+
+    def artifact_store(self) -> ArtifactStore:
+        cache = Path(self.artifacts_cache) if self.artifacts_cache else None
+        return artifact_store(self.artifacts, Path(self.home), cache)
 
     def catalog(self) -> Catalog:
         return load_catalog(self.briefs_dir)

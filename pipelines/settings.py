@@ -10,8 +10,10 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, ValidationError, model_validator
+from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from connectors.artifacts import ArtifactStore, ArtifactStoreError, artifact_store, mlflow_artifacts
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -51,6 +53,11 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: Optional = Field(None, alias="MLFLOW_TRACKING_URI")  # default: a SQLite file in home
     mlflow_experiment: str = Field("autoplay", alias="AUTOPLAY_MLFLOW_EXPERIMENT")
     mlflow_artifact_location: Optional = Field(None, alias="AUTOPLAY_MLFLOW_ARTIFACTS")
+    # render outputs every worker shares: unset for home/renders, a folder (a shared mount), or s3://bucket/prefix
+    artifacts: Optional = Field(None, alias="AUTOPLAY_ARTIFACTS")
+    artifacts_cache: Annotated[Path | None, BeforeValidator(_none_if_empty)] = Field(
+        None, alias="AUTOPLAY_ARTIFACTS_CACHE"
+    )  # this machine's copy of a remote store's renders (default home/renders)
     render_profile: str = Field("preview", alias="AUTOPLAY_RENDER_PROFILE")
     render_max_jobs: int = Field(50, ge=1, alias="AUTOPLAY_RENDER_MAX_JOBS")
     ingest_lag_threshold: int = Field(10000, ge=0, alias="AUTOPLAY_INGEST_LAG_THRESHOLD")
@@ -70,6 +77,8 @@ class Settings(BaseSettings):
         3600.0, gt=0, alias="AUTOPLAY_CELERY_VISIBILITY_TIMEOUT_S"
     )  # a step whose worker died unseen (no ack) goes to another worker after this; longer than any render step
     render_workers: int = Field(1, ge=1, le=64, alias="AUTOPLAY_RENDER_WORKERS")
+    # a Celery worker's step process is replaced after this many steps (Blender's own after AUTOPLAY_RENDER_MAX_JOBS)
+    worker_max_tasks: int = Field(100, ge=1, alias="AUTOPLAY_WORKER_MAX_TASKS")
     # the Dagster instance on PostgreSQL (dagster_home/production/dagster.yaml reads it from the environment)
     dagster_postgres_url: Optional = Field(None, alias="AUTOPLAY_DAGSTER_POSTGRES_URL")
 
@@ -81,8 +90,18 @@ class Settings(BaseSettings):
         if self.mlflow_tracking_uri is None:
             object.__setattr__(self, "mlflow_tracking_uri", f"sqlite:///{self.home / 'mlflow.db'}")
         if self.mlflow_artifact_location is None:
-            object.__setattr__(self, "mlflow_artifact_location", local_artifacts(self.mlflow_tracking_uri, self.home))
+            location = local_artifacts(self.mlflow_tracking_uri, self.home, self.artifacts)
+            object.__setattr__(self, "mlflow_artifact_location", location)
         return self
+
+    @field_validator("artifacts")
+    @classmethod
+    def _artifacts(cls, value: str | None) -> str | None:
+        try:
+            artifact_store(value, Path("."))  # parses only; nothing is reached
+        except ArtifactStoreError as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
     @classmethod
     def settings_customise_sources(
@@ -104,7 +123,11 @@ class Settings(BaseSettings):
 
     @property
     def renders_dir(self) -> Path:
-        return self.home / "renders"
+        """Where this machine writes renders (and keeps its copy of a remote store's)."""
+        return self.artifact_store().local_root
+
+    def artifact_store(self) -> ArtifactStore:
+        return artifact_store(self.artifacts, self.home, self.artifacts_cache)
 
     @property
     def sheets_dir(self) -> Path:
@@ -120,10 +143,15 @@ def is_postgres(url: str) -> bool:
     return url.split("://", 1)[0] in ("postgres", "postgresql", POSTGRES_SCHEME)
 
 
-def local_artifacts(tracking_uri: str, home: Path) -> str | None:
-    """A SQLite store keeps artifacts in ``mlartifacts`` beside its file, a PostgreSQL store in the home's
-    (MLflow's own default is ./mlruns under whatever directory the process runs in); a tracking server
+def local_artifacts(tracking_uri: str, home: Path, artifacts: str | None = None) -> str | None:
+    """Where MLflow artifacts go when MLflow is a store, not a server: beside the renders in the artifact store
+    when one is given; else a SQLite store's in ``mlartifacts`` beside its file, a PostgreSQL store's in the
+    home's (MLflow's own default is ./mlruns under whatever directory the process runs in). A tracking server
     decides for itself."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return None
+    if artifacts:
+        return mlflow_artifacts(artifacts)
     if tracking_uri.startswith("sqlite:///"):
         return (Path(tracking_uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
     if is_postgres(tracking_uri):
@@ -132,7 +160,13 @@ def local_artifacts(tracking_uri: str, home: Path) -> str | None:
 
 
 #: Secrets the connectors read from the environment (or the secrets file); never from code or run config.
-SECRET_NAMES = ("META_ACCESS_TOKEN", "SHOPIFY_ACCESS_TOKEN", "SHOPIFY_API_SECRET", "KAFKA_SASL_PASSWORD")
+SECRET_NAMES = (
+    "META_ACCESS_TOKEN",
+    "SHOPIFY_ACCESS_TOKEN",
+    "SHOPIFY_API_SECRET",
+    "KAFKA_SASL_PASSWORD",
+    "AWS_SECRET_ACCESS_KEY",
+)
 
 
 class SecretsFileError(ValueError):
@@ -185,6 +219,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         problems = []
         for error in exc.errors():
             name = ".".join(map(str, error["loc"]))
+            if not name:  # a check over several settings: its input is the whole environment, secrets too
+                problems.append(error["msg"])
+                continue
             problems.append(f"{name}={error.get('input')!r}: {error['msg']}")
         raise SettingsError("bad setting: " + "; ".join(problems)) from None
 

@@ -15,6 +15,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from connectors.artifacts import ArtifactStore
 from connectors.event_store import EventStore
 from connectors.events import snapshots_from_insights
 from connectors.kafka_events import EventIngestor, EventProducer, IngestStats
@@ -31,7 +32,7 @@ from experiments.tracking import TrackingTarget, log_training
 from rendering.batch import render_batch
 from rendering.contact_sheet import contact_sheet
 from rendering.model_check import ModelError
-from rendering.outputs import RenderManifest, RenderResult, variant_dir
+from rendering.outputs import RenderManifest, RenderResult
 from rendering.product_model import export_product_model
 from rendering.spec import Companion, RenderJob
 
@@ -146,13 +147,15 @@ def progress(ledger: Ledger, brief: str) -> BriefProgress:
 def render(
     ledger: Ledger,
     variant_ids: list[str],
-    out_root: Path,
+    artifacts: ArtifactStore,
     actor: str,
     on_result=None,
     max_jobs_per_worker: int = 50,
 ) -> list[dict]:
-    """Render planned variants in worker processes (the product imported once per worker) and record each
-    outcome in the ledger. A failed variant does not stop the others; the error names every failure.
+    """Render planned variants in worker processes (the product imported once per worker), put them in the
+    artifact store and record each outcome and location in the ledger. A render the store already holds is
+    not rendered again, on this machine or another. A failed variant does not stop the others; the error
+    names every failure.
 
     Each variant renders from the job recorded when it was planned, so the picture is the one planned."""
     jobs, gone = [], {}
@@ -173,12 +176,22 @@ def render(
     extra = {a.variant_id: a for alts in alternates.values() for a in alts if a.variant_id not in variant_ids}
     extra_ids = set(extra)
 
-    def reported(r: RenderResult) -> None:  # progress counts variants; their other aspects come with them
+    stored: dict[str, str] = {}
+
+    def reported(r: RenderResult) -> None:
+        """Each render into the store as soon as it is done (a step killed later loses only the one in
+        flight); QA refusals too, for people to look at. Progress counts variants, not their other aspects."""
+        if r.dir is not None:
+            stored[r.variant_id] = artifacts.put(Path(r.dir), r.variant_id)
         if on_result is not None and r.variant_id not in extra_ids:
             on_result(r)
 
-    done = render_batch([*jobs, *extra.values()], out_root, on_result=reported, max_jobs_per_worker=max_jobs_per_worker)
-    by_id = gone | dict(zip([*(j.variant_id for j in jobs), *extra], done))
+    batch = [*jobs, *extra.values()]
+    for job in batch:
+        artifacts.pull(job.variant_id)  # rendered before, maybe elsewhere: the cache answers it
+    done = render_batch(batch, artifacts.local_root, on_result=reported, max_jobs_per_worker=max_jobs_per_worker)
+    done = [replace(r, dir=stored[r.variant_id]) if r.dir is not None else r for r in done]
+    by_id = gone | dict(zip([j.variant_id for j in batch], done))
     results = [
         _with_alternates(by_id[v], [(alt.aspect, by_id[alt.variant_id]) for alt in alternates.get(v, [])])
         for v in variant_ids
@@ -247,16 +260,16 @@ def _with_alternates(result: RenderResult, alternates: list[tuple[str, RenderRes
     return replace(result, status=status, error="; ".join(errors))
 
 
-def creative_for(brief: Brief, variant: dict) -> CreativeToPublish:
+def creative_for(brief: Brief, variant: dict, artifacts: ArtifactStore) -> CreativeToPublish:
     """The Meta creative of a rendered variant: its still, or its turntable with the poster; with
     ``meta.native_aspects``, its renders in the brief's other aspects beside it."""
-    render_dir = Path(variant["render_dir"])
-    main = _asset(render_dir, variant["aspect"])
+    main = _asset(artifacts.local(variant["render_dir"]), variant["aspect"])
     alternates = ()
     if brief.native_aspects:
         job = RenderJob.model_validate_json(variant["spec"])
         alternates = tuple(
-            _asset(variant_dir(render_dir.parent, alt), alt.aspect) for alt in native_renders(brief, job)
+            _asset(artifacts.local(artifacts.location(alt.variant_id)), alt.aspect)
+            for alt in native_renders(brief, job)
         )
     return CreativeToPublish(
         variant_id=variant["variant_id"],
@@ -293,7 +306,7 @@ def _to_publish(brief: Brief, ledger: Ledger, channel: str) -> list[dict]:
     return ready.to_dict("records")
 
 
-def publish(brief: Brief, ledger: Ledger, meta: MetaAds, actor: str) -> list[dict]:
+def publish(brief: Brief, ledger: Ledger, meta: MetaAds, artifacts: ArtifactStore, actor: str) -> list[dict]:
     """Publish every rendered live variant not yet on Meta; an intent is recorded before creating.
 
     Nothing rendered yet is a normal day; a paused brief publishes nothing."""
@@ -307,7 +320,7 @@ def publish(brief: Brief, ledger: Ledger, meta: MetaAds, actor: str) -> list[dic
         ledger.record_intent(brief.name, v["variant_id"], "meta")
         # created paused at the platform minimum; `allocate` sets the real budget and status
         with ledger.lease(brief.name, v["variant_id"], "meta", actor):
-            pub = meta.publish(creative_for(brief, v), daily_budget_cents=MIN_BUDGET_CENTS, activate=False)
+            pub = meta.publish(creative_for(brief, v, artifacts), daily_budget_cents=MIN_BUDGET_CENTS, activate=False)
         ids = {k: getattr(pub, k) for k in ("ad_id", "adset_id", "creative_id", "image_hash", "video_id", "status")}
         ledger.record_publication(brief.name, v["variant_id"], "meta", **ids, daily_budget_cents=MIN_BUDGET_CENTS)
         ledger.log_action(
@@ -324,7 +337,13 @@ def publish(brief: Brief, ledger: Ledger, meta: MetaAds, actor: str) -> list[dic
 
 
 def publish_shopify(
-    brief: Brief, ledger: Ledger, store: EventStore, shop: ShopifyAdmin, actor: str, seed: int = 0
+    brief: Brief,
+    ledger: Ledger,
+    store: EventStore,
+    shop: ShopifyAdmin,
+    artifacts: ArtifactStore,
+    actor: str,
+    seed: int = 0,
 ) -> list[dict]:
     """Attach every rendered live variant's still to the brief's product; feature the leading variant.
 
@@ -337,7 +356,7 @@ def publish_shopify(
     out = []
     for v in _to_publish(brief, ledger, "shopify"):
         ledger.record_intent(brief.name, v["variant_id"], "shopify")
-        creative = creative_for(brief, v)
+        creative = creative_for(brief, v, artifacts)
         media = shop.attach(product, RenderToAttach(v["variant_id"], creative.image_path, alt_text(brief, v)))
         ledger.record_publication(
             brief.name, v["variant_id"], "shopify", media_id=media.media_id, product_id=product, status=media.status
@@ -648,6 +667,7 @@ def train(
     ledger: Ledger,
     store: EventStore,
     tracking: TrackingTarget,
+    artifacts: ArtifactStore,
     sheets_dir: Path,
     actor: str,
     seed: int = 0,
@@ -658,7 +678,7 @@ def train(
     latest = traffic[traffic["generation"] == generation].set_index("variant_id")["share"]
     best = board.iloc[0]["variant_id"]
     history = best_live_by_posterior(board, traffic)
-    sheet = generation_sheet(brief, ledger, board, generation, sheets_dir)
+    sheet = generation_sheet(brief, ledger, board, generation, artifacts, sheets_dir)
     evidence = variant_evidence(brief, ledger, store, brief.goal)
     lifts = reporting.pooled_lifts(evidence, [(brief.name, brief.brand, brief.name)])
     lift_chart = sheet.with_name(f"factor-lifts-{generation}.png")
@@ -856,18 +876,21 @@ def current_leaderboard(
     return board, traffic
 
 
-def generation_sheet(brief: Brief, ledger: Ledger, board: pd.DataFrame, generation: int, sheets_dir: Path) -> Path:
+def generation_sheet(
+    brief: Brief, ledger: Ledger, board: pd.DataFrame, generation: int, artifacts: ArtifactStore, sheets_dir: Path
+) -> Path:
     live = ledger.live(brief.name, generation)
     live = live[live["render_status"] == "rendered"]
     stats = board.set_index("variant_id")
     items = []
     for v in live.itertuples():
         rate = stats.loc[v.variant_id, brief.goal] if v.variant_id in stats.index else 0.0
-        still = RenderManifest.load(Path(v.render_dir)).still  # a turntable shows its poster
+        folder = artifacts.local(v.render_dir)
+        still = RenderManifest.load(folder).still  # a turntable shows its poster
         kind = " turntable" if v.kind == "turntable" else ""
         items.append(
             (
-                Path(v.render_dir) / still,
+                folder / still,
                 f"{v.template} {v.colour} {v.aspect}{kind}\n{v.variant_id}  {brief.goal} {rate:.2%}",
             )
         )

@@ -101,6 +101,7 @@ def worker_command(settings: Settings, queue: str, name: str, concurrency: int =
     command = [
         str(BIN / "celery"), "-A", "dagster_celery.app", "worker", "-Q", queue, "-n", f"{name}@%h",
         "--concurrency", str(concurrency), "--prefetch-multiplier=1", "--loglevel", "INFO",
+        "--max-tasks-per-child", str(settings.worker_max_tasks),
         "--without-gossip", "--without-mingle",
     ]  # fmt: skip
     return command, {"PYTHONPATH": str(folder), QUEUE_WORKER_VAR: name}

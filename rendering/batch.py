@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from connectors.processes import die_with_parent
-from rendering.outputs import RenderResult, cached_manifest, result_of, variant_dir
+from rendering.outputs import RenderResult, cached_manifest, dead_staging, result_of, variant_dir
 from rendering.spec import RenderJob
 
 ProgressCallback = Callable[[RenderResult], None]
@@ -39,6 +39,8 @@ def render_batch(
     if max_jobs_per_worker < 1:
         raise ValueError("max_jobs_per_worker must be at least 1")
     out_root = Path(out_root)
+    for staging in dead_staging(out_root):  # a step killed with its workers before: what they left half-written
+        shutil.rmtree(staging, ignore_errors=True)
     results: dict[int, RenderResult] = {}
     todo: list[tuple[int, RenderJob]] = []
     for i, job in enumerate(jobs):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import version
@@ -128,6 +130,24 @@ def cache_key(job: RenderJob) -> str:
 
 def _sha(obj: object) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def staging_prefix(variant_id: str) -> str:
+    """A render in progress is written in ``.<variant>.<host>-<pid>.*`` beside its final folder, so a later
+    batch on the same host can tell one whose process was killed from one still being written."""
+    return f".{variant_id}.{socket.gethostname()}-{os.getpid()}."
+
+
+def dead_staging(out_root: str | Path) -> list[Path]:
+    """Staging folders under ``out_root`` left by killed processes of this host (SIGKILL skips every cleanup)."""
+    here = socket.gethostname()
+    found = []
+    for folder in Path(out_root).glob(".v*.*-*.*"):
+        variant_id = folder.name.split(".")[1]
+        host, _, pid = folder.name[len(variant_id) + 2 :].rsplit(".", 1)[0].rpartition("-")
+        if host == here and pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            found.append(folder)
+    return found
 
 
 def variant_dir(out_root: str | Path, job: RenderJob) -> Path:

@@ -23,7 +23,15 @@ from PIL.Image import Image
 
 from creative.vocabulary import get_template
 from rendering.compose import composite, save_still
-from rendering.outputs import RenderManifest, RenderResult, cache_key, input_hashes, result_of, variant_dir
+from rendering.outputs import (
+    RenderManifest,
+    RenderResult,
+    cache_key,
+    input_hashes,
+    result_of,
+    staging_prefix,
+    variant_dir,
+)
 from rendering.profiles import get_profile, pixel_size, safe_zone
 from rendering.qa import check_products, check_render
 from rendering.spec import RenderJob
@@ -75,7 +83,7 @@ class Worker:
 
         final = variant_dir(out_root, job)
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{job.variant_id}.", dir=final.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=staging_prefix(job.variant_id), dir=final.parent))
         try:
             exposure, delta_e = scene.calibrate(template, swatches(job), tmp)
             scene.set_exposure(exposure)

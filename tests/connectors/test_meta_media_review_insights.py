@@ -178,6 +178,8 @@ def test_restated_insights_replace_what_the_store_holds(sandbox, tmp_path, broke
 
 PUBLISH_SCRIPT = """
 import sys
+from pathlib import Path
+from connectors.artifacts import FolderStore
 from connectors.event_store import EventStore
 from connectors.ledger import Ledger
 from connectors.meta import MetaAds
@@ -186,7 +188,7 @@ from pipelines import stages
 home, brief_path, url, token = sys.argv[1:5]
 brief = load_brief(brief_path)
 meta = MetaAds(token, brief.meta.account_id, brief.meta.page_id, brief.meta.campaign_id, graph_url=url)
-stages.publish(brief, Ledger(EventStore(home + "/events.duckdb")), meta, "test")
+stages.publish(brief, Ledger(EventStore(home + "/events.duckdb")), meta, FolderStore(Path(home) / "renders"), "test")
 print("published")
 """
 

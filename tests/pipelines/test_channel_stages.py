@@ -7,6 +7,7 @@ from datetime import date, timedelta
 import pandas as pd
 import pytest
 
+from connectors.artifacts import FolderStore
 from connectors.event_store import EventStore
 from connectors.ledger import Ledger
 from connectors.meta import MetaAds
@@ -56,12 +57,12 @@ def meta_client(brief, sandbox):
                    ad_sets=dict(brief.meta.ad_sets), backoff=Backoff(sleep=lambda s: None))  # fmt: skip
 
 
-def test_a_disapproved_ad_is_paused_and_its_variant_retired_and_never_allocated(world):
+def test_a_disapproved_ad_is_paused_and_its_variant_retired_and_never_allocated(world, tmp_path):
     make, sandbox = world
     brief, ledger = make()
     sandbox.inject("disapprove", match="|vst2")
     meta = meta_client(brief, sandbox)
-    stages.publish(brief, ledger, meta, ACTOR)
+    stages.publish(brief, ledger, meta, FolderStore(tmp_path / "renders"), ACTOR)
     assert {r.effective_status for r in stages.review(brief, ledger, meta, ACTOR)} == {"PENDING_REVIEW"}
     reviews = {r.variant_id: r for r in stages.review(brief, ledger, meta, ACTOR)}
     assert reviews["vst2"].disapproved and not reviews["vst1"].disapproved
@@ -76,7 +77,7 @@ def test_a_disapproved_ad_is_paused_and_its_variant_retired_and_never_allocated(
     assert stages.review(brief, ledger, meta, ACTOR) and ledger.variant(brief.name, "vst2")["retired_reason"] == retired
 
 
-def test_allocation_sets_the_named_ad_sets_budgets_to_the_sum_of_their_variants(world):
+def test_allocation_sets_the_named_ad_sets_budgets_to_the_sum_of_their_variants(world, tmp_path):
     make, sandbox = world
     feed = sandbox._new("adset", {"name": "feed", "campaign_id": "120000000000001", "daily_budget": "100",
                                   "status": "PAUSED"})  # fmt: skip
@@ -84,7 +85,7 @@ def test_allocation_sets_the_named_ad_sets_budgets_to_the_sum_of_their_variants(
                                       "status": "PAUSED"})  # fmt: skip
     brief, ledger = make(**{"meta.ad_sets": {"feed": feed["id"], "vertical": vertical["id"]}})
     meta = meta_client(brief, sandbox)
-    published = stages.publish(brief, ledger, meta, ACTOR)
+    published = stages.publish(brief, ledger, meta, FolderStore(tmp_path / "renders"), ACTOR)
     assert {p["adset_id"] for p in published} == {feed["id"], vertical["id"]}
     assert sum(o["type"] == "adset" for o in sandbox.objects.values()) == 2  # no ad set of their own
     stages.allocate(brief, ledger, ledger.store, meta, DAY, ACTOR)
@@ -100,19 +101,19 @@ def test_shopify_publication_attaches_every_live_render_once(world, tmp_path):
     brief, ledger = make()
     with ShopifySandbox("shpat_stage_token_1234", "secret-1234567890") as shop:
         admin = ShopifyAdmin(brief.shopify.shop, "shpat_stage_token_1234", shop.url, poll_s=0.0)
-        first = stages.publish_shopify(brief, ledger, ledger.store, admin, ACTOR)
-        again = stages.publish_shopify(brief, ledger, ledger.store, admin, ACTOR)
+        first = stages.publish_shopify(brief, ledger, ledger.store, admin, FolderStore(tmp_path / "renders"), ACTOR)
+        again = stages.publish_shopify(brief, ledger, ledger.store, admin, FolderStore(tmp_path / "renders"), ACTOR)
         media = shop.products[brief.shopify.product_id]["media"]
     assert len(first) == 4 and again == [] and len(media) == 4
     assert all(m["status"] == "READY" for m in media)
     assert all(m["alt"].startswith("Aqua Co product in a studio scene on a #") for m in media)
 
 
-def test_a_paused_brief_keeps_every_ad_paused_day_after_day_and_resume_restores_it(world):
+def test_a_paused_brief_keeps_every_ad_paused_day_after_day_and_resume_restores_it(world, tmp_path):
     make, sandbox = world
     brief, ledger = make()
     meta = meta_client(brief, sandbox)
-    stages.publish(brief, ledger, meta, ACTOR)
+    stages.publish(brief, ledger, meta, FolderStore(tmp_path / "renders"), ACTOR)
     stages.allocate(brief, ledger, ledger.store, meta, DAY, ACTOR)
     ads = ledger.publications(brief.name, "meta")
     assert {sandbox.objects[a]["status"] for a in ads["ad_id"]} == {"ACTIVE"}  # the brief activates
@@ -120,7 +121,7 @@ def test_a_paused_brief_keeps_every_ad_paused_day_after_day_and_resume_restores_
     ledger.set_paused(brief.name, True, "cli:test", "stock-out")
     for day in (1, 2):
         assert stages.allocate(brief, ledger, ledger.store, meta, DAY + timedelta(days=day), ACTOR).empty
-        assert stages.publish(brief, ledger, meta, ACTOR) == []
+        assert stages.publish(brief, ledger, meta, FolderStore(tmp_path / "renders"), ACTOR) == []
         assert {sandbox.objects[a]["status"] for a in ads["ad_id"]} == {"PAUSED"}
         assert {sandbox.objects[a]["status"] for a in ads["adset_id"]} == {"PAUSED"}
         assert all(int(sandbox.objects[a]["daily_budget"]) <= budgets[a] for a in ads["adset_id"])
@@ -143,8 +144,8 @@ def test_two_briefs_in_one_ledger_never_touch_each_others_ads(world, tmp_path):
     for vid in rows["variant_id"]:
         ledger.set_render(vid, "rendered", str(tmp_path / "renders" / vid))
     meta = meta_client(first, sandbox)
-    stages.publish(first, ledger, meta, ACTOR)
-    stages.publish(second_brief, ledger, meta, ACTOR)
+    stages.publish(first, ledger, meta, FolderStore(tmp_path / "renders"), ACTOR)
+    stages.publish(second_brief, ledger, meta, FolderStore(tmp_path / "renders"), ACTOR)
     mine, theirs = ledger.publications(first.name, "meta"), ledger.publications(second_brief.name, "meta")
     assert len(mine) == len(theirs) == 4 and not set(mine["ad_id"]) & set(theirs["ad_id"])
     ledger.set_paused(second_brief.name, True, "cli:test")
@@ -155,11 +156,11 @@ def test_two_briefs_in_one_ledger_never_touch_each_others_ads(world, tmp_path):
     assert {sandbox.objects[a]["status"] for a in theirs["ad_id"]} == {"PAUSED"}
 
 
-def test_the_campaign_spend_cap_from_the_brief_stops_delivery_whatever_the_ad_set_budgets(world):
+def test_the_campaign_spend_cap_from_the_brief_stops_delivery_whatever_the_ad_set_budgets(world, tmp_path):
     make, sandbox = world
     brief, ledger = make(**{"meta.campaign_spend_cap": 20.0})
     meta = meta_client(brief, sandbox)
-    stages.publish(brief, ledger, meta, ACTOR)
+    stages.publish(brief, ledger, meta, FolderStore(tmp_path / "renders"), ACTOR)
     assert sandbox.objects[brief.meta.campaign_id]["spend_cap"] == "2000"
     stages.allocate(brief, ledger, ledger.store, meta, DAY, ACTOR)
     spent = []
@@ -170,11 +171,11 @@ def test_the_campaign_spend_cap_from_the_brief_stops_delivery_whatever_the_ad_se
     assert spent[-1] <= 20.0 + 400.0  # at most one day's budget past the cap, as on Meta
 
 
-def test_closing_a_run_pauses_every_ad_even_one_whose_last_budget_was_nothing(world):
+def test_closing_a_run_pauses_every_ad_even_one_whose_last_budget_was_nothing(world, tmp_path):
     make, sandbox = world
     brief, ledger = make()
     meta = meta_client(brief, sandbox)
-    stages.publish(brief, ledger, meta, ACTOR)
+    stages.publish(brief, ledger, meta, FolderStore(tmp_path / "renders"), ACTOR)
     stages.allocate(brief, ledger, ledger.store, meta, DAY, ACTOR)
     ledger.set_status(brief.name, "vst0", "meta", "ACTIVE", daily_budget_cents=0)  # out of the live set
     budgets = {o["id"]: o["daily_budget"] for o in sandbox.objects.values() if o["type"] == "adset"}
@@ -224,7 +225,10 @@ def test_a_3d_model_that_cannot_be_made_is_recorded_failed_and_the_renders_still
     brief = brief.model_copy(update={"product": brief.product.model_copy(update={"model": broken})})
     with ShopifySandbox("shpat_stage_token_1234", "secret-1234567890") as shop:
         admin = ShopifyAdmin(brief.shopify.shop, "shpat_stage_token_1234", shop.url, poll_s=0.0)
-        assert len(stages.publish_shopify(brief, ledger, ledger.store, admin, ACTOR)) == 4
+        assert (
+            len(stages.publish_shopify(brief, ledger, ledger.store, admin, FolderStore(tmp_path / "renders"), ACTOR))
+            == 4
+        )
         failed = stages.publish_model_3d(brief, ledger, admin, tmp_path / "models", ACTOR)
     assert failed["model_3d"] == "FAILED" and "broken.glb" in failed["error"]
     assert brief_status(ledger, brief.name)["shopify"] == {"model_3d": "FAILED"}
@@ -241,10 +245,12 @@ def test_one_ad_per_variant_carries_its_render_in_every_aspect_each_in_its_own_p
     plan = stages.plan(brief, ledger, ledger.store, "thumbnail", DAY, ACTOR)
     assert set(plan.live["aspect"]) == {"1:1"} and len(plan.live) == 2
     progress = []
-    results = stages.render(ledger, plan.new_variant_ids, tmp_path / "renders", ACTOR, on_result=progress.append)
+    results = stages.render(
+        ledger, plan.new_variant_ids, FolderStore(tmp_path / "renders"), ACTOR, on_result=progress.append
+    )
     assert [r.variant_id for r in progress] == [r.variant_id for r in results] == plan.new_variant_ids
     assert len(list((tmp_path / "renders").glob("v*/manifest.json"))) == 4  # each variant in 1:1 and 9:16
-    published = stages.publish(brief, ledger, meta_client(brief, sandbox), ACTOR)
+    published = stages.publish(brief, ledger, meta_client(brief, sandbox), FolderStore(tmp_path / "renders"), ACTOR)
     assert len(published) == 2 and sum(o["type"] == "ad" for o in sandbox.objects.values()) == 2
     for pub in published:
         creative = sandbox.objects[pub["creative_id"]]
@@ -275,7 +281,7 @@ def test_a_bundle_whose_product_file_went_away_after_the_plan_fails_naming_it_an
     planned = [stages.plan(b, ledger, ledger.store, "thumbnail", DAY, ACTOR).new_variant_ids for b in (plain, bundle)]
     (tmp_path / "box.obj").unlink()
     with pytest.raises(RuntimeError, match=r"2 of 4 renders failed; .*box\.obj: No such file or directory"):
-        stages.render(ledger, planned[0] + planned[1], tmp_path / "renders", ACTOR)
+        stages.render(ledger, planned[0] + planned[1], FolderStore(tmp_path / "renders"), ACTOR)
     status = dict(zip(ledger.variants(plain.name)["variant_id"], ledger.variants(plain.name)["render_status"]))
     assert set(status.values()) == {"rendered"}  # the single-product variants went on
     failed = ledger.variants(bundle.name)

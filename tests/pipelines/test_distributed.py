@@ -1,13 +1,16 @@
 """Render steps on GPU workers: the unattended loop through dagster-celery, Redis from Debian's redis-server
 (started by the deployment), two workers on the gpu queue and one on the default queue, the Dagster instance
-and MLflow on a real PostgreSQL (Debian's, started here). One render worker's step process is killed with
-SIGKILL mid-step; the step runs again and nothing is rendered or published twice."""
+and MLflow's tracking server on a real PostgreSQL (Debian's, started here), renders and MLflow artifacts in an
+S3-compatible server (moto's, started here). Each render worker keeps its own copy of the renders, as on a
+machine of its own; the code location reads them back through S3. One render worker's step process is
+killed with SIGKILL mid-step; the step runs again and nothing is rendered, stored or published twice."""
 
 import json
 import os
 import signal
 from pathlib import Path
 
+import boto3
 import pytest
 import yaml
 from dagster import DagsterEventType, DagsterInstance
@@ -23,8 +26,10 @@ from rendering.outputs import RenderManifest
 from rendering.spec import RenderJob
 from tests.conftest import EXAMPLE_BRIEF, WATERBOTTLE, deployment_env
 from tests.postgres import PostgresServer
+from tests.s3 import S3Server
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
+BUCKET, PREFIX = "autoplay-ci", "deploy"
 
 
 def pool_processes(pid: int) -> list[int]:
@@ -34,7 +39,10 @@ def pool_processes(pid: int) -> list[int]:
 
 
 class KillingReporter(Reporter):
-    """Once the first render of the run is done, SIGKILLs the step process of the gpu worker rendering."""
+    """Kills the render step twice while it renders: first its step process alone (as the OOM killer would:
+    Celery sees its pool process die and hands the step out again), then, when the step runs again, that
+    worker whole, with everything it started (a machine lost: Redis hands the unacknowledged step to the
+    other worker after the visibility timeout)."""
 
     def __init__(self) -> None:
         self.running, self.killed = None, []
@@ -43,14 +51,20 @@ class KillingReporter(Reporter):
         self.running = running
 
     def renders(self, brief: str, done: int, total: int) -> None:
-        if self.killed or done >= total:
+        if len(self.killed) == 2 or done >= total:
             return
         for child in self.running.children:
-            if child.name.startswith("celery-gpu"):
-                for pid in pool_processes(child.proc.pid):
-                    if pool_processes(pid):  # this one has a Blender worker: it is running the step
+            if not child.name.startswith("celery-gpu") or child.proc.poll() is not None:
+                continue
+            for pid in pool_processes(child.proc.pid):
+                if pool_processes(pid) and pid not in {k[2] for k in self.killed}:  # it runs Blender: the step
+                    if not self.killed:
                         os.kill(pid, signal.SIGKILL)
-                        self.killed.append((child.name, pid))
+                        self.killed.append(("step process", child.name, pid))
+                    else:
+                        os.killpg(child.proc.pid, signal.SIGKILL)  # its own session: worker, pool, Blender
+                        self.killed.append(("worker", child.name, pid))
+                    return
 
 
 @pytest.fixture(scope="module")
@@ -63,17 +77,26 @@ def celery_run(tmp_path_factory, broker):
     brief["autoplay"] |= {"live_variants": 6, "keep_per_generation": 3, "days_per_generation": 1}
     (root / "briefs" / brief["name"]).mkdir(parents=True)
     (root / "briefs" / brief["name"] / "brief.yaml").write_text(yaml.safe_dump(brief))
-    with PostgresServer() as pg:
+    with PostgresServer() as pg, S3Server(root / "moto.log") as s3, pytest.MonkeyPatch.context() as mp:
+        for name, value in s3.env.items():  # boto3's own variables, for every process of the deployment
+            mp.setenv(name, value)
         env = deployment_env(root, broker) | {
             "AUTOPLAY_EXECUTOR": "celery",
             "AUTOPLAY_RENDER_WORKERS": "2",
             "AUTOPLAY_DAGSTER_POSTGRES_URL": pg.url("dagster"),
             "MLFLOW_TRACKING_URI": pg.url("mlflow"),
+            "AUTOPLAY_ARTIFACTS": f"s3://{BUCKET}/{PREFIX}",
+            "AUTOPLAY_CELERY_VISIBILITY_TIMEOUT_S": "20",  # how long a lost worker's step waits to go elsewhere
         }
         settings = load_settings(env)
         reporter = KillingReporter()
         run = run_demo(settings, 1, market=SimulatedMarket(seed=5), reporter=reporter)
         yield settings, run, reporter, brief["name"]
+
+
+def s3_keys(prefix: str) -> list[str]:
+    pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    return [o["Key"] for page in pages for o in page.get("Contents", [])]
 
 
 def dagster_instance(settings) -> DagsterInstance:
@@ -104,15 +127,15 @@ def test_render_steps_ran_on_gpu_workers_and_every_other_step_on_the_default_wor
     assert all(m.worker["step_pid"] != os.getpid() and m.worker["hostname"] for m in manifests)
 
 
-def test_a_render_worker_killed_mid_step_is_recovered_without_a_duplicate_render_or_ad(celery_run):
+def test_a_render_step_killed_and_then_its_whole_worker_killed_is_recovered_without_a_duplicate(celery_run):
     settings, run, reporter, name = celery_run
-    assert reporter.killed, "the test never caught a render step running"
-    assert [s for s, _ in step_workers(settings)].count("renders") >= 2  # the step ran again
+    assert [k[0] for k in reporter.killed] == ["step process", "worker"], reporter.killed
+    assert [s for s, _ in step_workers(settings)].count("renders") >= 3  # the step ran again, twice
     ledger = Ledger(EventStore(settings.event_store_path))
     variants = ledger.variants(name)
     assert set(variants["render_status"]) == {"rendered"}
-    folders = [p.parent.name for p in settings.renders_dir.glob("v*/manifest.json")]
-    assert sorted(folders) == sorted(set(variants["variant_id"]))  # one final folder per variant, no other
+    stored = [k.split("/")[2] for k in s3_keys(f"{PREFIX}/renders/") if k.endswith("/manifest.json")]
+    assert sorted(stored) == sorted(set(variants["variant_id"]))  # one stored render per variant, no other
     ads = ledger.publications(name, "meta")
     assert len(ads) == len(variants) and ads["variant_id"].is_unique and ads["ad_id"].is_unique
     assert run.results[0].read_back["count"].sum() > 0  # and the day went on: insights were read back
@@ -131,7 +154,35 @@ def test_the_loop_ran_on_a_postgres_instance_and_trained_into_mlflow_on_postgres
     experiment = client.get_experiment_by_name(settings.mlflow_experiment)
     runs = client.search_runs([experiment.experiment_id])
     assert runs and all(r.info.status == "FINISHED" for r in runs)
-    assert experiment.artifact_location == (settings.home / "mlartifacts").as_uri()
+    assert experiment.artifact_location.startswith("mlflow-artifacts:")  # the tracking server's, proxied to S3
+
+
+def reporter_lost(celery_run) -> str:
+    """The gpu worker killed whole (``gpu-N``)."""
+    return celery_run[2].killed[-1][1].removeprefix("celery-")
+
+
+def test_renders_and_mlflow_artifacts_went_through_the_s3_server_and_came_back_whole(celery_run):
+    settings, _, _, name = celery_run
+    variants = Ledger(EventStore(settings.event_store_path)).variants(name)
+    assert all(
+        d == f"s3://{BUCKET}/{PREFIX}/renders/{v}" for v, d in zip(variants["variant_id"], variants["render_dir"])
+    )
+    lost = reporter_lost(celery_run)
+    for variant_id in variants["variant_id"]:
+        keys = s3_keys(f"{PREFIX}/renders/{variant_id}/")
+        here = settings.renders_dir / variant_id  # the code location's copy, downloaded to publish from
+        manifest = RenderManifest.load(here)
+        names = sorted(k.removeprefix(f"{PREFIX}/renders/{variant_id}/") for k in keys)
+        assert names == sorted([*manifest.files.values(), "manifest.json"])  # each file once, nothing else
+        body = boto3.client("s3").get_object(Bucket=BUCKET, Key=f"{PREFIX}/renders/{variant_id}/manifest.json")
+        assert body["Body"].read() == (here / "manifest.json").read_bytes()
+        # a render in the bucket was not rendered again: every copy is the stored one, but for what the lost
+        # worker finished and could not store before it died
+        for copy in settings.home.glob(f"workers/gpu-*/renders/{variant_id}/manifest.json"):
+            assert copy.read_bytes() == (here / "manifest.json").read_bytes() or copy.parts[-4] == lost, copy
+    logged = s3_keys(f"{PREFIX}/mlflow/")
+    assert any(k.endswith("/leaderboard.csv") for k in logged) and any("/plots/" in k for k in logged), logged[:5]
 
 
 def test_a_manifest_rendered_on_a_worker_matches_the_same_job_rendered_in_process(celery_run, tmp_path):

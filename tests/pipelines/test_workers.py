@@ -53,9 +53,11 @@ def test_a_broken_k8s_or_celery_setting_is_refused_naming_it(tmp_path):
 
 
 def test_a_worker_is_started_with_the_brokers_and_queues_the_executor_uses(tmp_path):
-    settings = load_settings({"AUTOPLAY_HOME": str(tmp_path), "AUTOPLAY_CELERY_BROKER": "redis://10.0.0.5:6379/0"})
+    settings = load_settings({"AUTOPLAY_HOME": str(tmp_path), "AUTOPLAY_CELERY_BROKER": "redis://10.0.0.5:6379/0",
+                              "AUTOPLAY_WORKER_MAX_TASKS": "7"})  # fmt: skip
     command, env = workers.worker_command(settings, "gpu", "gpu-7", concurrency=2)
     assert command[command.index("-Q") + 1] == "gpu" and command[command.index("--concurrency") + 1] == "2"
+    assert command[command.index("--max-tasks-per-child") + 1] == "7"  # its step process recycled after 7 steps
     assert env["AUTOPLAY_WORKER_NAME"] == "gpu-7"
     module = Path(env["PYTHONPATH"]) / "dagster_celery_config.py"
     namespace: dict = {}

@@ -140,3 +140,23 @@ def test_a_lifestyle_plate_looks_where_the_camera_looks_through_the_same_lens():
     assert image.size == (48, 64) and image.mode == "RGBA"
     pixels = np.asarray(image)[..., :3].astype(int)
     assert pixels[2, 24, 2] > pixels[2, 24, 0] and pixels[-2, 24, 0] > pixels[-2, 24, 2]  # sky above, ground below
+
+
+def test_a_staging_folder_is_swept_only_when_its_process_on_this_host_is_gone(tmp_path):
+    import os
+    import socket
+    import subprocess
+
+    from rendering.outputs import dead_staging, staging_prefix
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    host = socket.gethostname()
+    killed = tmp_path / f".vdead.{host}-{gone.pid}.x1y2"
+    alive = tmp_path / f"{staging_prefix('vlive')}a9b8"  # this process: still writing it
+    elsewhere = tmp_path / f".vfar.other-machine.example-{gone.pid}.z3"  # another host's pid means nothing here
+    final = tmp_path / "vdone"
+    for folder in (killed, alive, elsewhere, final):
+        folder.mkdir()
+    assert alive.name.startswith(f".vlive.{host}-{os.getpid()}.")
+    assert dead_staging(tmp_path) == [killed]
