@@ -76,6 +76,8 @@ class FolderStore:
         return (self.local_root / variant_id / MANIFEST).is_file()
 
     def local(self, location: str) -> Path:
+        if "://" in location:
+            raise ArtifactStoreError(f"{location}: in object storage, but AUTOPLAY_ARTIFACTS names a folder")
         return Path(location)
 
 
@@ -131,7 +133,7 @@ class S3Store:
         return self.location(variant_id)
 
     def pull(self, variant_id: str) -> bool:
-        target = self.local_root / variant_id
+        target = self.local_root / _checked(variant_id)
         if (target / MANIFEST).is_file():
             return True
         keys = self._keys(variant_id)
@@ -140,7 +142,9 @@ class S3Store:
         staging = self.local_root / f".{variant_id}.{uuid.uuid4().hex[:8]}"
         try:
             for key in keys:
-                path = staging / key.removeprefix(self._key(variant_id) + "/")
+                path = (staging / key.removeprefix(self._key(variant_id) + "/")).resolve()
+                if not path.is_relative_to(staging.resolve()):  # a key with ../ in it: never written outside
+                    raise ArtifactStoreError(f"s3://{self.bucket}/{key}: a key outside its render's folder")
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self._call("download", key, lambda k=key, p=path: self.client.download_file(self.bucket, k, str(p)))
             shutil.rmtree(target, ignore_errors=True)
@@ -150,6 +154,8 @@ class S3Store:
         return True
 
     def local(self, location: str) -> Path:
+        if "://" not in location:  # rendered before the store was S3: still where it was written
+            return Path(location)
         parts = urlsplit(location)
         key = parts.path.strip("/")
         if parts.scheme != "s3" or parts.netloc != self.bucket or not key.startswith(self._key("")):
@@ -173,6 +179,13 @@ class S3Store:
             return fn()
         except (BotoCoreError, ClientError) as exc:
             raise ArtifactStoreError(f"s3://{self.bucket}/{key}: {what} failed: {exc}") from None
+
+
+def _checked(variant_id: str) -> str:
+    """A variant id as a folder name: one path component, nothing that climbs out of the store."""
+    if not variant_id or "/" in variant_id or "\\" in variant_id or variant_id.startswith("."):
+        raise ArtifactStoreError(f"{variant_id!r}: not a variant id")
+    return variant_id
 
 
 def artifact_store(artifacts: str | None, home: Path, cache: Path | None = None) -> ArtifactStore:

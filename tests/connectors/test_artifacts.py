@@ -80,6 +80,9 @@ def test_a_location_outside_the_store_and_an_unreachable_server_are_named(s3_env
     store = artifact_store("s3://autoplay-test/mine", tmp_path / "home")
     with pytest.raises(ArtifactStoreError, match=r"s3://other-bucket/x/renders/v1: not a location in"):
         store.local("s3://other-bucket/x/renders/v1")
+    with pytest.raises(ArtifactStoreError, match=r"s3://autoplay-test/mine/renders/v1: in object storage, but"):
+        artifact_store(None, tmp_path).local("s3://autoplay-test/mine/renders/v1")
+    assert store.local(str(tmp_path / "renders" / "v0")) == tmp_path / "renders" / "v0"  # from before S3
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")  # nothing listens there
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     with pytest.raises(ArtifactStoreError, match=r"s3://autoplay-test"):
@@ -102,3 +105,15 @@ def test_a_bad_artifacts_setting_names_the_variable(tmp_path):
     settings = load_settings({"AUTOPLAY_HOME": str(tmp_path), "AUTOPLAY_ARTIFACTS": "s3://bucket/prefix"})
     assert settings.mlflow_artifact_location == "s3://bucket/prefix/mlflow"
     assert settings.renders_dir == tmp_path / "renders"
+
+
+def test_a_forged_key_or_location_never_writes_outside_the_renders_folder(s3_env, tmp_path):
+    store = artifact_store("s3://autoplay-test/forged", tmp_path / "home")
+    client = store.client
+    for key in ("forged/renders/v5/../../../../escaped.txt", "forged/renders/v5/manifest.json"):
+        client.put_object(Bucket="autoplay-test", Key=key, Body=b"x")
+    with pytest.raises(ArtifactStoreError, match="a key outside its render's folder"):
+        store.pull("v5")
+    with pytest.raises(ArtifactStoreError, match="'../v5': not a variant id"):
+        store.local("s3://autoplay-test/forged/renders/../v5")
+    assert not list(tmp_path.rglob("escaped.txt")) and not (tmp_path / "home" / "renders" / "v5").exists()
