@@ -235,6 +235,8 @@ def demo(
             console.print(f"contact sheet:   {sheet}")
     console.print(f"events stored:   {run.event_counts}")
     console.print(f"renders:         {run.renders_dir}")
+    if settings.artifacts:  # what every machine shares: the renders, and MLflow's artifacts beside them
+        console.print(f"artifact store:  {settings.artifacts}  (renders/, mlflow/)")
     console.print(f"Dagster home:    {run.dagster_home}  (DAGSTER_HOME={run.dagster_home} dagster dev)")
     console.print(f"MLflow store:    {redact(run.mlflow_uri)}")
     console.print(f"finished in {time.perf_counter() - started:.0f} s")

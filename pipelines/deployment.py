@@ -207,20 +207,25 @@ class Child:
     name: str
     proc: subprocess.Popen
     log: Path
+    stop_signal: int = signal.SIGTERM
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        if self.proc.poll() is not None:
-            return
-        for sig, wait in ((15, timeout_s), (9, 5.0)):
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                self.proc.wait(timeout=wait)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        stop_all([self], timeout_s)
+
+
+def stop_all(children: list[Child], timeout_s: float = 5.0) -> None:
+    """SIGTERM to every child's process group at once, SIGKILL to the groups still there after ``timeout_s``:
+    the whole deployment stops within one timeout, not one per child (a Celery worker's warm shutdown waits
+    for the step it runs)."""
+    for kill in (False, True):
+        alive = [c for c in children if c.proc.poll() is None]
+        for child in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.proc.pid, signal.SIGKILL if kill else child.stop_signal)
+        deadline = time.monotonic() + (5.0 if kill else timeout_s)
+        for child in alive:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
 
 
 #: Every process of a deployment carries this variable, whoever started it: Dagster starts run workers in
@@ -401,8 +406,7 @@ def deployment(
         try:
             yield running
         finally:
-            for child in reversed(running.children):
-                child.stop()
+            stop_all(running.children)
             reap(env[DEPLOYMENT_VAR])
             fail_stale_runs(instance, mlflow_store, "autoplay up was stopped before the run finished")
 
@@ -443,8 +447,11 @@ def start_workers(settings: Settings, env: dict, logs: Path) -> list[Child]:
             if remote and queue == GPU_QUEUE:  # its own copy of the renders, as on a machine of its own
                 extra["AUTOPLAY_ARTIFACTS_CACHE"] = str(settings.home / "workers" / f"{queue}-{i}" / "renders")
             path = os.pathsep.join(filter(None, [extra["PYTHONPATH"], env.get("PYTHONPATH")]))
-            children.append(spawn(f"celery-{queue}-{i}", command, env | extra | {"PYTHONPATH": path},
-                                  logs / f"celery-{queue}-{i}.log"))  # fmt: skip
+            worker = spawn(f"celery-{queue}-{i}", command, env | extra | {"PYTHONPATH": path},
+                           logs / f"celery-{queue}-{i}.log")  # fmt: skip
+            # Celery's cold shutdown: SIGTERM would wait for the step it runs; unacknowledged, the step is
+            # handed out again when workers are back
+            children.append(replace(worker, stop_signal=signal.SIGQUIT))
     return children
 
 

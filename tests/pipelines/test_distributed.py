@@ -8,6 +8,8 @@ killed with SIGKILL mid-step; the step runs again and nothing is rendered, store
 import json
 import os
 import signal
+import threading
+import time
 from pathlib import Path
 
 import boto3
@@ -39,10 +41,11 @@ def pool_processes(pid: int) -> list[int]:
 
 
 class KillingReporter(Reporter):
-    """Kills the render step twice while it renders: first its step process alone (as the OOM killer would:
-    Celery sees its pool process die and hands the step out again), then, when the step runs again, that
-    worker whole, with everything it started (a machine lost: Redis hands the unacknowledged step to the
-    other worker after the visibility timeout)."""
+    """Kills the render step twice while it renders: first its step process alone, at its first render (as the
+    OOM killer would: Celery sees its pool process die and hands the step out again), then, as soon as the step
+    runs Blender again, that worker whole, with everything it started (a machine lost: Redis hands the
+    unacknowledged step to the other worker after the visibility timeout). The second kill is watched for in
+    /proc, not in the event log, so a rerun quicker than the log cannot slip past."""
 
     def __init__(self) -> None:
         self.running, self.killed = None, []
@@ -50,21 +53,32 @@ class KillingReporter(Reporter):
     def started(self, running) -> None:
         self.running = running
 
-    def renders(self, brief: str, done: int, total: int) -> None:
-        if len(self.killed) == 2 or done >= total:
-            return
+    def rendering(self) -> list[tuple[object, int]]:
+        """(gpu worker, its pool process) for every pool process running Blender, that is, a render step."""
+        out = []
         for child in self.running.children:
-            if not child.name.startswith("celery-gpu") or child.proc.poll() is not None:
-                continue
-            for pid in pool_processes(child.proc.pid):
-                if pool_processes(pid) and pid not in {k[2] for k in self.killed}:  # it runs Blender: the step
-                    if not self.killed:
-                        os.kill(pid, signal.SIGKILL)
-                        self.killed.append(("step process", child.name, pid))
-                    else:
-                        os.killpg(child.proc.pid, signal.SIGKILL)  # its own session: worker, pool, Blender
-                        self.killed.append(("worker", child.name, pid))
+            if child.name.startswith("celery-gpu") and child.proc.poll() is None:
+                out += [(child, pid) for pid in pool_processes(child.proc.pid) if pool_processes(pid)]
+        return out
+
+    def renders(self, brief: str, done: int, total: int) -> None:
+        if self.killed or done >= total:
+            return
+        for child, pid in self.rendering():
+            os.kill(pid, signal.SIGKILL)
+            self.killed.append(("step process", child.name, pid))
+            threading.Thread(target=self.kill_the_rerun, daemon=True).start()
+            return
+
+    def kill_the_rerun(self, timeout_s: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for child, pid in self.rendering():
+                if pid != self.killed[0][2]:
+                    os.killpg(child.proc.pid, signal.SIGKILL)  # its own session: worker, pool, Blender
+                    self.killed.append(("worker", child.name, pid))
                     return
+            time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
