@@ -20,15 +20,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from boto3.exceptions import Boto3Error
 from botocore.exceptions import BotoCoreError, ClientError
 
-from rendering.outputs import MANIFEST
+from rendering.outputs import MANIFEST, staging_prefix
 
 
 class ArtifactStoreError(RuntimeError):
@@ -64,12 +65,14 @@ class FolderStore:
         return str(self.local_root / variant_id)
 
     def put(self, folder: Path, variant_id: str) -> str:
-        target = self.local_root / variant_id
+        target = self.local_root / _checked(variant_id)
         if Path(folder).resolve() != target.resolve():  # rendered elsewhere: copy in, then swap into place
-            staging = self.local_root / f".{variant_id}.{uuid.uuid4().hex[:8]}"
-            shutil.copytree(folder, staging)
-            shutil.rmtree(target, ignore_errors=True)
-            os.replace(staging, target)
+            staging = _staging(self.local_root, variant_id)
+            try:
+                shutil.copytree(folder, staging, dirs_exist_ok=True)
+                _swap_in(staging, target, replace_whole=True)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
         return str(target)
 
     def pull(self, variant_id: str) -> bool:
@@ -127,6 +130,10 @@ class S3Store:
         folder = Path(folder)
         files = sorted(p for p in folder.rglob("*") if p.is_file())
         files.sort(key=lambda p: p.name == MANIFEST)  # the manifest last: seen means complete
+        # a render again under the same id (new code or Blender): its old manifest goes first, so no reader
+        # takes old and new files for one render while the new ones upload
+        manifest = self._key(_checked(variant_id), MANIFEST)
+        self._call("delete", manifest, lambda: self.client.delete_object(Bucket=self.bucket, Key=manifest))
         for path in files:
             key = self._key(variant_id, path.relative_to(folder).as_posix())
             self._call("upload", key, lambda p=path, k=key: self.client.upload_file(str(p), self.bucket, k))
@@ -139,7 +146,7 @@ class S3Store:
         keys = self._keys(variant_id)
         if self._key(variant_id, MANIFEST) not in keys:
             return False
-        staging = self.local_root / f".{variant_id}.{uuid.uuid4().hex[:8]}"
+        staging = _staging(self.local_root, variant_id)
         try:
             for key in keys:
                 path = (staging / key.removeprefix(self._key(variant_id) + "/")).resolve()
@@ -147,8 +154,7 @@ class S3Store:
                     raise ArtifactStoreError(f"s3://{self.bucket}/{key}: a key outside its render's folder")
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self._call("download", key, lambda k=key, p=path: self.client.download_file(self.bucket, k, str(p)))
-            shutil.rmtree(target, ignore_errors=True)
-            os.replace(staging, target)
+            _swap_in(staging, target, replace_whole=False)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return True
@@ -177,8 +183,28 @@ class S3Store:
     def _call(self, what: str, key: str, fn):
         try:
             return fn()
-        except (BotoCoreError, ClientError) as exc:
+        except (BotoCoreError, ClientError, Boto3Error) as exc:  # Boto3Error: upload_file's and download_file's
             raise ArtifactStoreError(f"s3://{self.bucket}/{key}: {what} failed: {exc}") from None
+
+
+def _staging(root: Path, variant_id: str) -> Path:
+    """A folder to fill before it is renamed into place; ``rendering.outputs.dead_staging`` sweeps it when its
+    process was killed."""
+    root.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=staging_prefix(variant_id), dir=root))
+
+
+def _swap_in(staging: Path, target: Path, replace_whole: bool) -> None:
+    """Rename a filled staging folder to ``target``. A copy that another process finished first is kept when
+    ``replace_whole`` is false (two readers pulling the same render); a half-written one is replaced."""
+    if (target / MANIFEST).is_file() and not replace_whole:
+        return
+    shutil.rmtree(target, ignore_errors=True)
+    try:
+        os.replace(staging, target)
+    except OSError:  # another process put its copy there in between: theirs is as good as ours
+        if not (target / MANIFEST).is_file():
+            raise
 
 
 def _checked(variant_id: str) -> str:
@@ -194,7 +220,7 @@ def artifact_store(artifacts: str | None, home: Path, cache: Path | None = None)
     ``home/renders``; each render worker of ``autoplay up`` has its own, as on a machine of its own)."""
     if not artifacts:
         return FolderStore(Path(home) / "renders")
-    if "://" in artifacts:
+    if "://" in artifacts or artifacts.lower().startswith("s3:"):
         return S3Store.from_url(artifacts, Path(cache or Path(home) / "renders"), "renders")
     return FolderStore(Path(artifacts).resolve() / "renders")
 

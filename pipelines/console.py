@@ -23,6 +23,7 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import escape
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -223,8 +224,8 @@ def create_app(settings: Settings) -> Starlette:
         vid = request.path_params["variant_id"]
         if vid not in variants.index or not isinstance(variants.loc[vid, "render_dir"], str):
             raise HTTPException(404, "no render")
-        try:
-            folder = console.artifacts.local(variants.loc[vid, "render_dir"])
+        try:  # a remote store downloads: off the event loop, so other pages keep answering
+            folder = await run_in_threadpool(console.artifacts.local, variants.loc[vid, "render_dir"])
         except ArtifactStoreError:
             raise HTTPException(404, "no render") from None
         if request.url.path.split("/")[3] == "video":  # the turntable that plays in the leaderboard

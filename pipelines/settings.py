@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from connectors.artifacts import ArtifactStore, ArtifactStoreError, artifact_store, mlflow_artifacts
+from connectors.artifacts import ArtifactStore, ArtifactStoreError, FolderStore, artifact_store, mlflow_artifacts
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -98,9 +98,11 @@ class Settings(BaseSettings):
     @classmethod
     def _artifacts(cls, value: str | None) -> str | None:
         try:
-            artifact_store(value, Path("."))  # parses only; nothing is reached
+            store = artifact_store(value, Path("."))  # parses only; nothing is reached
         except ArtifactStoreError as exc:
             raise ValueError(str(exc)) from None
+        if isinstance(store, FolderStore):  # one folder for every process, whatever its working directory
+            return str(store.local_root.parent) if value else value
         return value
 
     @classmethod

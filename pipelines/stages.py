@@ -15,7 +15,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from connectors.artifacts import ArtifactStore
+from connectors.artifacts import ArtifactStore, ArtifactStoreError
 from connectors.event_store import EventStore
 from connectors.events import snapshots_from_insights
 from connectors.kafka_events import EventIngestor, EventProducer, IngestStats
@@ -177,12 +177,17 @@ def render(
     extra_ids = set(extra)
 
     stored: dict[str, str] = {}
+    unstored: dict[str, str] = {}
 
     def reported(r: RenderResult) -> None:
         """Each render into the store as soon as it is done (a step killed later loses only the one in
-        flight); QA refusals too, for people to look at. Progress counts variants, not their other aspects."""
+        flight); QA refusals too, for people to look at. Progress counts variants, not their other aspects.
+        A store that refuses one render fails that variant, naming why; the batch goes on."""
         if r.dir is not None:
-            stored[r.variant_id] = artifacts.put(Path(r.dir), r.variant_id)
+            try:
+                stored[r.variant_id] = artifacts.put(Path(r.dir), r.variant_id)
+            except ArtifactStoreError as exc:
+                unstored[r.variant_id] = f"artifact store: {exc}"
         if on_result is not None and r.variant_id not in extra_ids:
             on_result(r)
 
@@ -190,7 +195,14 @@ def render(
     for job in batch:
         artifacts.pull(job.variant_id)  # rendered before, maybe elsewhere: the cache answers it
     done = render_batch(batch, artifacts.local_root, on_result=reported, max_jobs_per_worker=max_jobs_per_worker)
-    done = [replace(r, dir=stored[r.variant_id]) if r.dir is not None else r for r in done]
+    done = [
+        RenderResult(r.variant_id, "failed", error=unstored[r.variant_id])
+        if r.variant_id in unstored
+        else replace(r, dir=stored[r.variant_id])
+        if r.dir is not None
+        else r
+        for r in done
+    ]
     by_id = gone | dict(zip([j.variant_id for j in batch], done))
     results = [
         _with_alternates(by_id[v], [(alt.aspect, by_id[alt.variant_id]) for alt in alternates.get(v, [])])

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from connectors.processes import die_with_parent
-from rendering.outputs import RenderResult, cached_manifest, dead_staging, result_of, variant_dir
+from rendering.outputs import RenderResult, cached_manifest, dead_staging, result_of, staging_prefix, variant_dir
 from rendering.spec import RenderJob
 
 ProgressCallback = Callable[[RenderResult], None]
@@ -114,6 +114,6 @@ def _run_worker(todo, out_root: Path, log_path: Path, on_result) -> list[RenderR
     proc.wait()
     if proc.returncode != 0:  # killed mid-render: its staging folder is never renamed into place
         for _, job in todo[len(done) :]:
-            for staging in out_root.glob(f".{job.variant_id}.*"):
+            for staging in out_root.glob(f"{staging_prefix(job.variant_id, proc.pid)}*"):  # its own, not others'
                 shutil.rmtree(staging, ignore_errors=True)
     return done

@@ -132,10 +132,10 @@ def _sha(obj: object) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
-def staging_prefix(variant_id: str) -> str:
+def staging_prefix(variant_id: str, pid: int | None = None) -> str:
     """A render in progress is written in ``.<variant>.<host>-<pid>.*`` beside its final folder, so a later
     batch on the same host can tell one whose process was killed from one still being written."""
-    return f".{variant_id}.{socket.gethostname()}-{os.getpid()}."
+    return f".{variant_id}.{socket.gethostname()}-{os.getpid() if pid is None else pid}."
 
 
 def dead_staging(out_root: str | Path) -> list[Path]:
@@ -145,9 +145,19 @@ def dead_staging(out_root: str | Path) -> list[Path]:
     for folder in Path(out_root).glob(".v*.*-*.*"):
         variant_id = folder.name.split(".")[1]
         host, _, pid = folder.name[len(variant_id) + 2 :].rsplit(".", 1)[0].rpartition("-")
-        if host == here and pid.isdigit() and not Path(f"/proc/{pid}").exists():
+        if host == here and pid.isdigit() and not _alive(int(pid)):
             found.append(folder)
     return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def variant_dir(out_root: str | Path, job: RenderJob) -> Path:

@@ -117,3 +117,24 @@ def test_a_forged_key_or_location_never_writes_outside_the_renders_folder(s3_env
     with pytest.raises(ArtifactStoreError, match="'../v5': not a variant id"):
         store.local("s3://autoplay-test/forged/renders/../v5")
     assert not list(tmp_path.rglob("escaped.txt")) and not (tmp_path / "home" / "renders" / "v5").exists()
+
+
+def test_two_readers_pulling_the_same_render_at_once_both_get_it_whole(s3_env, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    writer = artifact_store("s3://autoplay-test/race", tmp_path / "worker")
+    rendered = render_folder(writer.local_root / "v6", "v6")
+    location = writer.put(rendered, "v6")
+    readers = [artifact_store("s3://autoplay-test/race", tmp_path / "code") for _ in range(4)]  # one shared copy
+    with ThreadPoolExecutor(4) as pool:
+        folders = list(pool.map(lambda store: store.local(location), readers))
+    assert all(tree(f) == tree(rendered) for f in folders)
+    assert not list((tmp_path / "code" / "renders").glob(".v6.*"))  # no staging left behind
+
+
+def test_a_relative_folder_store_is_one_folder_for_every_process_and_a_mistyped_url_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings({"AUTOPLAY_HOME": str(tmp_path / "home"), "AUTOPLAY_ARTIFACTS": "shared"})
+    assert settings.artifacts == str(tmp_path / "shared") and settings.renders_dir == tmp_path / "shared" / "renders"
+    with pytest.raises(SettingsError, match="AUTOPLAY_ARTIFACTS='s3:/bucket/x'"):
+        load_settings({"AUTOPLAY_HOME": str(tmp_path), "AUTOPLAY_ARTIFACTS": "s3:/bucket/x"})
