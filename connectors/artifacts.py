@@ -220,15 +220,20 @@ def artifact_store(artifacts: str | None, home: Path, cache: Path | None = None)
     ``home/renders``; each render worker of ``autoplay up`` has its own, as on a machine of its own)."""
     if not artifacts:
         return FolderStore(Path(home) / "renders")
-    if "://" in artifacts or artifacts.lower().startswith("s3:"):
+    if _is_url(artifacts):
         return S3Store.from_url(artifacts, Path(cache or Path(home) / "renders"), "renders")
     return FolderStore(Path(artifacts).resolve() / "renders")
+
+
+def _is_url(artifacts: str) -> bool:
+    """An object store's URL (``S3Store.from_url`` says whether it is a good one), not a folder."""
+    return "://" in artifacts or artifacts.lower().startswith("s3:")
 
 
 def mlflow_artifacts(artifacts: str | None) -> str | None:
     """Where MLflow keeps its artifacts when the render store is given: beside the renders."""
     if not artifacts:
         return None
-    if artifacts.startswith("s3://"):
+    if _is_url(artifacts):
         return artifacts.rstrip("/") + "/mlflow"
     return (Path(artifacts).resolve() / "mlflow").as_uri()

@@ -172,17 +172,17 @@ def publications(
     brief = loop.brief(context.partition_key)
     metadata = {}
     who = actor(context)
+    artifacts = loop.artifact_store()  # one client for both channels
     if "meta" in brief.channels:
-        published = stages.publish(brief, loop.ledger(), meta.client(brief), loop.artifact_store(), who)
+        published = stages.publish(brief, loop.ledger(), meta.client(brief), artifacts, who)
         context.log.info(f"published {len(published)} new Meta ads")
         metadata |= {"meta_published": len(published), "ads": MetadataValue.json(published)}
     if "shopify" in brief.channels:
-        media = stages.publish_shopify(
-            brief, loop.ledger(), loop.store(), shopify.client(brief), loop.artifact_store(), who, loop.seed
-        )
+        shop = shopify.client(brief)
+        media = stages.publish_shopify(brief, loop.ledger(), loop.store(), shop, artifacts, who, loop.seed)
         context.log.info(f"attached {sum('media_id' in m for m in media)} renders to {brief.shopify.product_id}")
         metadata |= {"shopify": MetadataValue.json(media)}
-        model = stages.publish_model_3d(brief, loop.ledger(), shopify.client(brief), Path(loop.home) / "models", who)
+        model = stages.publish_model_3d(brief, loop.ledger(), shop, Path(loop.home) / "models", who)
         if model is not None:
             context.log.info(f"3D model on {brief.shopify.product_id}: {model['model_3d']} {model.get('error', '')}")
             metadata |= {"model_3d": MetadataValue.json(model)}

@@ -103,7 +103,7 @@ class Settings(BaseSettings):
             raise ValueError(str(exc)) from None
         if isinstance(store, FolderStore):  # one folder for every process, whatever its working directory
             return str(store.local_root.parent) if value else value
-        return value
+        return "s3" + value[value.index(":") :]  # S3:// as s3://, which MLflow and the ledger compare
 
     @classmethod
     def settings_customise_sources(

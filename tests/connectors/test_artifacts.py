@@ -104,6 +104,8 @@ def test_a_bad_artifacts_setting_names_the_variable(tmp_path):
         load_settings({"AUTOPLAY_HOME": str(tmp_path), "AUTOPLAY_ARTIFACTS": "ftp://host/x"})
     settings = load_settings({"AUTOPLAY_HOME": str(tmp_path), "AUTOPLAY_ARTIFACTS": "s3://bucket/prefix"})
     assert settings.mlflow_artifact_location == "s3://bucket/prefix/mlflow"
+    shouted = load_settings({"AUTOPLAY_HOME": str(tmp_path), "AUTOPLAY_ARTIFACTS": "S3://bucket/prefix"})
+    assert shouted.artifacts == "s3://bucket/prefix" and shouted.mlflow_artifact_location == "s3://bucket/prefix/mlflow"
     assert settings.renders_dir == tmp_path / "renders"
 
 
