@@ -73,22 +73,26 @@ class Reporter:
 
 
 @contextmanager
-def home_lock(settings: Settings) -> Iterator[None]:
-    """Only one deployment per home: a second `up` or `demo` refuses, naming the first one's process."""
+def home_lock(settings: Settings, deployment_id: str) -> Iterator[None]:
+    """Only one deployment per home: a second `up` or `demo` refuses, naming the first one's process. The lock
+    holds the deployment's id, cleared on a clean stop: an id left there is a deployment killed with SIGKILL,
+    and whatever of it outlived it (Dagster's log tails, a broker) is stopped now."""
     settings.home.mkdir(parents=True, exist_ok=True)
     fd = os.open(settings.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    held = os.pread(fd, 128, 0).decode(errors="replace").split()
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
         os.close(fd)
         raise AlreadyRunning(
-            f"{settings.home} is in use by autoplay process {holder} (lock {settings.lock_path}); "
-            "stop it first, or set AUTOPLAY_HOME to another folder"
+            f"{settings.home} is in use by autoplay process {held[0] if held else 'another process'} "
+            f"(lock {settings.lock_path}); stop it first, or set AUTOPLAY_HOME to another folder"
         ) from None
     try:
+        if len(held) == 2:
+            reap(held[1])
         os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        os.pwrite(fd, f"{os.getpid()} {deployment_id}".encode(), 0)
         yield
     finally:
         os.ftruncate(fd, 0)
@@ -174,7 +178,6 @@ def dagster_environment(settings: Settings, bootstrap: str, sandboxes: Sandboxes
             "AUTOPLAY_SEED": str(settings.seed),
             "AUTOPLAY_EXECUTOR": settings.executor,
             "PYTHONUNBUFFERED": "1",
-            DEPLOYMENT_VAR: f"{os.getpid()}-{uuid.uuid4().hex}",
         }
     )
     if settings.mlflow_artifact_location:
@@ -326,7 +329,8 @@ def deployment(
         problems = "; ".join(catalog.errors.values()) or f"no */brief.yaml under {settings.briefs_dir}"
         raise DeploymentError(f"no brief to run: {problems}")
     with ExitStack() as stack:
-        stack.enter_context(home_lock(settings))
+        deployment_id = f"{os.getpid()}-{uuid.uuid4().hex}"  # every process it starts carries it
+        stack.enter_context(home_lock(settings, deployment_id))
         prepare_dagster_home(settings)
         os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
         if settings.dagster_postgres_url:  # the instance's dagster.yaml reads it from the environment
@@ -363,12 +367,12 @@ def deployment(
             redis = stack.enter_context(RedisServer(settings.home / "redis"))
             settings = settings.replace(celery_broker=redis.url)
         logs = settings.home / "logs"
-        env = dagster_environment(settings, bootstrap, sandboxes, {})
+        env = dagster_environment(settings, bootstrap, sandboxes, {DEPLOYMENT_VAR: deployment_id})
         if is_postgres(settings.mlflow_tracking_uri):  # production storage: MLflow's tracking server over it
             server, url = start_mlflow_server(settings, env, logs)
             stack.callback(server.stop)
             settings = settings.replace(mlflow_tracking_uri=url, mlflow_artifact_location=None)
-            env = dagster_environment(settings, bootstrap, sandboxes, {DEPLOYMENT_VAR: env[DEPLOYMENT_VAR]})
+            env = dagster_environment(settings, bootstrap, sandboxes, {DEPLOYMENT_VAR: deployment_id})
         running = Running(settings, catalog, instance, sandboxes, market)
         running.storefront = endpoint.ingest if sandboxes is not None else None
         running.where = {
@@ -407,7 +411,7 @@ def deployment(
             yield running
         finally:
             stop_all(running.children)
-            reap(env[DEPLOYMENT_VAR])
+            reap(deployment_id)
             fail_stale_runs(instance, mlflow_store, "autoplay up was stopped before the run finished")
 
 

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from connectors.processes import free_port, stop
+from connectors.processes import die_with_parent, free_port, stop
 from pipelines.settings import Settings
 from rendering.worker import QUEUE_WORKER_VAR
 
@@ -126,7 +126,9 @@ class RedisServer:
         port = free_port()
         args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         log = open(self.folder / "redis.log", "ab")  # noqa: SIM115 (closed with the process)
-        self.proc = subprocess.Popen([*args, "--dir", str(self.folder)], stdout=log, stderr=log)
+        self.proc = subprocess.Popen(  # gone with us even after a SIGKILL
+            [*args, "--dir", str(self.folder)], stdout=log, stderr=log, preexec_fn=die_with_parent
+        )
         log.close()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

@@ -1,6 +1,7 @@
 """The production configurations: Celery workers' settings, the Postgres instance and the Kubernetes
 deployment, validated against Dagster's own config schemas (Kubernetes is not run here)."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,22 @@ def test_a_worker_is_started_with_the_brokers_and_queues_the_executor_uses(tmp_p
     executor_config = workers.celery_config(settings)
     assert namespace["broker_url"] == executor_config["broker"] == "redis://10.0.0.5:6379/0"
     assert namespace["task_default_queue"] == "default" and namespace["task_acks_late"] is True
+
+
+def test_what_a_deployment_killed_with_sigkill_left_running_is_stopped_by_the_next_one_on_its_home(tmp_path):
+    """Dagster's compute-log tails outlive a SIGKILLed deployment (they are not our children); the lock names
+    the dead deployment, and the next `up` on that home stops them before it starts."""
+    import subprocess
+
+    from pipelines.deployment import DEPLOYMENT_VAR, home_lock
+
+    settings = load_settings({"AUTOPLAY_HOME": str(tmp_path)})
+    orphan = subprocess.Popen(["sleep", "300"], env={DEPLOYMENT_VAR: "4242-deadbeef", "PATH": "/usr/bin:/bin"})
+    settings.lock_path.write_text("4242 4242-deadbeef")  # what a SIGKILL leaves: the lock never cleared
+    try:
+        with home_lock(settings, "777-new"):
+            assert orphan.wait(timeout=10) is not None
+            assert settings.lock_path.read_text() == f"{os.getpid()} 777-new"
+        assert settings.lock_path.read_text() == ""  # a clean stop clears it
+    finally:
+        orphan.kill()
