@@ -7,6 +7,9 @@
   dagster_overhead_s:      the rest: daemon ticks (at most one each 5 s), the run queue, starting a run's
                            process and loading the code, and the deployment's start and stop.
   runs:                    how many Dagster runs the demo took.
+  run_start_s:             median seconds from a run's STARTING to its START: the run's process start and the
+                           code load (importing pipelines.definitions), paid by every run.
+  run_gap_s:               median seconds from one run's end to the next run's creation: the sensor's tick.
   policy_step_s:           the `policy` steps together (fitting, MLflow run, model logging, promotion).
 Prints one JSON line per figure. Usage: python bench/demo.py [--generations 3] [--profile thumbnail]
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -41,6 +45,26 @@ def step_seconds(instance: DagsterInstance) -> dict[str, float]:
             elif key in starts:
                 totals[key] = totals.get(key, 0.0) + entry.timestamp - starts.pop(key)
     return totals
+
+
+def run_overheads(instance: DagsterInstance) -> tuple[list[float], list[float]]:
+    """Per run, seconds from STARTING to START; between runs, seconds from one's end to the next's creation."""
+    starts, gaps, previous_end = [], [], None
+    records = sorted(instance.get_run_records(), key=lambda r: r.create_timestamp)
+    for record in records:
+        created = record.create_timestamp.timestamp()
+        if previous_end is not None:
+            gaps.append(created - previous_end)
+        marks = {}
+        for entry in instance.all_logs(
+            record.dagster_run.run_id,
+            of_type={DagsterEventType.RUN_STARTING, DagsterEventType.RUN_START, DagsterEventType.RUN_SUCCESS},
+        ):
+            marks.setdefault(entry.dagster_event.event_type, entry.timestamp)
+        if DagsterEventType.RUN_STARTING in marks and DagsterEventType.RUN_START in marks:
+            starts.append(marks[DagsterEventType.RUN_START] - marks[DagsterEventType.RUN_STARTING])
+        previous_end = marks.get(DagsterEventType.RUN_SUCCESS, record.end_time)
+    return starts, gaps
 
 
 def bench_env(root: Path, briefs: Path, profile: str, extra: dict | None = None) -> dict:
@@ -73,12 +97,15 @@ def main() -> None:
     with DagsterInstance.from_config(str(settings.dagster_home)) as instance:
         steps = step_seconds(instance)
         runs = len(instance.get_runs())
+        starts, gaps = run_overheads(instance)
     work = sum(steps.values())
     note = f"{args.generations} generations of examples/waterbottle at {args.profile}, 2-core CPU machine"
     figure("demo_wall_s", wall, "s", note=note)
     figure("stage_work_share", work / wall, "share", note="time inside the steps / demo wall time")
     figure("dagster_overhead_s", wall - work, "s", note="wall time outside the steps")
     figure("runs", runs, "runs", note="Dagster runs the sensor requested")
+    figure("run_start_s", statistics.median(starts), "s", note="a run's process start and code load, median")
+    figure("run_gap_s", statistics.median(gaps), "s", note="one run's end to the next one's creation, median")
     figure("policy_step_s", steps.get("policy", 0.0), "s", note="fitting, MLflow run and model, promotion")
 
 

@@ -22,8 +22,6 @@ from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import OneHotEncoder
 
 from creative.vocabulary import TEMPLATES, colour_family, placement_of, season_level
 from experiments.evidence import arm_evidence
@@ -76,6 +74,8 @@ class CreativeFeatures:
         self.seasonal = seasonal
 
     def fit(self, frame: pd.DataFrame) -> CreativeFeatures:
+        from sklearn.preprocessing import OneHotEncoder  # imported on use: most Dagster runs never fit
+
         frame = with_factors(frame, self.seasonal)
         self.categorical_ = [c for c in CATEGORICAL if c in frame.columns]
         if not self.categorical_:
@@ -154,6 +154,8 @@ class FactorisedThompson:
         x = self.features_.transform(arms)
         s = arms["successes"].to_numpy(float)
         t = np.maximum(arms["trials"].to_numpy(float), s)
+        from sklearn.linear_model import LogisticRegression  # imported on use: most Dagster runs never fit
+
         model = LogisticRegression(C=self.prior_variance, max_iter=2000)
         model.fit(np.vstack([x, x]), np.r_[np.ones(len(x)), np.zeros(len(x))], sample_weight=np.r_[s, t - s])
         self.coef_ = np.r_[model.intercept_, model.coef_.ravel()]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import beta
 
 from creative.brief import Brief
 from creative.vocabulary import FAMILY_SWATCHES, colour_family, get_template, placement_of
@@ -78,6 +77,8 @@ def learning_curve(
 def _rate_row(factor: str, level_name: str, successes: float, trials: float, level: float) -> dict:
     successes = min(successes, trials)
     tail = (1 - level) / 2
+    from scipy.stats import beta  # 1.9 s to import: only where an interval is asked for
+
     low, high = beta.ppf([tail, 1 - tail], 1 + successes, 1 + trials - successes)
     return {
         "factor": factor,

@@ -2,6 +2,7 @@
 
 This is where the packages' boundary types are translated into each other: planned factors into render
 jobs, renders into creatives to publish, insights into events, stored events into arm statistics.
+MLflow is imported only by the stages that train or promote: every Dagster run loads this module first.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ import json
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import mlflow
 import numpy as np
 import pandas as pd
 
@@ -27,7 +28,6 @@ from creative.decision import Decision
 from creative.vocabulary import VariantFactors, get_template
 from experiments import evaluation, planning, reporting
 from experiments.cadence import BriefProgress
-from experiments.policy_model import PolicyModel
 from experiments.tracking import TrackingTarget, log_training
 from rendering.batch import render_batch
 from rendering.contact_sheet import contact_sheet
@@ -35,6 +35,9 @@ from rendering.model_check import ModelError
 from rendering.outputs import RenderManifest, RenderResult
 from rendering.product_model import export_product_model
 from rendering.spec import Companion, RenderJob
+
+if TYPE_CHECKING:
+    from experiments.policy_model import PolicyModel
 
 INSIGHTS_LOOKBACK_DAYS = 28  # Meta restates numbers for weeks: re-read them, snapshots upsert
 MIN_BUDGET_CENTS = 100  # the platform's minimum daily budget of an ad set; new ads start there, PAUSED
@@ -756,6 +759,8 @@ def registered_model_name(brief: Brief) -> str:
 
 def fit_policy_model(brief: Brief, ledger: Ledger, store: EventStore, seed: int = 0) -> PolicyModel:
     """Both policies fitted on everything stored: per-variant allocation and the factorised proposer."""
+    from experiments.policy_model import PolicyModel
+
     variants = ledger.variants(brief.name)
     variants = variants[variants["render_status"] == "rendered"].reset_index(drop=True)
     events = planning.evidence(brief, variants, brief_daily(ledger, store, brief))
@@ -804,6 +809,8 @@ def promote(brief: Brief, ledger: Ledger, store: EventStore, tracking: TrackingT
 
     The decision goes to the model version's tags, the training run's metrics and the ledger's decisions.
     """
+    import mlflow
+
     tracking.activate()
     client = mlflow.MlflowClient()
     name = registered_model_name(brief)

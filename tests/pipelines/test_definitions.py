@@ -153,3 +153,17 @@ def test_the_code_location_ingest_endpoint_console_and_policy_model_need_no_blen
     assert done.returncode == 0, done.stderr[-2000:]
     assert "pip install 'autoplay[render]'" in done.stdout
     assert not list(tmp_path.glob("v*"))  # nothing half-rendered
+
+
+def test_every_run_loads_the_code_without_the_training_libraries(tmp_path):
+    """Each Dagster run starts a process that imports the definitions first: MLflow, scikit-learn, scipy.stats
+    and matplotlib (about 4.5 s of imports here) load only in the steps that train, plan or plot."""
+    import subprocess
+    import sys
+
+    heavy = ("mlflow", "sklearn", "scipy.stats", "matplotlib")
+    code = f"import sys, pipelines.definitions\nprint(*sorted(m for m in sys.modules if m in {heavy}))"
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "AUTOPLAY_HOME": str(tmp_path / "home")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == [], f"the definitions import {done.stdout.strip()}"
