@@ -176,12 +176,20 @@ def lift_sentence(row) -> str:
     )
 
 
-def lift_plot(lifts: pd.DataFrame, out) -> None:
-    """Each scope's lifts per factor level with their intervals, one panel per factor."""
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (no display on a worker), imported on first use: the Dagster
+    definitions import this package for every run, and only the steps that plot need it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def lift_plot(lifts: pd.DataFrame, out) -> None:
+    """Each scope's lifts per factor level with their intervals, one panel per factor."""
+    plt = pyplot()
 
     factors = [f for f in REPORT_FACTORS if f in set(lifts["factor"])]
     fig, axes = plt.subplots(1, max(len(factors), 1), figsize=(5 * max(len(factors), 1), 4), squeeze=False)

@@ -14,18 +14,10 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from experiments.reporting import pyplot
+
 if TYPE_CHECKING:
     from experiments.policy_model import PolicyModel
-
-
-def _pyplot():
-    """matplotlib's pyplot on the Agg backend (no display on a worker)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 @dataclass(frozen=True)
@@ -100,7 +92,7 @@ def log_training(
 def posterior_plot(board: pd.DataFrame, out: Path) -> Path:
     """Posterior means with 95% intervals per variant, best at the top."""
     top = board.head(15).iloc[::-1]
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(top) + 1.2))
     y = range(len(top))
     ax.errorbar(
@@ -121,7 +113,7 @@ def posterior_plot(board: pd.DataFrame, out: Path) -> Path:
 def learning_curve(history: pd.DataFrame, out: Path) -> Path:
     """Share of traffic that went to the best live variant (by posterior, among that generation's), per
     generation."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.plot(history["generation"], history["best_share"], marker="o")
     for r in history.itertuples():
