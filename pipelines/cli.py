@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from pipelines import cli_console, cli_loop
-from pipelines.cli_common import console, err
+from pipelines.cli_common import console, err, exit_process
 from pipelines.cli_common import fail as _fail
 from pipelines.settings import SettingsError, load_settings
 
@@ -446,6 +446,8 @@ def main() -> None:
     except SettingsError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(2)
+    except SystemExit as exc:  # typer ends every command with one
+        exit_process(exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1)
 
 
 if __name__ == "__main__":

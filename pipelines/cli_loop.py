@@ -18,7 +18,7 @@ import pandas as pd
 import typer
 from rich.table import Table
 
-from pipelines.cli_common import console, err, fail
+from pipelines.cli_common import console, err, fail, skip_teardown
 from pipelines.settings import load_settings
 
 ACTOR_CLI = f"cli:{getpass.getuser()}"
@@ -171,6 +171,8 @@ def up(
             turn(running, reporter, stop, day_seconds=day_seconds, bounded=False)
     except DeploymentError as exc:
         fail(str(exc))
+    finally:
+        skip_teardown()  # everything it started is stopped: exit within the stop budget
     console.print("stopped")
 
 
@@ -209,6 +211,8 @@ def demo(
         fail(str(exc), code=130)
     except DeploymentError as exc:
         fail(str(exc), code=1)
+    finally:
+        skip_teardown()  # everything it started is stopped: exit within the stop budget
     from connectors.secrets import redact
     from pipelines.cli import print_leaderboard
 

@@ -212,23 +212,8 @@ class Child:
     log: Path
     stop_signal: int = signal.SIGTERM
 
-    def stop(self, timeout_s: float = 5.0) -> None:
-        stop_all([self], timeout_s)
-
-
-def stop_all(children: list[Child], timeout_s: float = 5.0) -> None:
-    """SIGTERM to every child's process group at once, SIGKILL to the groups still there after ``timeout_s``:
-    the whole deployment stops within one timeout, not one per child (a Celery worker's warm shutdown waits
-    for the step it runs)."""
-    for kill in (False, True):
-        alive = [c for c in children if c.proc.poll() is None]
-        for child in alive:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(child.proc.pid, signal.SIGKILL if kill else child.stop_signal)
-        deadline = time.monotonic() + (5.0 if kill else timeout_s)
-        for child in alive:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                child.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+    def stop(self, grace_s: float = 3.0) -> None:
+        stop_all([self], grace_s=grace_s)
 
 
 #: Every process of a deployment carries this variable, whoever started it: Dagster starts run workers in
@@ -236,34 +221,61 @@ def stop_all(children: list[Child], timeout_s: float = 5.0) -> None:
 DEPLOYMENT_VAR = "AUTOPLAY_DEPLOYMENT"
 
 
-def reap(deployment: str, timeout_s: float = 3.0) -> list[int]:
-    """Stop every process left that carries ``deployment`` in its environment (SIGTERM, then SIGKILL);
-    returns their pids. Reads /proc, so on a system without it nothing is reaped."""
+def marked(deployment: str) -> list[int]:
+    """The live processes (zombies aside) carrying ``deployment`` in their environment, this one excepted.
+    Reads /proc, so on a system without it there are none."""
     marker = f"{DEPLOYMENT_VAR}={deployment}".encode()
+    pids = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if int(entry.name) == os.getpid() or (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue  # ourselves, or already dead and waiting for its parent to collect it
+            if marker in (entry / "environ").read_bytes().split(b"\0"):
+                pids.append(int(entry.name))
+        except (OSError, ValueError):
+            continue
+    return pids
 
-    def left() -> list[int]:
-        pids = []
-        for entry in Path("/proc").glob("[0-9]*"):
-            try:
-                if int(entry.name) == os.getpid() or (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                    continue  # ourselves, or already dead and waiting for its parent to collect it
-                if marker in (entry / "environ").read_bytes().split(b"\0"):
-                    pids.append(int(entry.name))
-            except (OSError, ValueError):
-                continue
-        return pids
 
-    found = left()
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in left():
+def stop_all(children: list[Child], deployment: str | None = None, grace_s: float = 3.0) -> list[int]:
+    """Stop a deployment within one grace period, whatever it left: its stop signal to every child's process
+    group and SIGTERM to every process carrying ``deployment`` (run workers and Blender, in sessions of their
+    own), all at once; SIGKILL to whatever is still there after ``grace_s``. One grace for everything, not one
+    per child or per kind (a Celery worker's warm shutdown waits for the step it runs; a daemon mid-tick takes
+    its time). Returns the pids of the marked processes found."""
+    found = marked(deployment) if deployment else []
+
+    def outside(pid: int, groups: set[int]) -> bool:  # a live child's group gets its own signal (Celery: SIGQUIT)
+        try:
+            return os.getpgid(pid) not in groups
+        except ProcessLookupError:
+            return False
+
+    def left() -> tuple[list[Child], list[int]]:
+        alive = [c for c in children if c.proc.poll() is None]
+        groups = {c.proc.pid for c in alive}
+        return alive, [p for p in marked(deployment) if outside(p, groups)] if deployment else []
+
+    for kill in (False, True):
+        groups, pids = left()
+        for child in groups:
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, sig)
-        deadline = time.monotonic() + timeout_s
-        while left() and time.monotonic() < deadline:
+                os.killpg(child.proc.pid, signal.SIGKILL if kill else child.stop_signal)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
+        deadline = time.monotonic() + (2.0 if kill else grace_s)
+        while any(left()) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if not left():
+        if not any(left()):
             break
     return found
+
+
+def reap(deployment: str, grace_s: float = 3.0) -> list[int]:
+    """Stop every process left that carries ``deployment`` in its environment (a deployment killed with
+    SIGKILL left them); returns their pids."""
+    return stop_all([], deployment, grace_s)
 
 
 def spawn(name: str, command: list[str], env: dict, log: Path) -> Child:
@@ -410,8 +422,7 @@ def deployment(
         try:
             yield running
         finally:
-            stop_all(running.children)
-            reap(deployment_id)
+            stop_all(running.children, deployment_id)
             fail_stale_runs(instance, mlflow_store, "autoplay up was stopped before the run finished")
 
 

@@ -5,6 +5,7 @@ S3-compatible server (moto's, started here). Each render worker keeps its own co
 machine of its own; the code location reads them back through S3. One render worker's step process is
 killed with SIGKILL mid-step; the step runs again and nothing is rendered, stored or published twice."""
 
+import contextlib
 import json
 import os
 import signal
@@ -40,6 +41,16 @@ def pool_processes(pid: int) -> list[int]:
     return [int(p) for p in children.read_text().split()] if children.exists() else []
 
 
+def runs_blender(pid: int) -> bool:
+    """Whether a pool process has Blender's worker (``rendering.worker``) among its children: not any child, as a
+    fresh pool process loading the code starts short-lived ones too (``ldconfig`` for a library lookup)."""
+    for child in pool_processes(pid):
+        with contextlib.suppress(OSError):
+            if b"rendering.worker" in Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0"):
+                return True
+    return False
+
+
 class KillingReporter(Reporter):
     """Kills the render step twice while it renders: first its step process alone, at its first render (as the
     OOM killer would: Celery sees its pool process die and hands the step out again), then, as soon as the step
@@ -58,7 +69,7 @@ class KillingReporter(Reporter):
         out = []
         for child in self.running.children:
             if child.name.startswith("celery-gpu") and child.proc.poll() is None:
-                out += [(child, pid) for pid in pool_processes(child.proc.pid) if pool_processes(pid)]
+                out += [(child, pid) for pid in pool_processes(child.proc.pid) if runs_blender(pid)]
         return out
 
     def renders(self, brief: str, done: int, total: int) -> None:
