@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -48,6 +49,7 @@ from pipelines.assets import BRIEF_TAG, DAY_TAG, GENERATION_TAG, STEP_TAG
 from pipelines.channels import Sandboxes, sandbox_marker, serve_sandboxes
 from pipelines.definitions import IN_FLIGHT
 from pipelines.settings import REPO, Settings, is_postgres, kafka_client_config
+from pipelines.warm_runs import RUN_SERVER_VAR, listening
 from pipelines.workers import DEFAULT_QUEUE, GPU_QUEUE, RedisServer, worker_command
 
 BIN = Path(sys.executable).parent
@@ -398,6 +400,9 @@ def deployment(
         if settings.executor == "celery":
             running.where["celery_broker"] = settings.celery_broker
             running.children += start_workers(settings, env, logs)
+        run_server, socket_path = start_run_server(settings, env, logs)
+        running.children.append(run_server)
+        env[RUN_SERVER_VAR] = socket_path
         daemon = spawn(
             "dagster-daemon",
             [str(BIN / "dagster-daemon"), "run", "-m", "pipelines.definitions"],
@@ -405,6 +410,7 @@ def deployment(
             logs / "dagster-daemon.log",
         )
         running.children.append(daemon)
+        wait_ready(run_server, lambda: listening(socket_path), "the run server")
         if ui_port is not None:
             web = spawn(
                 "dagster-webserver",
@@ -426,6 +432,17 @@ def deployment(
             fail_stale_runs(instance, mlflow_store, "autoplay up was stopped before the run finished")
 
 
+def wait_ready(child: Child, ready, what: str, timeout_s: float = 120.0) -> None:
+    """Poll ``ready()`` until it is true; a child that exits or takes longer than ``timeout_s`` is stopped and
+    fails naming its log."""
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        if child.proc.poll() is not None or time.monotonic() > deadline:
+            child.stop()
+            raise DeploymentError(f"{what} did not start; see {child.log}")
+        time.sleep(0.25)
+
+
 def start_mlflow_server(settings: Settings, env: dict, logs: Path, timeout_s: float = 120.0) -> tuple[Child, str]:
     """MLflow's tracking server over the PostgreSQL store, with its artifacts in the artifact store (served
     through it, so the runs need no object-store credentials): what every run logs to and data scientists open.
@@ -437,18 +454,27 @@ def start_mlflow_server(settings: Settings, env: dict, logs: Path, timeout_s: fl
     server_env = env | {"MLFLOW_BACKEND_STORE_URI": settings.mlflow_tracking_uri,
                         "MLFLOW_ARTIFACTS_DESTINATION": destination}  # fmt: skip
     server = spawn("mlflow-server", command, server_env, logs / "mlflow-server.log")
-    deadline = time.monotonic() + timeout_s
-    while True:
+
+    def healthy() -> bool:
         try:
             with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
-                if answer.status == 200:
-                    return server, url
+                return answer.status == 200
         except OSError:
-            pass
-        if server.proc.poll() is not None or time.monotonic() > deadline:
-            server.stop()
-            raise DeploymentError(f"the MLflow tracking server did not start; see {server.log}")
-        time.sleep(0.25)
+            return False
+
+    wait_ready(server, healthy, "the MLflow tracking server", timeout_s)
+    return server, url
+
+
+def start_run_server(settings: Settings, env: dict, logs: Path) -> tuple[Child, str]:
+    """The warm run server (pipelines.warm_runs): every run of the daemon forks from a process that loaded the
+    code once. Returns the child and its socket, which the daemon's environment names; it loads the code while
+    the daemon starts (``wait_ready`` with ``listening``)."""
+    path = settings.home / "run-server.sock"
+    if len(str(path)) > 100:  # a Unix socket's path is at most 107 bytes
+        path = Path(tempfile.gettempdir()) / f"autoplay-{uuid.uuid4().hex[:12]}.sock"
+    command = [sys.executable, "-m", "pipelines.warm_runs", str(path)]
+    return spawn("run-server", command, env, logs / "run-server.log"), str(path)
 
 
 def start_workers(settings: Settings, env: dict, logs: Path) -> list[Child]:

@@ -14,6 +14,7 @@ import yaml
 from dagster import DagsterInstance
 
 from pipelines.assets import LOOP_ASSETS, policy, renders
+from pipelines.warm_runs import PID_TAG
 from tests.conftest import EXAMPLE_BRIEF
 from tests.pipelines.loop_run import GENERATIONS, OTHER, RESUMED_ON
 
@@ -198,6 +199,10 @@ def test_every_stage_ran_through_dagster(loop_run):
         assert instance.get_materialized_partitions(renders.key) == set(variants)
         for brief in ("waterbottle-launch", OTHER):  # each brief's leaderboard is its own materialization
             assert brief in instance.get_materialized_partitions(policy.key)
+        # every run was forked by the warm run server, each in a process of its own
+        runs = instance.get_runs()
+        pids = [r.tags.get(PID_TAG) for r in runs]
+        assert runs and None not in pids and len(set(pids)) == len(pids)
 
 
 def test_each_training_is_an_mlflow_run_with_leaderboard_and_contact_sheet(loop_run):

@@ -1,0 +1,199 @@
+"""Runs start in a process that already holds the code: a Dagster run launcher and the warm run server it asks.
+
+Dagster's DefaultRunLauncher has its code server start a new interpreter for every run, which loads Dagster
+and the definitions again: about 6 s of every run on a 2-core machine, and the loop makes a run per brief and
+day. Here the deployment starts one run server that imports the definitions once and forks a process per run;
+the fork runs it as `dagster api execute_run` would (Dagster's `_execute_run_command_body`, the body dagster-
+celery's run task calls too). The daemon's run coordinator, run queue, concurrency limits and run monitoring are
+Dagster's own; only the process the run lives in changes.
+
+Where no run server is configured (``AUTOPLAY_RUN_SERVER`` unset: `dagster dev` on this home, a cluster with its
+own launcher), the launcher is Dagster's default. A request carries one run id; the socket is this user's only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from dagster import DefaultRunLauncher
+
+#: The run server's Unix socket, set by the deployment for the daemon and every process it starts.
+RUN_SERVER_VAR = "AUTOPLAY_RUN_SERVER"
+PID_TAG = "autoplay/run_pid"
+RUN_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+class RunServerError(RuntimeError):
+    """The run server refused a request or could not be reached."""
+
+
+def request_run(socket_path: str, run_id: str, timeout_s: float = 30.0, starting_s: float = 60.0) -> int:
+    """Ask the run server to start ``run_id``; returns the pid of the run's process. A server still loading
+    the code (no socket yet, or not listening) is waited for up to ``starting_s``."""
+    deadline = time.monotonic() + starting_s
+    while True:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(timeout_s)
+            try:
+                conn.connect(socket_path)
+            except (FileNotFoundError, ConnectionRefusedError) as exc:
+                if time.monotonic() > deadline:
+                    raise RunServerError(f"run server at {socket_path}: {exc}") from exc
+                time.sleep(0.2)
+                continue
+            try:
+                conn.sendall(json.dumps({"run_id": run_id}).encode() + b"\n")
+                answer = json.loads(conn.makefile("rb").readline() or b"{}")
+            except (OSError, ValueError) as exc:
+                raise RunServerError(f"run server at {socket_path}: {exc}") from exc
+        if "pid" not in answer:
+            why = answer.get("error", "no answer")
+            raise RunServerError(f"run server at {socket_path} refused run {run_id}: {why}")
+        return int(answer["pid"])
+
+
+def listening(socket_path: str) -> bool:
+    """Whether the run server answers (a request it refuses, to start nothing)."""
+    try:
+        request_run(socket_path, "ping", timeout_s=5, starting_s=0)
+    except RunServerError as exc:
+        return "refused" in str(exc)
+    return False
+
+
+class WarmRunLauncher(DefaultRunLauncher):
+    """Dagster's run launcher for the deployment: a run goes to the warm run server when one is configured,
+    else to the code server as Dagster's default launcher sends it."""
+
+    def launch_run(self, context) -> None:
+        socket_path = os.environ.get(RUN_SERVER_VAR)
+        if not socket_path:
+            return super().launch_run(context)
+        run = context.dagster_run
+        pid = request_run(socket_path, run.run_id)
+        self._instance.add_run_tags(run.run_id, {PID_TAG: str(pid)})
+
+    def terminate(self, run_id: str) -> bool:
+        """The Dagster UI's Terminate: SIGTERM to the run's process, which Dagster turns into an interrupt."""
+        run = self._instance.get_run_by_id(run_id) if self.has_instance else None
+        if run is None or PID_TAG not in run.tags:
+            return super().terminate(run_id)
+        if run.is_finished:
+            return False
+        self._instance.report_run_canceling(run)
+        try:
+            os.kill(int(run.tags[PID_TAG]), signal.SIGTERM)
+        except ProcessLookupError:
+            return False
+        return True
+
+    @property
+    def supports_check_run_worker_health(self) -> bool:
+        return True
+
+    def check_run_worker_health(self, run):
+        """Run monitoring: a run whose process is gone (kill -9, OOM) is reported failed by the daemon."""
+        from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
+
+        if PID_TAG not in run.tags:
+            return CheckRunHealthResult(WorkerStatus.UNKNOWN, "not started by the run server")
+        pid = int(run.tags[PID_TAG])
+        if process_alive(pid):
+            return CheckRunHealthResult(WorkerStatus.RUNNING)
+        return CheckRunHealthResult(WorkerStatus.FAILED, f"the run's process {pid} is gone")
+
+
+def process_alive(pid: int) -> bool:
+    """Alive and not a zombie (a zombie's run is over: its parent has not collected it yet)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return state != "Z"
+
+
+def _execute_run(run_id: str) -> int:
+    """In the forked process: the run, as `dagster api execute_run` executes it."""
+    from dagster import DagsterInstance
+    from dagster._cli.api import _execute_run_command_body
+    from dagster._utils.interrupts import setup_interrupt_handlers
+
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the server's SIG_IGN would make Blender's exit unreadable
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    setup_interrupt_handlers()  # SIGTERM interrupts the run, which reports itself failed
+    with DagsterInstance.get() as instance:
+        return _execute_run_command_body(run_id, instance, lambda _: None, set_exit_code_on_failure=True)
+
+
+def _answer(conn: socket.socket, listener: socket.socket) -> None:
+    """One request: a run id in, the pid of its process out (or why not)."""
+    conn.settimeout(10)
+    try:
+        request = json.loads(conn.makefile("rb").readline(4096) or b"{}")
+        run_id = request.get("run_id") if isinstance(request, dict) else None
+    except (OSError, ValueError):
+        run_id = None
+    if not isinstance(run_id, str) or not RUN_ID.match(run_id):
+        conn.sendall(json.dumps({"error": 'expected one line: {"run_id": "<uuid>"}'}).encode() + b"\n")
+        return
+    pid = os.fork()
+    if pid == 0:  # the run's process: never returns into the server loop
+        code = 1
+        try:
+            listener.close()
+            conn.close()
+            code = _execute_run(run_id)
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    print(f"run {run_id}: process {pid}", flush=True)
+    conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+
+
+def serve(socket_path: str) -> None:
+    """Load the code once, then fork a process per run asked for, until stopped."""
+    started = time.monotonic()
+    import pipelines.definitions  # noqa: F401  # what every run would load again
+
+    path = Path(socket_path)
+    path.unlink(missing_ok=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)  # the socket is this user's only
+    try:
+        listener.bind(socket_path)
+    finally:
+        os.umask(old_umask)
+    listener.listen(16)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # runs are collected as they end
+    print(f"run server ready at {socket_path} in {time.monotonic() - started:.1f}s", flush=True)
+    while True:
+        try:
+            conn, _ = listener.accept()
+        except InterruptedError:
+            continue
+        with conn:
+            try:
+                _answer(conn, listener)
+            except OSError as exc:  # a client that went away: the next one is served
+                print(f"request failed: {exc}", flush=True)
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])
