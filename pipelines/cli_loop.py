@@ -59,6 +59,9 @@ class ConsoleReporter:
     def day(self, today: str) -> None:
         self._line(f"[bold]sandbox day {today}[/]")
 
+    def restarted(self, name: str, code: int, log) -> None:
+        self._line(f"[yellow]{name} exited with code {code}: started again[/] (its log: {log})")
+
 
 def postgres_settings(settings, url: str) -> dict:
     """``--postgres URL``: the Dagster instance in that database and, unless MLFLOW_TRACKING_URI says

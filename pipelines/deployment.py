@@ -55,6 +55,7 @@ from pipelines.workers import DEFAULT_QUEUE, GPU_QUEUE, RedisServer, worker_comm
 BIN = Path(sys.executable).parent
 PRODUCTION_INSTANCE = REPO / "dagster_home" / "production" / "dagster.yaml"
 CATALOG_READ_S = 5.0  # how often `up` reads the briefs folder again (the sensor reads it on every tick)
+RESTARTS, RESTART_WINDOW_S = 3, 600.0  # a process that exits more often than this is broken, not unlucky
 
 
 class DeploymentError(RuntimeError):
@@ -72,6 +73,7 @@ class Reporter:
     def run_changed(self, brief: str, step: str, status: str, detail: str) -> None: ...
     def renders(self, brief: str, done: int, total: int) -> None: ...
     def day(self, today: str) -> None: ...
+    def restarted(self, name: str, code: int, log: Path) -> None: ...
 
 
 @contextmanager
@@ -213,9 +215,17 @@ class Child:
     proc: subprocess.Popen
     log: Path
     stop_signal: int = signal.SIGTERM
+    env: dict = field(default_factory=dict, repr=False)  # what it was started with, to start it again
+    restarts: list[float] = field(default_factory=list)  # when it was started again (monotonic seconds)
 
     def stop(self, grace_s: float = 3.0) -> None:
         stop_all([self], grace_s=grace_s)
+
+    def restart(self) -> None:
+        """The same command in the same environment, after it exited (its log goes on)."""
+        started = spawn(self.name, list(self.proc.args), self.env, self.log)
+        self.proc = started.proc
+        self.restarts.append(time.monotonic())
 
 
 #: Every process of a deployment carries this variable, whoever started it: Dagster starts run workers in
@@ -293,7 +303,7 @@ def spawn(name: str, command: list[str], env: dict, log: Path) -> Child:
             preexec_fn=die_with_parent,
             cwd=REPO,
         )
-    return Child(name, proc, log)
+    return Child(name, proc, log, env=dict(env))
 
 
 @dataclass
@@ -320,6 +330,22 @@ class Running:
 
     def ledger(self) -> Ledger:
         return Ledger(EventStore(self.settings.event_store_path))
+
+    def revive(self, reporter: Reporter) -> None:
+        """Start again any process of the deployment that exited (the run server or a worker killed, the daemon
+        crashed): the loop runs unattended. One that exits more than ``RESTARTS`` times in ``RESTART_WINDOW_S``
+        stops the deployment, naming its log."""
+        for child in self.children:
+            code = child.proc.poll()
+            if code is None:
+                continue
+            recent = [t for t in child.restarts if time.monotonic() - t < RESTART_WINDOW_S]
+            if len(recent) >= RESTARTS:
+                raise DeploymentError(
+                    f"{child.name} exited {len(recent) + 1} times (last code {code}); see {child.log}"
+                )
+            child.restart()
+            reporter.restarted(child.name, code, child.log)
 
 
 @contextmanager
@@ -586,6 +612,7 @@ def turn(
     watch = Watch()
     last_move = last_read = time.monotonic()
     while not stop.is_set():
+        running.revive(reporter)
         follow(running, watch, reporter)
         if bounded and watch.failures:
             raise DeploymentError(watch.failures[0])

@@ -32,21 +32,26 @@ RUN_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 
 
 class RunServerError(RuntimeError):
-    """The run server refused a request or could not be reached."""
+    """The run server refused a request, could not be reached, or did not answer."""
+
+
+class RunServerUnavailable(RunServerError):
+    """Nothing listens on the run server's socket: the request was never sent, so nothing was started."""
 
 
 def request_run(socket_path: str, run_id: str, timeout_s: float = 30.0, starting_s: float = 60.0) -> int:
     """Ask the run server to start ``run_id``; returns the pid of the run's process. A server still loading
-    the code (no socket yet, or not listening) is waited for up to ``starting_s``."""
-    deadline = time.monotonic() + starting_s
+    the code (no socket yet) is waited for up to ``starting_s``; one whose socket refuses (it died) for 2 s."""
+    started = time.monotonic()
     while True:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
             conn.settimeout(timeout_s)
             try:
                 conn.connect(socket_path)
             except (FileNotFoundError, ConnectionRefusedError) as exc:
-                if time.monotonic() > deadline:
-                    raise RunServerError(f"run server at {socket_path}: {exc}") from exc
+                patience = starting_s if isinstance(exc, FileNotFoundError) else min(starting_s, 2.0)
+                if time.monotonic() - started >= patience:
+                    raise RunServerUnavailable(f"run server at {socket_path}: {exc}") from exc
                 time.sleep(0.2)
                 continue
             try:
@@ -78,7 +83,13 @@ class WarmRunLauncher(DefaultRunLauncher):
         if not socket_path:
             return super().launch_run(context)
         run = context.dagster_run
-        pid = request_run(socket_path, run.run_id)
+        try:
+            pid = request_run(socket_path, run.run_id)
+        except RunServerUnavailable as exc:  # the loop goes on unattended: a new interpreter, as Dagster would
+            self._instance.report_engine_event(
+                f"{exc}; launching the run with Dagster's default launcher", run, cls=self.__class__
+            )
+            return super().launch_run(context)
         self._instance.add_run_tags(run.run_id, {PID_TAG: str(pid)})
 
     def terminate(self, run_id: str) -> bool:
@@ -103,8 +114,8 @@ class WarmRunLauncher(DefaultRunLauncher):
         """Run monitoring: a run whose process is gone (kill -9, OOM) is reported failed by the daemon."""
         from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
 
-        if PID_TAG not in run.tags:
-            return CheckRunHealthResult(WorkerStatus.UNKNOWN, "not started by the run server")
+        if PID_TAG not in run.tags:  # started by Dagster's default launcher, which offers no check: not judged
+            return CheckRunHealthResult(WorkerStatus.RUNNING, "not started by the run server: not checked")
         pid = int(run.tags[PID_TAG])
         if process_alive(pid):
             return CheckRunHealthResult(WorkerStatus.RUNNING)
@@ -170,10 +181,10 @@ def _answer(conn: socket.socket, listener: socket.socket) -> None:
 def serve(socket_path: str) -> None:
     """Load the code once, then fork a process per run asked for, until stopped."""
     started = time.monotonic()
+    path = Path(socket_path)
+    path.unlink(missing_ok=True)  # a dead server's socket: launchers wait for this one rather than give up
     import pipelines.definitions  # noqa: F401  # what every run would load again
 
-    path = Path(socket_path)
-    path.unlink(missing_ok=True)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old_umask = os.umask(0o177)  # the socket is this user's only
     try:

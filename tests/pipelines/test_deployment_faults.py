@@ -123,3 +123,41 @@ def test_stopping_reaps_processes_that_left_the_process_group():
     finally:
         stray.kill()
         other.kill()
+
+
+def test_a_killed_run_server_and_daemon_are_started_again_and_the_loop_goes_on_through_them(tmp_path, broker):
+    catalog(tmp_path)
+    env = deployment_env(tmp_path, broker)
+    command = [AUTOPLAY, "up", "--no-ui", "--console-port", "0", "--day-seconds", "2"]
+    up = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+    lines: list[str] = []
+
+    def read_until(wanted, timeout_s: float = 120) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            lines.append(up.stdout.readline())
+            if wanted(lines[-1]):
+                return
+        pytest.fail("never saw it: " + "".join(lines))
+
+    def child_running(program: bytes) -> int:  # up's own child, not a run the server forked
+        [pid] = [p for p in processes_with(str(tmp_path / "home")) if program in Path(f"/proc/{p}/cmdline").read_bytes()
+                 and Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[1] == str(up.pid)]  # fmt: skip
+        return pid
+
+    try:
+        read_until(lambda line: "open g0" in line and "success" in line)
+        for program in (b"pipelines.warm_runs", b"dagster-daemon"):
+            os.kill(child_running(program), signal.SIGKILL)
+        for name in ("run-server", "dagster-daemon"):
+            read_until(lambda line, name=name: f"{name} exited with code -9: started again" in line, 30)
+        seen = len(lines)
+        read_until(lambda line: "success" in line)  # the next stage ran
+        assert not any("failure" in line for line in lines), "".join(lines)
+    finally:
+        up.send_signal(signal.SIGTERM)
+        up.wait(timeout=30)
+    log = (tmp_path / "home" / "logs" / "run-server.log").read_text()
+    assert log.count("run server ready") == 2, log
+    started_after = log.rsplit("run server ready", 1)[1]
+    assert "run " in started_after and ": process " in started_after, (log, lines[seen:])  # forked by the new one

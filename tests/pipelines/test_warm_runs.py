@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from pipelines.warm_runs import PID_TAG, RunServerError, WarmRunLauncher, listening, request_run
+from pipelines.warm_runs import PID_TAG, RunServerError, RunServerUnavailable, WarmRunLauncher, listening, request_run
 from tests.conftest import REPO
 
 
@@ -90,4 +90,19 @@ def test_run_monitoring_sees_the_run_process_alive_then_gone():
     sleeper.wait()
     health = launcher.check_run_worker_health(run)
     assert health.status.name == "FAILED" and str(sleeper.pid) in health.msg
-    assert launcher.check_run_worker_health(SimpleNamespace(tags={})).status.name == "UNKNOWN"
+    # a run the default launcher started (the server was down) is not failed for want of a pid
+    assert launcher.check_run_worker_health(SimpleNamespace(tags={})).status.name == "RUNNING"
+
+
+def test_a_dead_run_server_is_unavailable_within_seconds_and_a_starting_one_is_waited_for(tmp_path):
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(str(tmp_path / "dead.sock"))  # its file is there, nothing listens: a server that died
+    started = time.monotonic()
+    with pytest.raises(RunServerUnavailable):  # never sent: the launcher may start the run another way
+        request_run(str(tmp_path / "dead.sock"), "0f0f0f0f-0000-4000-8000-000000000000")
+    assert time.monotonic() - started < 10
+    dead.close()
+    started = time.monotonic()
+    with pytest.raises(RunServerUnavailable):  # no socket yet: a server loading the code, waited for
+        request_run(str(tmp_path / "later.sock"), "0f0f0f0f-0000-4000-8000-000000000000", starting_s=1.0)
+    assert time.monotonic() - started >= 1.0
