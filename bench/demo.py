@@ -11,6 +11,7 @@
                            code load (importing pipelines.definitions), paid by every run.
   run_gap_s:               median seconds from one run's end to the next run's creation: the sensor's tick.
   policy_step_s:           the `policy` steps together (fitting, MLflow run, model logging, promotion).
+  step_s:                  every step's seconds summed over the runs, one line per step (``step`` names it).
 Prints one JSON line per figure. Usage: python bench/demo.py [--generations 3] [--profile thumbnail]
 """
 
@@ -107,6 +108,8 @@ def main() -> None:
     figure("run_start_s", statistics.median(starts), "s", note="a run's process start and code load, median")
     figure("run_gap_s", statistics.median(gaps), "s", note="one run's end to the next one's creation, median")
     figure("policy_step_s", steps.get("policy", 0.0), "s", note="fitting, MLflow run and model, promotion")
+    for key, seconds in sorted(steps.items(), key=lambda kv: -kv[1]):
+        figure("step_s", seconds, "s", note=f"step {key}, summed over the runs")
 
 
 if __name__ == "__main__":

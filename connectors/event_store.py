@@ -7,6 +7,7 @@ snapshots upsert on (channel, external id, day, metric), newest ``as_of`` winnin
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import Counter
@@ -22,6 +23,7 @@ import pyarrow.compute as pc
 from connectors.events import AdditiveEvent, MetricSnapshot
 
 _CONNECT_LOCK = threading.Lock()
+_HELD = threading.local()  # the connections this thread holds, by file (``EventStore.held``)
 
 SCHEMA = """
 create table if not exists events (
@@ -78,13 +80,14 @@ class BatchResult:
 
 
 class EventStore:
-    """Open per operation, so Dagster steps in other processes can use the same file in turn."""
+    """Open per operation, or held for one stage (``held``), so Dagster steps in other processes, `autoplay up`
+    and the console can use the same file in turn."""
 
     def __init__(self, path: str | Path, lock_wait_s: float = 120.0) -> None:
         self.path = Path(path)
         self.lock_wait_s = lock_wait_s
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._held = threading.local()
+        self._key = self.path.resolve()  # the file, however it was named
         with self.connect() as con:
             con.execute(SCHEMA)
             [(aggregated,)] = con.execute("select count(*) from ad_daily").fetchall()
@@ -92,12 +95,23 @@ class EventStore:
             if snapshots and not aggregated:  # a store from before the aggregate: build it once
                 con.execute(f"insert into ad_daily {_AD_DAILY} group by channel, external_id, day")
 
+    def _holding(self) -> dict[Path, duckdb.DuckDBPyConnection]:
+        if not hasattr(_HELD, "cons"):
+            _HELD.cons = {}
+        return _HELD.cons
+
     @contextmanager
     def connect(self):
-        """A connection for one operation: the one this thread holds (see ``held``), or a fresh one."""
-        held = getattr(self._held, "con", None)
+        """A connection for one operation: the one this thread holds on this file (see ``held``), or a fresh
+        one. An operation that fails on a held connection leaves no transaction open on it."""
+        held = self._holding().get(self._key)
         if held is not None:
-            yield held
+            try:
+                yield held
+            except BaseException:
+                with contextlib.suppress(duckdb.Error):  # "no transaction is active": nothing to undo
+                    held.execute("rollback")
+                raise
             return
         con = self._open()
         try:
@@ -123,13 +137,20 @@ class EventStore:
 
     @contextmanager
     def held(self):
-        """Keep one connection open in this thread for a long run of operations (an ingestion run)."""
+        """Keep one connection open in this thread for a run of operations (a stage, an ingestion run, a page):
+        each open and close of the file costs 15-30 ms, and a close after writes a checkpoint. Every EventStore
+        on the same file in this thread uses it; other processes wait for the file (``lock_wait_s``) meanwhile,
+        so hold it for seconds, not for a render."""
+        holding = self._holding()
+        if self._key in holding:  # already held further up: that one
+            yield holding[self._key]
+            return
         con = self._open()
-        self._held.con = con
+        holding[self._key] = con
         try:
             yield con
         finally:
-            self._held.con = None
+            del holding[self._key]
             con.close()
 
     def record_reset(self, topic: str, partition: int, stored_offset: int) -> None:

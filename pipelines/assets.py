@@ -85,30 +85,31 @@ def thumbnail_markdown(png: Path, width: int = 480) -> str:
     description="The brief's next generation: variants kept, new combinations to render, with their decisions.",
 )
 def plan(context: AssetExecutionContext, loop: LoopResource, clock: ClockResource) -> MaterializeResult:
-    name = context.partition_key
-    brief = loop.brief(name)
-    result = stages.plan(
-        brief,
-        loop.ledger(),
-        loop.store(),
-        loop.render_profile,
-        clock.today(),
-        actor(context),
-        brief_path=Path(loop.brief_path(name)),
-        seed=loop.seed,
-    )
-    ids = result.live["variant_id"].tolist()
-    context.instance.add_dynamic_partitions(variant_partitions.name, ids)
-    context.log.info(
-        f"{name}: generation {result.generation}: {len(result.live)} live, {len(result.new_variant_ids)} new"
-    )
-    return MaterializeResult(
-        metadata={
-            "generation": result.generation,
-            "new_variants": MetadataValue.json(result.new_variant_ids),
-            "live": MetadataValue.md(result.live.to_markdown(index=False)),
-        }
-    )
+    with loop.held_store():  # one connection to the event store for the stage's reads and writes
+        name = context.partition_key
+        brief = loop.brief(name)
+        result = stages.plan(
+            brief,
+            loop.ledger(),
+            loop.store(),
+            loop.render_profile,
+            clock.today(),
+            actor(context),
+            brief_path=Path(loop.brief_path(name)),
+            seed=loop.seed,
+        )
+        ids = result.live["variant_id"].tolist()
+        context.instance.add_dynamic_partitions(variant_partitions.name, ids)
+        context.log.info(
+            f"{name}: generation {result.generation}: {len(result.live)} live, {len(result.new_variant_ids)} new"
+        )
+        return MaterializeResult(
+            metadata={
+                "generation": result.generation,
+                "new_variants": MetadataValue.json(result.new_variant_ids),
+                "live": MetadataValue.md(result.live.to_markdown(index=False)),
+            }
+        )
 
 
 @asset(
@@ -169,24 +170,27 @@ def renders(context: AssetExecutionContext, loop: LoopResource) -> MaterializeRe
 def publications(
     context: AssetExecutionContext, loop: LoopResource, meta: MetaResource, shopify: ShopifyResource
 ) -> MaterializeResult:
-    brief = loop.brief(context.partition_key)
-    metadata = {}
-    who = actor(context)
-    artifacts = loop.artifact_store()  # one client for both channels
-    if "meta" in brief.channels:
-        published = stages.publish(brief, loop.ledger(), meta.client(brief), artifacts, who)
-        context.log.info(f"published {len(published)} new Meta ads")
-        metadata |= {"meta_published": len(published), "ads": MetadataValue.json(published)}
-    if "shopify" in brief.channels:
-        shop = shopify.client(brief)
-        media = stages.publish_shopify(brief, loop.ledger(), loop.store(), shop, artifacts, who, loop.seed)
-        context.log.info(f"attached {sum('media_id' in m for m in media)} renders to {brief.shopify.product_id}")
-        metadata |= {"shopify": MetadataValue.json(media)}
-        model = stages.publish_model_3d(brief, loop.ledger(), shop, Path(loop.home) / "models", who)
-        if model is not None:
-            context.log.info(f"3D model on {brief.shopify.product_id}: {model['model_3d']} {model.get('error', '')}")
-            metadata |= {"model_3d": MetadataValue.json(model)}
-    return MaterializeResult(metadata=metadata)
+    with loop.held_store():  # one connection to the event store for the stage's reads and writes
+        brief = loop.brief(context.partition_key)
+        metadata = {}
+        who = actor(context)
+        artifacts = loop.artifact_store()  # one client for both channels
+        if "meta" in brief.channels:
+            published = stages.publish(brief, loop.ledger(), meta.client(brief), artifacts, who)
+            context.log.info(f"published {len(published)} new Meta ads")
+            metadata |= {"meta_published": len(published), "ads": MetadataValue.json(published)}
+        if "shopify" in brief.channels:
+            shop = shopify.client(brief)
+            media = stages.publish_shopify(brief, loop.ledger(), loop.store(), shop, artifacts, who, loop.seed)
+            context.log.info(f"attached {sum('media_id' in m for m in media)} renders to {brief.shopify.product_id}")
+            metadata |= {"shopify": MetadataValue.json(media)}
+            model = stages.publish_model_3d(brief, loop.ledger(), shop, Path(loop.home) / "models", who)
+            if model is not None:
+                context.log.info(
+                    f"3D model on {brief.shopify.product_id}: {model['model_3d']} {model.get('error', '')}"
+                )
+                metadata |= {"model_3d": MetadataValue.json(model)}
+        return MaterializeResult(metadata=metadata)
 
 
 @asset(
@@ -199,16 +203,17 @@ def publications(
 def performance_events(
     context: AssetExecutionContext, loop: LoopResource, meta: MetaResource, kafka: KafkaResource, clock: ClockResource
 ) -> MaterializeResult:
-    brief = loop.brief(context.partition_key)
-    sent = 0
-    if "meta" in brief.channels:
-        producer = kafka.producer()
-        try:
-            sent = stages.pull_insights(brief, loop.ledger(), meta.client(brief), producer, clock.today())
-        finally:
-            producer.close()
-    context.log.info(f"produced {sent} metric snapshots to {kafka.topic}")
-    return MaterializeResult(metadata={"produced": sent, "topic": kafka.topic})
+    with loop.held_store():  # one connection to the event store for the stage's reads and writes
+        brief = loop.brief(context.partition_key)
+        sent = 0
+        if "meta" in brief.channels:
+            producer = kafka.producer()
+            try:
+                sent = stages.pull_insights(brief, loop.ledger(), meta.client(brief), producer, clock.today())
+            finally:
+                producer.close()
+        context.log.info(f"produced {sent} metric snapshots to {kafka.topic}")
+        return MaterializeResult(metadata={"produced": sent, "topic": kafka.topic})
 
 
 @asset(
@@ -226,32 +231,33 @@ def performance_events(
     ],
 )
 def event_store(context: AssetExecutionContext, loop: LoopResource, kafka: KafkaResource) -> MaterializeResult:
-    stats = stages.ingest(kafka.ingestor(loop.store()))
-    context.log.info(f"ingested {stats.messages} messages in {stats.batches} batches, lag {stats.lag}")
-    if stats.log_resets:
-        context.log.warning(f"the broker's log was reset on partitions {stats.log_resets}; read it from the start")
-    share = stats.dead_letters / stats.messages if stats.messages else 0.0
-    return MaterializeResult(
-        metadata={
-            "messages": stats.messages,
-            "stored": stats.stored,
-            "duplicates": stats.duplicates,
-            "snapshots": stats.snapshots,
-            "dead_letters": stats.dead_letters,
-            "dead_by_reason": MetadataValue.json(stats.dead_by_reason),
-            "events_per_s": round(stats.messages / stats.seconds, 1) if stats.seconds else 0.0,
-            "lag_by_partition": MetadataValue.json({str(p): n for p, n in stats.lag.items()}),
-            "lag_total": sum(stats.lag.values()),
-            "log_resets": MetadataValue.json(stats.log_resets),
-        },
-        check_results=[
-            AssetCheckResult(
-                check_name="dead_letter_share",
-                passed=share <= kafka.max_dead_letter_share,
-                metadata={"share": round(share, 5), "limit": kafka.max_dead_letter_share},
-            )
-        ],
-    )
+    with loop.held_store():  # one connection to the event store for the stage's reads and writes
+        stats = stages.ingest(kafka.ingestor(loop.store()))
+        context.log.info(f"ingested {stats.messages} messages in {stats.batches} batches, lag {stats.lag}")
+        if stats.log_resets:
+            context.log.warning(f"the broker's log was reset on partitions {stats.log_resets}; read it from the start")
+        share = stats.dead_letters / stats.messages if stats.messages else 0.0
+        return MaterializeResult(
+            metadata={
+                "messages": stats.messages,
+                "stored": stats.stored,
+                "duplicates": stats.duplicates,
+                "snapshots": stats.snapshots,
+                "dead_letters": stats.dead_letters,
+                "dead_by_reason": MetadataValue.json(stats.dead_by_reason),
+                "events_per_s": round(stats.messages / stats.seconds, 1) if stats.seconds else 0.0,
+                "lag_by_partition": MetadataValue.json({str(p): n for p, n in stats.lag.items()}),
+                "lag_total": sum(stats.lag.values()),
+                "log_resets": MetadataValue.json(stats.log_resets),
+            },
+            check_results=[
+                AssetCheckResult(
+                    check_name="dead_letter_share",
+                    passed=share <= kafka.max_dead_letter_share,
+                    metadata={"share": round(share, 5), "limit": kafka.max_dead_letter_share},
+                )
+            ],
+        )
 
 
 @asset(
@@ -263,15 +269,16 @@ def event_store(context: AssetExecutionContext, loop: LoopResource, kafka: Kafka
     "with the reason.",
 )
 def review(context: AssetExecutionContext, loop: LoopResource, meta: MetaResource) -> MaterializeResult:
-    brief = loop.brief(context.partition_key)
-    reviews = stages.review(brief, loop.ledger(), meta.client(brief), actor(context)) if brief.meta else []
-    for r in reviews:
-        if r.disapproved:
-            context.log.warning(f"variant {r.variant_id} retired: Meta disapproved ad {r.ad_id}: {r.reason}")
-    counts = {}
-    for r in reviews:
-        counts[r.effective_status] = counts.get(r.effective_status, 0) + 1
-    return MaterializeResult(metadata={"effective_status": MetadataValue.json(counts)})
+    with loop.held_store():  # one connection to the event store for the stage's reads and writes
+        brief = loop.brief(context.partition_key)
+        reviews = stages.review(brief, loop.ledger(), meta.client(brief), actor(context)) if brief.meta else []
+        for r in reviews:
+            if r.disapproved:
+                context.log.warning(f"variant {r.variant_id} retired: Meta disapproved ad {r.ad_id}: {r.reason}")
+        counts = {}
+        for r in reviews:
+            counts[r.effective_status] = counts.get(r.effective_status, 0) + 1
+        return MaterializeResult(metadata={"effective_status": MetadataValue.json(counts)})
 
 
 @asset(
@@ -285,19 +292,20 @@ def review(context: AssetExecutionContext, loop: LoopResource, meta: MetaResourc
 def allocation(
     context: AssetExecutionContext, loop: LoopResource, meta: MetaResource, clock: ClockResource
 ) -> MaterializeResult:
-    brief = loop.brief(context.partition_key)
-    today = clock.today()
-    final = context.run.tags.get(STEP_TAG) == "close"
-    shares = stages.allocate(
-        brief, loop.ledger(), loop.store(), meta.client(brief), today, actor(context), loop.seed, final=final
-    )
-    return MaterializeResult(
-        metadata={
-            "day": today.isoformat(),
-            "paused": loop.ledger().is_paused(brief.name),
-            "shares": MetadataValue.json({k: round(v, 4) for k, v in shares.items()}),
-        }
-    )
+    with loop.held_store():  # one connection to the event store for the stage's reads and writes
+        brief = loop.brief(context.partition_key)
+        today = clock.today()
+        final = context.run.tags.get(STEP_TAG) == "close"
+        shares = stages.allocate(
+            brief, loop.ledger(), loop.store(), meta.client(brief), today, actor(context), loop.seed, final=final
+        )
+        return MaterializeResult(
+            metadata={
+                "day": today.isoformat(),
+                "paused": loop.ledger().is_paused(brief.name),
+                "shares": MetadataValue.json({k: round(v, 4) for k, v in shares.items()}),
+            }
+        )
 
 
 @asset(
@@ -317,41 +325,42 @@ def allocation(
     ],
 )
 def policy(context: AssetExecutionContext, loop: LoopResource, mlflow: MlflowResource) -> MaterializeResult:
-    brief = loop.brief(context.partition_key)
-    who = actor(context)
-    out = stages.train(
-        brief,
-        loop.ledger(),
-        loop.store(),
-        mlflow.target(),
-        loop.artifact_store(),
-        Path(loop.home) / "contact_sheets",
-        who,
-        loop.seed,
-    )
-    decision = stages.promote(brief, loop.ledger(), loop.store(), mlflow.target(), who)
-    context.log.info(decision["verdict"])
-    estimates = {k: decision[k].as_dict() for k in ("challenger", "champion") if decision[k] is not None}
-    return MaterializeResult(
-        check_results=[
-            AssetCheckResult(
-                check_name="challenger_beats_champion",
-                passed=decision["promoted"],
-                severity=AssetCheckSeverity.WARN,
-                metadata={
-                    "verdict": decision["verdict"],
-                    "champion_version": decision["champion_version"],
-                    "estimates": MetadataValue.json(estimates),
-                },
-            )
-        ],
-        metadata={
-            "mlflow_run": MetadataValue.url(mlflow.run_url(out["run_id"])),
-            "generation": out["generation"],
-            "contact_sheet": MetadataValue.md(thumbnail_markdown(Path(out["sheet"]))),
-            "leaderboard": MetadataValue.md(out["board"].head(10).to_markdown(index=False, floatfmt=".4f")),
-        },
-    )
+    with loop.held_store():  # one connection to the event store for the stage's reads and writes
+        brief = loop.brief(context.partition_key)
+        who = actor(context)
+        out = stages.train(
+            brief,
+            loop.ledger(),
+            loop.store(),
+            mlflow.target(),
+            loop.artifact_store(),
+            Path(loop.home) / "contact_sheets",
+            who,
+            loop.seed,
+        )
+        decision = stages.promote(brief, loop.ledger(), loop.store(), mlflow.target(), who)
+        context.log.info(decision["verdict"])
+        estimates = {k: decision[k].as_dict() for k in ("challenger", "champion") if decision[k] is not None}
+        return MaterializeResult(
+            check_results=[
+                AssetCheckResult(
+                    check_name="challenger_beats_champion",
+                    passed=decision["promoted"],
+                    severity=AssetCheckSeverity.WARN,
+                    metadata={
+                        "verdict": decision["verdict"],
+                        "champion_version": decision["champion_version"],
+                        "estimates": MetadataValue.json(estimates),
+                    },
+                )
+            ],
+            metadata={
+                "mlflow_run": MetadataValue.url(mlflow.run_url(out["run_id"])),
+                "generation": out["generation"],
+                "contact_sheet": MetadataValue.md(thumbnail_markdown(Path(out["sheet"]))),
+                "leaderboard": MetadataValue.md(out["board"].head(10).to_markdown(index=False, floatfmt=".4f")),
+            },
+        )
 
 
 LOOP_ASSETS = [plan, renders, publications, performance_events, event_store, review, allocation, policy]

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -54,6 +56,13 @@ class LoopResource(ConfigurableResource):
 
     def ledger(self) -> Ledger:
         return Ledger(self.store())
+
+    @contextmanager
+    def held_store(self) -> Iterator[None]:
+        """For one stage: every ledger and store call in it shares one connection (``EventStore.held``), where
+        each would open the file again. Not for renders: the console and `up` would wait for the whole render."""
+        with self.store().held():
+            yield
 
 
 class KafkaResource(ConfigurableResource):

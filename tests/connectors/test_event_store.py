@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from datetime import UTC, date, datetime, timedelta
 
 import duckdb
 import pandas as pd
+import pytest
 
 from connectors.event_store import EventStore
 from connectors.events import MetricSnapshot
@@ -45,3 +49,26 @@ def test_the_daily_aggregate_follows_every_upsert_and_an_older_store_is_backfill
         con.execute("drop table ad_daily")
     again = EventStore(tmp_path / "events.duckdb").variant_daily().set_index(["variant_id", "day"])
     pd.testing.assert_frame_equal(again, daily)
+
+
+def test_a_held_connection_serves_every_store_on_the_file_undoes_a_failed_transaction_and_others_wait(tmp_path):
+    path = tmp_path / "events.duckdb"
+    store = EventStore(path)
+    with store.held() as con:
+        other = EventStore(tmp_path / "." / "events.duckdb")  # another handle on the same file, named otherwise
+        with other.connect() as same, store.held() as again:
+            assert same is con and again is con  # one connection, not a second open of the file
+        with pytest.raises(duckdb.Error), other.connect() as c:  # a write failing halfway through a transaction
+            c.execute("begin")
+            c.execute("insert into consumer_offsets (topic, partition, next_offset) values ('t', 0, 5)")
+            c.execute("insert into no_such_table values (1)")
+        assert store.offsets("t") == {}  # undone, and the held connection still works
+        # another process waits for the file while it is held, then gets it
+        reader = subprocess.Popen([sys.executable, "-c", "from connectors.event_store import EventStore; "
+                                   f"print(EventStore({str(path)!r}).offsets('t'))"],
+                                  stdout=subprocess.PIPE, text=True)  # fmt: skip
+        time.sleep(1.5)
+        assert reader.poll() is None
+        store.write_batch("t", [], [], [], {0: 7})
+    out, _ = reader.communicate(timeout=60)
+    assert out.strip() == "{0: 7}"
