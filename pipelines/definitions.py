@@ -125,13 +125,12 @@ def run_request(instance, step: cadence.Step) -> RunRequest:
 
 def withdrawn_briefs(instance, loop: LoopResource, catalog) -> list[str]:
     """Briefs with a partition whose file is gone (a brief whose file is there but invalid is not withdrawn)."""
+    missing = [n for n in instance.get_dynamic_partitions(brief_partitions.name) if n not in catalog.briefs]
+    if not missing:  # the usual tick: the event store is not opened
+        return []
     recorded = loop.ledger().briefs()
     paths = dict(zip(recorded["brief"], recorded["path"]))
-    return [
-        name
-        for name in instance.get_dynamic_partitions(brief_partitions.name)
-        if name not in catalog.briefs and not (paths.get(name) and Path(paths[name]).exists())
-    ]
+    return [name for name in missing if not (paths.get(name) and Path(paths[name]).exists())]
 
 
 @op(config_schema={"brief": str}, description="Pause every ad of a brief whose file was removed from the catalog.")
@@ -182,16 +181,19 @@ def autoplay_sensor(context: SensorEvaluationContext, loop: LoopResource, clock:
         for n in gone
         if n not in done_withdrawing
     ]
-    today = clock.today()
-    ledger = loop.ledger()
-    for name in catalog.names:
-        if in_flight(instance, name):
-            continue
-        brief = catalog.briefs[name]
-        progress = stages.progress(ledger, name)
-        step = cadence.next_step(name, progress, today, brief.autoplay.days_per_generation, loop.max_generations)
-        if step is not None:
-            requests.append(run_request(instance, step))
+    waiting = [n for n in catalog.names if not in_flight(instance, n)]
+    if waiting:  # else every brief's run is in flight, and holds the event store: it is left to them
+        today = clock.today()
+        with loop.held_store():
+            ledger = loop.ledger()
+            for name in waiting:
+                brief = catalog.briefs[name]
+                progress = stages.progress(ledger, name)
+                step = cadence.next_step(
+                    name, progress, today, brief.autoplay.days_per_generation, loop.max_generations
+                )
+                if step is not None:
+                    requests.append(run_request(instance, step))
     return SensorResult(run_requests=requests, dynamic_partitions_requests=partition_requests)
 
 

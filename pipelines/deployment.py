@@ -318,6 +318,7 @@ class Running:
     children: list[Child] = field(default_factory=list)
     where: dict[str, str] = field(default_factory=dict)
     storefront: IngestApp | None = None  # the storefront endpoint's app, on the embedded default
+    _ledger: Ledger | None = field(default=None, repr=False)
 
     def admit(self, brief: Brief) -> None:
         """A brief added while the sandboxes run: its ad account and product open there, and its storefront's
@@ -329,7 +330,10 @@ class Running:
             self.storefront.config = replace(config, allowed_origins=config.allowed_origins | brief.storefront_origins)
 
     def ledger(self) -> Ledger:
-        return Ledger(EventStore(self.settings.event_store_path))
+        """The loop's ledger, opened once (each opening checks the file's tables)."""
+        if self._ledger is None:
+            self._ledger = Ledger(EventStore(self.settings.event_store_path))
+        return self._ledger
 
     def revive(self, reporter: Reporter) -> None:
         """Start again any process of the deployment that exited (the run server or a worker killed, the daemon
@@ -431,7 +435,7 @@ def deployment(
         env[RUN_SERVER_VAR] = socket_path
         daemon = spawn(
             "dagster-daemon",
-            [str(BIN / "dagster-daemon"), "run", "-m", "pipelines.definitions"],
+            [sys.executable, "-m", "pipelines.daemon", "run", "-m", "pipelines.definitions"],
             env,
             logs / "dagster-daemon.log",
         )
@@ -586,13 +590,15 @@ def brief_idle_today(running: Running, name: str, today) -> bool:
 
 
 def all_finished(running: Running) -> bool:
-    """Every brief has served its generations and been trained on, and no run is still finishing."""
+    """Every brief has served its generations and been trained on, and no run is still finishing. Dagster's
+    run storage is asked first: while a run is in flight (most of the time) the event store is left to it."""
     from pipelines.definitions import in_flight
 
+    if any(in_flight(running.instance, n) for n in running.catalog.briefs):
+        return False
     ledger = running.ledger()
     return all(
         cadence.finished(stages.progress(ledger, n), b.autoplay.days_per_generation, running.settings.max_generations)
-        and not in_flight(running.instance, n)
         for n, b in running.catalog.briefs.items()
     )
 

@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     ingest_lag_threshold: int = Field(10000, ge=0, alias="AUTOPLAY_INGEST_LAG_THRESHOLD")
     ingest_interval_s: float = Field(300.0, gt=0, alias="AUTOPLAY_INGEST_INTERVAL_S")
     sandbox_clock_url: Optional = Field(None, alias="AUTOPLAY_SANDBOX_CLOCK_URL")
+    # how often the deployment's Dagster daemon evaluates the sensors (Dagster's own loop: 5 s); see pipelines.daemon
+    sensor_loop_s: float = Field(1.0, ge=0.2, le=60, alias="AUTOPLAY_SENSOR_LOOP_S")
     max_generations: Annotated[int | None, BeforeValidator(_none_if_empty)] = Field(
         None, ge=1, alias="AUTOPLAY_MAX_GENERATIONS"
     )

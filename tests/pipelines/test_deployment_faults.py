@@ -147,7 +147,7 @@ def test_a_killed_run_server_and_daemon_are_started_again_and_the_loop_goes_on_t
 
     try:
         read_until(lambda line: "open g0" in line and "success" in line)
-        for program in (b"pipelines.warm_runs", b"dagster-daemon"):
+        for program in (b"pipelines.warm_runs", b"pipelines.daemon"):
             os.kill(child_running(program), signal.SIGKILL)
         for name in ("run-server", "dagster-daemon"):
             read_until(lambda line, name=name: f"{name} exited with code -9: started again" in line, 30)
