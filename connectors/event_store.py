@@ -70,6 +70,61 @@ _AD_DAILY = (
 )
 
 
+@contextmanager
+def _undo_on_failure(con: duckdb.DuckDBPyConnection):
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):  # "no transaction is active": nothing to undo
+            con.execute("rollback")
+        raise
+
+
+class _Session:
+    """A connection opened at the first operation, kept while operations follow each other, and closed by a
+    thread of its own once ``idle_s`` passed without one (``EventStore.session``)."""
+
+    def __init__(self, store: EventStore, idle_s: float) -> None:
+        self.store, self.idle_s = store, idle_s
+        self.lock = threading.Lock()
+        self.con: duckdb.DuckDBPyConnection | None = None
+        self.busy, self.last = 0, 0.0
+        self.opened = 0  # how many times the file was opened: a test reads it
+        self.done = threading.Event()
+        self.closer = threading.Thread(target=self._close_when_idle, name="event-store-session", daemon=True)
+        self.closer.start()
+
+    @contextmanager
+    def use(self):
+        with self.lock:
+            if self.con is None:
+                self.con = self.store._open()
+                self.opened += 1
+            self.busy += 1
+            con = self.con
+        try:
+            yield con
+        finally:
+            with self.lock:
+                self.busy -= 1
+                self.last = time.monotonic()
+
+    def _close_when_idle(self) -> None:
+        while not self.done.wait(self.idle_s / 4):
+            with self.lock:
+                if self.con is not None and not self.busy and time.monotonic() - self.last >= self.idle_s:
+                    self.con.close()
+                    self.con = None
+
+    def close(self) -> None:
+        self.done.set()
+        self.closer.join()
+        with self.lock:
+            if self.con is not None:
+                self.con.close()
+                self.con = None
+
+
 @dataclass
 class BatchResult:
     stored: int = 0
@@ -97,27 +152,46 @@ class EventStore:
 
     def _holding(self) -> dict[Path, duckdb.DuckDBPyConnection]:
         if not hasattr(_HELD, "cons"):
-            _HELD.cons = {}
+            _HELD.cons, _HELD.sessions = {}, {}
         return _HELD.cons
 
     @contextmanager
     def connect(self):
-        """A connection for one operation: the one this thread holds on this file (see ``held``), or a fresh
-        one. An operation that fails on a held connection leaves no transaction open on it."""
+        """A connection for one operation: the one this thread holds on this file (``held``), its session's
+        (``session``), or a fresh one. An operation that fails on a kept connection leaves no transaction open."""
         held = self._holding().get(self._key)
         if held is not None:
-            try:
+            with _undo_on_failure(held):
                 yield held
-            except BaseException:
-                with contextlib.suppress(duckdb.Error):  # "no transaction is active": nothing to undo
-                    held.execute("rollback")
-                raise
+            return
+        session = _HELD.sessions.get(self._key)
+        if session is not None:
+            with session.use() as con, _undo_on_failure(con):
+                yield con
             return
         con = self._open()
         try:
             yield con
         finally:
             con.close()
+
+    @contextmanager
+    def session(self, idle_s: float = 0.25):
+        """For one stage in this thread: its operations share a connection while they follow each other, and it
+        is closed once ``idle_s`` pass without one (a call to Meta, a model upload), so the console, the CLI and
+        other runs wait for the file no longer than a burst of operations. Each open and close of the file
+        costs 15-30 ms, and a close after writes a checkpoint; a stage makes hundreds of operations."""
+        self._holding()
+        if self._key in _HELD.sessions:  # one further up: that one
+            yield
+            return
+        session = _Session(self, idle_s)
+        _HELD.sessions[self._key] = session
+        try:
+            yield
+        finally:
+            del _HELD.sessions[self._key]
+            session.close()
 
     def _open(self) -> duckdb.DuckDBPyConnection:
         # Two threads attaching the same file at the same moment conflict: one at a time, the second
@@ -137,10 +211,9 @@ class EventStore:
 
     @contextmanager
     def held(self):
-        """Keep one connection open in this thread for a run of operations (a stage, an ingestion run, a page):
-        each open and close of the file costs 15-30 ms, and a close after writes a checkpoint. Every EventStore
-        on the same file in this thread uses it; other processes wait for the file (``lock_wait_s``) meanwhile,
-        so hold it for seconds, not for a render."""
+        """Keep one connection open in this thread for a run of operations that uses it directly (an ingestion
+        run, a console page). Every EventStore on the same file in this thread uses it; other processes wait
+        for the file (``lock_wait_s``) meanwhile, so hold it while working, never across a wait."""
         holding = self._holding()
         if self._key in holding:  # already held further up: that one
             yield holding[self._key]

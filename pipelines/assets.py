@@ -85,7 +85,7 @@ def thumbnail_markdown(png: Path, width: int = 480) -> str:
     description="The brief's next generation: variants kept, new combinations to render, with their decisions.",
 )
 def plan(context: AssetExecutionContext, loop: LoopResource, clock: ClockResource) -> MaterializeResult:
-    with loop.held_store():  # one connection to the event store for the stage's reads and writes
+    with loop.store_session():  # one connection to the event store while its calls follow each other
         name = context.partition_key
         brief = loop.brief(name)
         result = stages.plan(
@@ -170,7 +170,7 @@ def renders(context: AssetExecutionContext, loop: LoopResource) -> MaterializeRe
 def publications(
     context: AssetExecutionContext, loop: LoopResource, meta: MetaResource, shopify: ShopifyResource
 ) -> MaterializeResult:
-    with loop.held_store():  # one connection to the event store for the stage's reads and writes
+    with loop.store_session():  # one connection to the event store while its calls follow each other
         brief = loop.brief(context.partition_key)
         metadata = {}
         who = actor(context)
@@ -203,7 +203,7 @@ def publications(
 def performance_events(
     context: AssetExecutionContext, loop: LoopResource, meta: MetaResource, kafka: KafkaResource, clock: ClockResource
 ) -> MaterializeResult:
-    with loop.held_store():  # one connection to the event store for the stage's reads and writes
+    with loop.store_session():  # one connection to the event store while its calls follow each other
         brief = loop.brief(context.partition_key)
         sent = 0
         if "meta" in brief.channels:
@@ -231,7 +231,7 @@ def performance_events(
     ],
 )
 def event_store(context: AssetExecutionContext, loop: LoopResource, kafka: KafkaResource) -> MaterializeResult:
-    with loop.held_store():  # one connection to the event store for the stage's reads and writes
+    with loop.store_session():  # one connection to the event store while its calls follow each other
         stats = stages.ingest(kafka.ingestor(loop.store()))
         context.log.info(f"ingested {stats.messages} messages in {stats.batches} batches, lag {stats.lag}")
         if stats.log_resets:
@@ -269,7 +269,7 @@ def event_store(context: AssetExecutionContext, loop: LoopResource, kafka: Kafka
     "with the reason.",
 )
 def review(context: AssetExecutionContext, loop: LoopResource, meta: MetaResource) -> MaterializeResult:
-    with loop.held_store():  # one connection to the event store for the stage's reads and writes
+    with loop.store_session():  # one connection to the event store while its calls follow each other
         brief = loop.brief(context.partition_key)
         reviews = stages.review(brief, loop.ledger(), meta.client(brief), actor(context)) if brief.meta else []
         for r in reviews:
@@ -292,7 +292,7 @@ def review(context: AssetExecutionContext, loop: LoopResource, meta: MetaResourc
 def allocation(
     context: AssetExecutionContext, loop: LoopResource, meta: MetaResource, clock: ClockResource
 ) -> MaterializeResult:
-    with loop.held_store():  # one connection to the event store for the stage's reads and writes
+    with loop.store_session():  # one connection to the event store while its calls follow each other
         brief = loop.brief(context.partition_key)
         today = clock.today()
         final = context.run.tags.get(STEP_TAG) == "close"
@@ -325,7 +325,7 @@ def allocation(
     ],
 )
 def policy(context: AssetExecutionContext, loop: LoopResource, mlflow: MlflowResource) -> MaterializeResult:
-    with loop.held_store():  # one connection to the event store for the stage's reads and writes
+    with loop.store_session():  # one connection to the event store while its calls follow each other
         brief = loop.brief(context.partition_key)
         who = actor(context)
         out = stages.train(

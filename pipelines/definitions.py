@@ -184,7 +184,7 @@ def autoplay_sensor(context: SensorEvaluationContext, loop: LoopResource, clock:
     waiting = [n for n in catalog.names if not in_flight(instance, n)]
     if waiting:  # else every brief's run is in flight, and holds the event store: it is left to them
         today = clock.today()
-        with loop.held_store():
+        with loop.store_session():
             ledger = loop.ledger()
             for name in waiting:
                 brief = catalog.briefs[name]

@@ -58,10 +58,10 @@ class LoopResource(ConfigurableResource):
         return Ledger(self.store())
 
     @contextmanager
-    def held_store(self) -> Iterator[None]:
-        """For one stage: every ledger and store call in it shares one connection (``EventStore.held``), where
-        each would open the file again. Not for renders: the console and `up` would wait for the whole render."""
-        with self.store().held():
+    def store_session(self) -> Iterator[None]:
+        """For one stage: its ledger and store calls share a connection while they follow each other
+        (``EventStore.session``), where each would open the file again."""
+        with self.store().session():
             yield
 
 

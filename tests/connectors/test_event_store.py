@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 import time
@@ -11,7 +12,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from connectors.event_store import EventStore
+from connectors.event_store import _HELD, EventStore
 from connectors.events import MetricSnapshot
 
 AS_OF = datetime(2026, 11, 2, 12, tzinfo=UTC)
@@ -51,6 +52,12 @@ def test_the_daily_aggregate_follows_every_upsert_and_an_older_store_is_backfill
     pd.testing.assert_frame_equal(again, daily)
 
 
+def read_offsets_elsewhere(path) -> subprocess.Popen:
+    """Another process reading the store (the console, the CLI): it waits while the file is held."""
+    code = f"from connectors.event_store import EventStore; print(EventStore({str(path)!r}).offsets('t'))"
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+
+
 def test_a_held_connection_serves_every_store_on_the_file_undoes_a_failed_transaction_and_others_wait(tmp_path):
     path = tmp_path / "events.duckdb"
     store = EventStore(path)
@@ -63,12 +70,28 @@ def test_a_held_connection_serves_every_store_on_the_file_undoes_a_failed_transa
             c.execute("insert into consumer_offsets (topic, partition, next_offset) values ('t', 0, 5)")
             c.execute("insert into no_such_table values (1)")
         assert store.offsets("t") == {}  # undone, and the held connection still works
-        # another process waits for the file while it is held, then gets it
-        reader = subprocess.Popen([sys.executable, "-c", "from connectors.event_store import EventStore; "
-                                   f"print(EventStore({str(path)!r}).offsets('t'))"],
-                                  stdout=subprocess.PIPE, text=True)  # fmt: skip
+        reader = read_offsets_elsewhere(path)
         time.sleep(1.5)
         assert reader.poll() is None
         store.write_batch("t", [], [], [], {0: 7})
     out, _ = reader.communicate(timeout=60)
     assert out.strip() == "{0: 7}"
+
+
+def test_a_session_opens_the_file_once_per_burst_and_lets_it_go_while_the_stage_waits(tmp_path):
+    path = tmp_path / "events.duckdb"
+    store = EventStore(path)
+    with store.session(idle_s=1.0):
+        session = _HELD.sessions[store._key]
+        for partition in range(20):  # a burst of operations, from any store on the file
+            EventStore(path).write_batch("t", [], [], [], {partition: 1})
+        assert session.opened == 1
+        with pytest.raises(duckdb.Error), store.connect() as c:  # undone, as on a held connection
+            c.execute("begin")
+            c.execute("insert into consumer_offsets (topic, partition, next_offset) values ('t', 99, 5)")
+            c.execute("insert into no_such_table values (1)")
+        reader = read_offsets_elsewhere(path)  # the stage now waits on Meta: the file is let go
+        out, _ = reader.communicate(timeout=60)
+        assert ast.literal_eval(out) == {p: 1 for p in range(20)}
+        assert len(store.offsets("t")) == 20 and session.opened == 2  # opened again for the next burst
+    assert store._key not in _HELD.sessions
