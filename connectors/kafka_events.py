@@ -214,9 +214,12 @@ class EventIngestor:
         self._variants: set[str] | None = None
         self._refreshed = False
 
-    def _consumer(self) -> KafkaConsumer:
+    def _consumer(self, fetch_max_wait_ms: int = 500) -> KafkaConsumer:
+        """``fetch_max_wait_ms``: how long the broker holds a fetch that finds nothing new. A run that reads up to
+        the log ends learns an empty partition's end only from such an answer, so it asks for a short wait."""
         return KafkaConsumer(
             group_id=None,
+            fetch_max_wait_ms=fetch_max_wait_ms,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=self.batch_size,
@@ -238,7 +241,7 @@ class EventIngestor:
         where a broker reports no end), until ``max_seconds`` pass, or until ``stop`` is set (continuous mode)."""
         stats = IngestStats()
         started = time.monotonic()
-        consumer = self._consumer()
+        consumer = self._consumer(fetch_max_wait_ms=50 if until_idle else 500)
         dead_producer = KafkaProducer(**self._config) if self.dead_letter_topic else None
         self._variants = self.known_variants()
         writer = _BatchWriter(self.store, self.topic, stats, on_batch)
@@ -281,7 +284,7 @@ class EventIngestor:
         Uses the fetch high watermark, which the embedded broker reports correctly (its ListOffsets
         answer is the last batch's base offset, not the log end).
         """
-        consumer = self._consumer()
+        consumer = self._consumer(fetch_max_wait_ms=50)
         try:
             partitions = self._assign(consumer)
             deadline = time.monotonic() + 5
