@@ -11,6 +11,7 @@ import contextlib
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +71,29 @@ _AD_DAILY = (
 )
 
 
+def _open_file(path: Path, lock_wait_s: float) -> duckdb.DuckDBPyConnection:
+    # Two threads attaching the same file at the same moment conflict: one at a time, the second
+    # connection shares the database the first one opened. Another process (a Dagster run, the CLI)
+    # holds the file only for one operation or one burst: wait for it, up to ``lock_wait_s``.
+    deadline = time.monotonic() + lock_wait_s
+    delay = 0.01
+    while True:
+        try:
+            with _CONNECT_LOCK:
+                return duckdb.connect(str(path))
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+
+def _sessions() -> dict[Path, _Session]:
+    if not hasattr(_HELD, "sessions"):
+        _HELD.cons, _HELD.sessions = {}, {}
+    return _HELD.sessions
+
+
 @contextmanager
 def _undo_on_failure(con: duckdb.DuckDBPyConnection):
     try:
@@ -84,8 +108,8 @@ class _Session:
     """A connection opened at the first operation, kept while operations follow each other, and closed by a
     thread of its own once ``idle_s`` passed without one (``EventStore.session``)."""
 
-    def __init__(self, store: EventStore, idle_s: float) -> None:
-        self.store, self.idle_s = store, idle_s
+    def __init__(self, path: Path, idle_s: float, lock_wait_s: float = 120.0) -> None:
+        self.path, self.idle_s, self.lock_wait_s = path, idle_s, lock_wait_s
         self.lock = threading.Lock()
         self.con: duckdb.DuckDBPyConnection | None = None
         self.busy, self.last = 0, 0.0
@@ -98,7 +122,7 @@ class _Session:
     def use(self):
         with self.lock:
             if self.con is None:
-                self.con = self.store._open()
+                self.con = _open_file(self.path, self.lock_wait_s)
                 self.opened += 1
             self.busy += 1
             con = self.con
@@ -151,8 +175,7 @@ class EventStore:
                 con.execute(f"insert into ad_daily {_AD_DAILY} group by channel, external_id, day")
 
     def _holding(self) -> dict[Path, duckdb.DuckDBPyConnection]:
-        if not hasattr(_HELD, "cons"):
-            _HELD.cons, _HELD.sessions = {}, {}
+        _sessions()
         return _HELD.cons
 
     @contextmanager
@@ -164,7 +187,7 @@ class EventStore:
             with _undo_on_failure(held):
                 yield held
             return
-        session = _HELD.sessions.get(self._key)
+        session = _sessions().get(self._key)
         if session is not None:
             with session.use() as con, _undo_on_failure(con):
                 yield con
@@ -175,39 +198,12 @@ class EventStore:
         finally:
             con.close()
 
-    @contextmanager
     def session(self, idle_s: float = 0.25):
-        """For one stage in this thread: its operations share a connection while they follow each other, and it
-        is closed once ``idle_s`` pass without one (a call to Meta, a model upload), so the console, the CLI and
-        other runs wait for the file no longer than a burst of operations. Each open and close of the file
-        costs 15-30 ms, and a close after writes a checkpoint; a stage makes hundreds of operations."""
-        self._holding()
-        if self._key in _HELD.sessions:  # one further up: that one
-            yield
-            return
-        session = _Session(self, idle_s)
-        _HELD.sessions[self._key] = session
-        try:
-            yield
-        finally:
-            del _HELD.sessions[self._key]
-            session.close()
+        """``session`` on this store's file."""
+        return session(self.path, idle_s)
 
     def _open(self) -> duckdb.DuckDBPyConnection:
-        # Two threads attaching the same file at the same moment conflict: one at a time, the second
-        # connection shares the database the first one opened. Another process (a Dagster run, the CLI)
-        # holds the file only for one operation: wait for it, up to ``lock_wait_s``.
-        deadline = time.monotonic() + self.lock_wait_s
-        delay = 0.01
-        while True:
-            try:
-                with _CONNECT_LOCK:
-                    return duckdb.connect(str(self.path))
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 0.25)
+        return _open_file(self.path, self.lock_wait_s)
 
     @contextmanager
     def held(self):
@@ -451,3 +447,24 @@ def _snapshot_table(snapshots: list[MetricSnapshot]) -> pa.Table:
             "as_of": pa.array([s.as_of for s in snapshots], type=_UTC_MICROS),
         }
     )
+
+
+@contextmanager
+def session(path: str | Path, idle_s: float = 0.25) -> Iterator[None]:
+    """For one stage in this thread: operations on the store at ``path`` share a connection while they follow
+    each other, and it is closed once ``idle_s`` pass without one (a call to Meta, a model upload), so the
+    console, the CLI and other runs wait for the file no longer than a burst of operations. Each open and close
+    of the file costs 15-30 ms, and a close after writes a checkpoint; a stage makes hundreds of operations.
+    Stores made inside it (and their table checks) use it too."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key, sessions = path.resolve(), _sessions()
+    if key in sessions:  # one further up: that one
+        yield
+        return
+    sessions[key] = kept = _Session(path, idle_s)
+    try:
+        yield
+    finally:
+        del sessions[key]
+        kept.close()

@@ -15,7 +15,7 @@ from pathlib import Path
 from dagster import ConfigurableResource
 
 from connectors.artifacts import ArtifactStore, artifact_store
-from connectors.event_store import EventStore
+from connectors.event_store import EventStore, session
 from connectors.kafka_events import EventIngestor, EventProducer
 from connectors.ledger import Ledger
 from connectors.meta import DEFAULT_GRAPH_URL, MetaAds
@@ -52,7 +52,11 @@ class LoopResource(ConfigurableResource):
         return str(self.catalog().paths.get(name, ""))
 
     def store(self) -> EventStore:
-        return EventStore(f"{self.home}/events.duckdb")
+        return EventStore(self.store_path)
+
+    @property
+    def store_path(self) -> str:
+        return f"{self.home}/events.duckdb"
 
     def ledger(self) -> Ledger:
         return Ledger(self.store())
@@ -61,7 +65,7 @@ class LoopResource(ConfigurableResource):
     def store_session(self) -> Iterator[None]:
         """For one stage: its ledger and store calls share a connection while they follow each other
         (``EventStore.session``), where each would open the file again."""
-        with self.store().session():
+        with session(self.store_path):
             yield
 
 

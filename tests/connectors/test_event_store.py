@@ -94,4 +94,4 @@ def test_a_session_opens_the_file_once_per_burst_and_lets_it_go_while_the_stage_
         out, _ = reader.communicate(timeout=60)
         assert ast.literal_eval(out) == {p: 1 for p in range(20)}
         assert len(store.offsets("t")) == 20 and session.opened == 2  # opened again for the next burst
-    assert store._key not in _HELD.sessions
+    assert not _HELD.sessions
