@@ -24,7 +24,18 @@ import pyarrow.compute as pc
 from connectors.events import AdditiveEvent, MetricSnapshot
 
 _CONNECT_LOCK = threading.Lock()
-_HELD = threading.local()  # the connections this thread holds, by file (``EventStore.held``)
+
+
+class _Kept(threading.local):
+    """What this thread keeps open, by file: connections it holds (``EventStore.held``), stages' sessions
+    (``session``)."""
+
+    def __init__(self) -> None:
+        self.cons: dict[Path, duckdb.DuckDBPyConnection] = {}
+        self.sessions: dict[Path, _Session] = {}
+
+
+_KEPT = _Kept()
 
 SCHEMA = """
 create table if not exists events (
@@ -88,12 +99,6 @@ def _open_file(path: Path, lock_wait_s: float) -> duckdb.DuckDBPyConnection:
             delay = min(delay * 2, 0.25)
 
 
-def _sessions() -> dict[Path, _Session]:
-    if not hasattr(_HELD, "sessions"):
-        _HELD.cons, _HELD.sessions = {}, {}
-    return _HELD.sessions
-
-
 @contextmanager
 def _undo_on_failure(con: duckdb.DuckDBPyConnection):
     try:
@@ -106,7 +111,7 @@ def _undo_on_failure(con: duckdb.DuckDBPyConnection):
 
 class _Session:
     """A connection opened at the first operation, kept while operations follow each other, and closed by a
-    thread of its own once ``idle_s`` passed without one (``EventStore.session``)."""
+    thread of its own once ``idle_s`` passed without one (``session``)."""
 
     def __init__(self, path: Path, idle_s: float, lock_wait_s: float = 120.0) -> None:
         self.path, self.idle_s, self.lock_wait_s = path, idle_s, lock_wait_s
@@ -159,8 +164,8 @@ class BatchResult:
 
 
 class EventStore:
-    """Open per operation, or held for one stage (``held``), so Dagster steps in other processes, `autoplay up`
-    and the console can use the same file in turn."""
+    """Open per operation, or kept for a stage's bursts of operations (``session``) or a page's reads (``held``),
+    so Dagster steps in other processes, `autoplay up` and the console can use the same file in turn."""
 
     def __init__(self, path: str | Path, lock_wait_s: float = 120.0) -> None:
         self.path = Path(path)
@@ -174,20 +179,16 @@ class EventStore:
             if snapshots and not aggregated:  # a store from before the aggregate: build it once
                 con.execute(f"insert into ad_daily {_AD_DAILY} group by channel, external_id, day")
 
-    def _holding(self) -> dict[Path, duckdb.DuckDBPyConnection]:
-        _sessions()
-        return _HELD.cons
-
     @contextmanager
     def connect(self):
         """A connection for one operation: the one this thread holds on this file (``held``), its session's
         (``session``), or a fresh one. An operation that fails on a kept connection leaves no transaction open."""
-        held = self._holding().get(self._key)
+        held = _KEPT.cons.get(self._key)
         if held is not None:
             with _undo_on_failure(held):
                 yield held
             return
-        session = _sessions().get(self._key)
+        session = _KEPT.sessions.get(self._key)
         if session is not None:
             with session.use() as con, _undo_on_failure(con):
                 yield con
@@ -198,10 +199,6 @@ class EventStore:
         finally:
             con.close()
 
-    def session(self, idle_s: float = 0.25):
-        """``session`` on this store's file."""
-        return session(self.path, idle_s)
-
     def _open(self) -> duckdb.DuckDBPyConnection:
         return _open_file(self.path, self.lock_wait_s)
 
@@ -210,7 +207,7 @@ class EventStore:
         """Keep one connection open in this thread for a run of operations that uses it directly (an ingestion
         run, a console page). Every EventStore on the same file in this thread uses it; other processes wait
         for the file (``lock_wait_s``) meanwhile, so hold it while working, never across a wait."""
-        holding = self._holding()
+        holding = _KEPT.cons
         if self._key in holding:  # already held further up: that one
             yield holding[self._key]
             return
@@ -458,7 +455,7 @@ def session(path: str | Path, idle_s: float = 0.25) -> Iterator[None]:
     Stores made inside it (and their table checks) use it too."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    key, sessions = path.resolve(), _sessions()
+    key, sessions = path.resolve(), _KEPT.sessions
     if key in sessions:  # one further up: that one
         yield
         return

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import date
 from pathlib import Path
 
@@ -61,12 +60,10 @@ class LoopResource(ConfigurableResource):
     def ledger(self) -> Ledger:
         return Ledger(self.store())
 
-    @contextmanager
-    def store_session(self) -> Iterator[None]:
+    def store_session(self) -> AbstractContextManager[None]:
         """For one stage: its ledger and store calls share a connection while they follow each other
-        (``EventStore.session``), where each would open the file again."""
-        with session(self.store_path):
-            yield
+        (``connectors.event_store.session``), where each would open the file again."""
+        return session(self.store_path)
 
 
 class KafkaResource(ConfigurableResource):

@@ -12,7 +12,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from connectors.event_store import _HELD, EventStore
+from connectors.event_store import _KEPT, EventStore, session
 from connectors.events import MetricSnapshot
 
 AS_OF = datetime(2026, 11, 2, 12, tzinfo=UTC)
@@ -81,11 +81,11 @@ def test_a_held_connection_serves_every_store_on_the_file_undoes_a_failed_transa
 def test_a_session_opens_the_file_once_per_burst_and_lets_it_go_while_the_stage_waits(tmp_path):
     path = tmp_path / "events.duckdb"
     store = EventStore(path)
-    with store.session(idle_s=1.0):
-        session = _HELD.sessions[store._key]
+    with session(path, idle_s=1.0):
+        kept = _KEPT.sessions[store._key]
         for partition in range(20):  # a burst of operations, from any store on the file
             EventStore(path).write_batch("t", [], [], [], {partition: 1})
-        assert session.opened == 1
+        assert kept.opened == 1
         with pytest.raises(duckdb.Error), store.connect() as c:  # undone, as on a held connection
             c.execute("begin")
             c.execute("insert into consumer_offsets (topic, partition, next_offset) values ('t', 99, 5)")
@@ -93,5 +93,5 @@ def test_a_session_opens_the_file_once_per_burst_and_lets_it_go_while_the_stage_
         reader = read_offsets_elsewhere(path)  # the stage now waits on Meta: the file is let go
         out, _ = reader.communicate(timeout=60)
         assert ast.literal_eval(out) == {p: 1 for p in range(20)}
-        assert len(store.offsets("t")) == 20 and session.opened == 2  # opened again for the next burst
-    assert not _HELD.sessions
+        assert len(store.offsets("t")) == 20 and kept.opened == 2  # opened again for the next burst
+    assert not _KEPT.sessions
