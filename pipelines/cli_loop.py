@@ -59,8 +59,8 @@ class ConsoleReporter:
     def day(self, today: str) -> None:
         self._line(f"[bold]sandbox day {today}[/]")
 
-    def restarted(self, name: str, code: int, log) -> None:
-        self._line(f"[yellow]{name} exited with code {code}: started again[/] (its log: {log})")
+    def restarted(self, name: str, why: str, log) -> None:
+        self._line(f"[yellow]{name} {why}: started again[/] (its log: {log})")
 
 
 def postgres_settings(settings, url: str) -> dict:

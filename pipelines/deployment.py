@@ -25,9 +25,10 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
@@ -49,13 +50,14 @@ from pipelines.assets import BRIEF_TAG, DAY_TAG, GENERATION_TAG, STEP_TAG
 from pipelines.channels import Sandboxes, sandbox_marker, serve_sandboxes
 from pipelines.definitions import IN_FLIGHT
 from pipelines.settings import REPO, Settings, is_postgres, kafka_client_config
-from pipelines.warm_runs import RUN_SERVER_VAR, listening
+from pipelines.warm_runs import RUN_SERVER_VAR, answering, listening
 from pipelines.workers import DEFAULT_QUEUE, GPU_QUEUE, RedisServer, worker_command
 
 BIN = Path(sys.executable).parent
 PRODUCTION_INSTANCE = REPO / "dagster_home" / "production" / "dagster.yaml"
 CATALOG_READ_S = 5.0  # how often `up` reads the briefs folder again (the sensor reads it on every tick)
 RESTARTS, RESTART_WINDOW_S = 3, 600.0  # a process that exits more often than this is broken, not unlucky
+HEALTH_CHECK_S, UNANSWERED_CHECKS = 5.0, 2  # a process with a health check is hung after two failed in a row
 
 
 class DeploymentError(RuntimeError):
@@ -73,7 +75,7 @@ class Reporter:
     def run_changed(self, brief: str, step: str, status: str, detail: str) -> None: ...
     def renders(self, brief: str, done: int, total: int) -> None: ...
     def day(self, today: str) -> None: ...
-    def restarted(self, name: str, code: int, log: Path) -> None: ...
+    def restarted(self, name: str, why: str, log: Path) -> None: ...
 
 
 @contextmanager
@@ -217,14 +219,25 @@ class Child:
     stop_signal: int = signal.SIGTERM
     env: dict = field(default_factory=dict, repr=False)  # what it was started with, to start it again
     restarts: list[float] = field(default_factory=list)  # when it was started again (monotonic seconds)
+    healthy: Callable[[], bool] | None = field(default=None, repr=False)  # it answers (alive is not enough)
+    unanswered: int = 0  # health checks failed in a row
+    checked: float = 0.0  # when its health was last checked (monotonic seconds)
 
     def stop(self, grace_s: float = 3.0) -> None:
         stop_all([self], grace_s=grace_s)
 
+    def hung(self) -> bool:
+        """Alive but not answering: its health check failed ``UNANSWERED_CHECKS`` times, ``HEALTH_CHECK_S`` apart."""
+        if self.healthy is None or time.monotonic() - self.checked < HEALTH_CHECK_S:
+            return False
+        self.checked = time.monotonic()
+        self.unanswered = 0 if self.healthy() else self.unanswered + 1
+        return self.unanswered >= UNANSWERED_CHECKS
+
     def restart(self) -> None:
         """The same command in the same environment, after it exited (its log goes on)."""
         started = spawn(self.name, list(self.proc.args), self.env, self.log)
-        self.proc = started.proc
+        self.proc, self.unanswered, self.checked = started.proc, 0, time.monotonic()
         self.restarts.append(time.monotonic())
 
 
@@ -337,19 +350,23 @@ class Running:
 
     def revive(self, reporter: Reporter) -> None:
         """Start again any process of the deployment that exited (the run server or a worker killed, the daemon
-        crashed): the loop runs unattended. One that exits more than ``RESTARTS`` times in ``RESTART_WINDOW_S``
-        stops the deployment, naming its log."""
+        crashed) or that stopped answering its health check (the run server hung): the loop runs unattended. A
+        hung one is killed alone, not its process group: the runs it forked go on. One that ends more than
+        ``RESTARTS`` times in ``RESTART_WINDOW_S`` stops the deployment, naming its log."""
         for child in self.children:
             code = child.proc.poll()
-            if code is None:
+            if code is not None:
+                why = f"exited with code {code}"
+            elif child.hung():
+                child.proc.kill()
+                why = f"stopped answering for {HEALTH_CHECK_S * UNANSWERED_CHECKS:.0f} s (code {child.proc.wait()})"
+            else:
                 continue
             recent = [t for t in child.restarts if time.monotonic() - t < RESTART_WINDOW_S]
             if len(recent) >= RESTARTS:
-                raise DeploymentError(
-                    f"{child.name} exited {len(recent) + 1} times (last code {code}); see {child.log}"
-                )
+                raise DeploymentError(f"{child.name} ended {len(recent) + 1} times (last: {why}); see {child.log}")
             child.restart()
-            reporter.restarted(child.name, code, child.log)
+            reporter.restarted(child.name, why, child.log)
 
 
 @contextmanager
@@ -441,6 +458,7 @@ def deployment(
         )
         running.children.append(daemon)
         wait_ready(run_server, lambda: listening(socket_path), "the run server")
+        run_server.healthy = partial(answering, socket_path)
         if ui_port is not None:
             web = spawn(
                 "dagster-webserver",

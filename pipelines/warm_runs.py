@@ -13,6 +13,7 @@ own launcher), the launcher is Dagster's default. A request carries one run id; 
 
 from __future__ import annotations
 
+import fcntl
 import importlib
 import json
 import os
@@ -22,6 +23,8 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from dagster import DefaultRunLauncher
@@ -32,6 +35,9 @@ PID_TAG = "autoplay/run_pid"
 #: What the stages import where they use it (kept off the definitions' import path, which the daemon and the
 #: webserver load too): the run server imports it once, so no run pays it again (about 2.5 s a training run).
 WARM_MODULES = ("experiments.policy_model", "mlflow.pyfunc", "scipy.stats")
+#: How long a launch keeps asking a server that took the request and went away (the deployment replaces a hung
+#: server within about 10 s; the new one loads the code in 5-10 s).
+LAUNCH_PATIENCE_S = 90.0
 RUN_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
@@ -41,6 +47,10 @@ class RunServerError(RuntimeError):
 
 class RunServerUnavailable(RunServerError):
     """Nothing listens on the run server's socket: the request was never sent, so nothing was started."""
+
+
+class RunServerRefused(RunServerError):
+    """The run server answered and would not start the run (a malformed request): asking again will not help."""
 
 
 def request_run(socket_path: str, run_id: str, timeout_s: float = 30.0, starting_s: float = 60.0) -> int:
@@ -63,19 +73,28 @@ def request_run(socket_path: str, run_id: str, timeout_s: float = 30.0, starting
                 answer = json.loads(conn.makefile("rb").readline() or b"{}")
             except (OSError, ValueError) as exc:
                 raise RunServerError(f"run server at {socket_path}: {exc}") from exc
-        if "pid" not in answer:
-            why = answer.get("error", "no answer")
-            raise RunServerError(f"run server at {socket_path} refused run {run_id}: {why}")
+        if "error" in answer:
+            raise RunServerRefused(f"run server at {socket_path} refused run {run_id}: {answer['error']}")
+        if "pid" not in answer:  # it went away mid-request (killed, or killed as hung): it may have forked
+            raise RunServerError(f"run server at {socket_path} gave no answer for run {run_id}")
         return int(answer["pid"])
 
 
-def listening(socket_path: str) -> bool:
+def listening(socket_path: str, timeout_s: float = 5.0) -> bool:
     """Whether the run server answers (a request it refuses, to start nothing)."""
     try:
-        request_run(socket_path, "ping", timeout_s=5, starting_s=0)
-    except RunServerError as exc:
-        return "refused" in str(exc)
+        request_run(socket_path, "ping", timeout_s=timeout_s, starting_s=0)
+    except RunServerRefused:
+        return True
+    except RunServerError:
+        return False
     return False
+
+
+def answering(socket_path: str, timeout_s: float = 2.0) -> bool:
+    """The deployment's health check of a live run server: it answers within ``timeout_s``, or it has no socket
+    yet (it is loading the code: serve() removes the old socket first)."""
+    return not Path(socket_path).exists() or listening(socket_path, timeout_s)
 
 
 class WarmRunLauncher(DefaultRunLauncher):
@@ -87,14 +106,23 @@ class WarmRunLauncher(DefaultRunLauncher):
         if not socket_path:
             return super().launch_run(context)
         run = context.dagster_run
-        try:
-            pid = request_run(socket_path, run.run_id)
-        except RunServerUnavailable as exc:  # the loop goes on unattended: a new interpreter, as Dagster would
-            self._instance.report_engine_event(
-                f"{exc}; launching the run with Dagster's default launcher", run, cls=self.__class__
-            )
-            return super().launch_run(context)
-        self._instance.add_run_tags(run.run_id, {PID_TAG: str(pid)})
+        deadline = time.monotonic() + LAUNCH_PATIENCE_S
+        while True:
+            try:
+                request_run(socket_path, run.run_id)  # the run's process tags the run with its pid itself
+                return None
+            except RunServerUnavailable as exc:  # the loop goes on unattended: a new interpreter, as Dagster would
+                self._instance.report_engine_event(
+                    f"{exc}; launching the run with Dagster's default launcher", run, cls=self.__class__
+                )
+                return super().launch_run(context)
+            except RunServerRefused:
+                raise
+            except RunServerError as exc:  # hung or killed mid-request: the deployment starts a new server, and
+                if time.monotonic() >= deadline:  # a run the old one did fork makes a second fork stand down
+                    raise
+                self._instance.report_engine_event(f"{exc}; asking again", run, cls=self.__class__)
+                time.sleep(1.0)
 
     def terminate(self, run_id: str) -> bool:
         """The Dagster UI's Terminate: SIGTERM to the run's process, which Dagster turns into an interrupt."""
@@ -141,20 +169,44 @@ def process_alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _execute_run(run_id: str) -> int:
-    """In the forked process: the run, as `dagster api execute_run` executes it."""
-    from dagster import DagsterInstance
+@contextmanager
+def run_claim(locks: Path, run_id: str) -> Iterator[bool]:
+    """Whether this process is the one to execute ``run_id``: an exclusive lock on the run's file, held for the
+    run. A launch asked again after a server went away mid-request may fork the run a second time; the second
+    process finds the lock taken and stands down."""
+    locks.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = locks / run_id
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            path.unlink(missing_ok=True)  # a later claim makes a new file, and finds the run finished
+
+
+def _execute_run(run_id: str, locks: Path) -> int:
+    """In the forked process: the run, as `dagster api execute_run` executes it, unless another process has it."""
+    from dagster import DagsterInstance, DagsterRunStatus
     from dagster._cli.api import _execute_run_command_body
     from dagster._utils.interrupts import setup_interrupt_handlers
 
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the server's SIG_IGN would make Blender's exit unreadable
     signal.signal(signal.SIGINT, signal.default_int_handler)
     setup_interrupt_handlers()  # SIGTERM interrupts the run, which reports itself failed
-    with DagsterInstance.get() as instance:
+    with DagsterInstance.get() as instance, run_claim(locks, run_id) as claimed:
+        run = instance.get_run_by_id(run_id) if claimed else None
+        if run is None or run.status not in (DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING):
+            print(f"run {run_id}: already taken by another process, standing down", flush=True)
+            return 0
+        instance.add_run_tags(run_id, {PID_TAG: str(os.getpid())})  # run monitoring and Terminate find it
         return _execute_run_command_body(run_id, instance, lambda _: None, set_exit_code_on_failure=True)
 
 
-def _answer(conn: socket.socket, listener: socket.socket) -> None:
+def _answer(conn: socket.socket, listener: socket.socket, locks: Path) -> None:
     """One request: a run id in, the pid of its process out (or why not)."""
     conn.settimeout(10)
     try:
@@ -171,7 +223,7 @@ def _answer(conn: socket.socket, listener: socket.socket) -> None:
         try:
             listener.close()
             conn.close()
-            code = _execute_run(run_id)
+            code = _execute_run(run_id, locks)
         except BaseException:
             traceback.print_exc()
         finally:
@@ -187,6 +239,7 @@ def serve(socket_path: str) -> None:
     started = time.monotonic()
     path = Path(socket_path)
     path.unlink(missing_ok=True)  # a dead server's socket: launchers wait for this one rather than give up
+    locks = path.with_name(path.name + ".runs")  # a lock per run in flight (run_claim)
     import pipelines.definitions  # noqa: F401  # what every run would load again
     from experiments.reporting import pyplot
 
@@ -210,7 +263,7 @@ def serve(socket_path: str) -> None:
             continue
         with conn:
             try:
-                _answer(conn, listener)
+                _answer(conn, listener, locks)
             except OSError as exc:  # a client that went away: the next one is served
                 print(f"request failed: {exc}", flush=True)
 

@@ -125,7 +125,7 @@ def test_stopping_reaps_processes_that_left_the_process_group():
         other.kill()
 
 
-def test_a_killed_run_server_and_daemon_are_started_again_and_the_loop_goes_on_through_them(tmp_path, broker):
+def test_a_killed_or_hung_run_server_and_a_killed_daemon_are_started_again_and_the_loop_goes_on(tmp_path, broker):
     catalog(tmp_path)
     env = deployment_env(tmp_path, broker)
     command = [AUTOPLAY, "up", "--no-ui", "--console-port", "0", "--day-seconds", "2"]
@@ -153,11 +153,15 @@ def test_a_killed_run_server_and_daemon_are_started_again_and_the_loop_goes_on_t
             read_until(lambda line, name=name: f"{name} exited with code -9: started again" in line, 30)
         seen = len(lines)
         read_until(lambda line: "success" in line)  # the next stage ran
+        log = (tmp_path / "home" / "logs" / "run-server.log").read_text()
+        started_after = log.rsplit("run server ready", 1)[1]
+        assert "run " in started_after and ": process " in started_after, (log, lines[seen:])  # forked by the new one
+        # hung, not dead: alive with its socket there, answering nothing; launches meanwhile wait, then ask again
+        os.kill(child_running(b"pipelines.warm_runs"), signal.SIGSTOP)
+        read_until(lambda line: "run-server stopped answering" in line and "started again" in line, 60)
+        read_until(lambda line: "success" in line)
         assert not any("failure" in line for line in lines), "".join(lines)
     finally:
         up.send_signal(signal.SIGTERM)
         up.wait(timeout=30)
-    log = (tmp_path / "home" / "logs" / "run-server.log").read_text()
-    assert log.count("run server ready") == 2, log
-    started_after = log.rsplit("run server ready", 1)[1]
-    assert "run " in started_after and ": process " in started_after, (log, lines[seen:])  # forked by the new one
+    assert (tmp_path / "home" / "logs" / "run-server.log").read_text().count("run server ready") == 3

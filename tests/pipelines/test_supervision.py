@@ -1,20 +1,26 @@
-"""`up` starts again a process of the deployment that exited, and gives up on one that keeps exiting."""
+"""`up` starts again a process of the deployment that exited or hung, and gives up on one that keeps exiting."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import sys
+import time
 
 import pytest
 
+from pipelines import deployment
 from pipelines.deployment import RESTARTS, DeploymentError, Reporter, Running, spawn
+from pipelines.warm_runs import process_alive
 
 
 class Restarts(Reporter):
     def __init__(self) -> None:
-        self.seen: list[tuple[str, int]] = []
+        self.seen: list[tuple[str, str]] = []
 
-    def restarted(self, name: str, code: int, log) -> None:
-        self.seen.append((name, code))
+    def restarted(self, name: str, why: str, log) -> None:
+        self.seen.append((name, why))
 
 
 def test_an_exited_process_is_started_again_with_its_environment_until_it_exits_too_often(tmp_path):
@@ -29,9 +35,35 @@ def test_an_exited_process_is_started_again_with_its_environment_until_it_exits_
             crashy.proc.wait(timeout=30)
             running.revive(reporter)
         crashy.proc.wait(timeout=30)
-        with pytest.raises(DeploymentError, match=r"crashy exited 4 times \(last code 3\); see .*crashy.log"):
+        with pytest.raises(DeploymentError, match=r"crashy ended 4 times \(last: exited with code 3\); see .*crash"):
             running.revive(reporter)
     finally:
         steady.stop(grace_s=1)
-    assert reporter.seen == [("crashy", 3)] * RESTARTS  # the one still running is left alone
+    assert reporter.seen == [("crashy", "exited with code 3")] * RESTARTS  # the one still running is left alone
     assert log.read_text().split() == ["same-env"] * (RESTARTS + 1)  # its command and environment each time
+
+
+def test_a_process_that_stops_answering_is_killed_alone_and_started_again(tmp_path, monkeypatch):
+    monkeypatch.setattr(deployment, "HEALTH_CHECK_S", 0.1)
+    script = "import subprocess, time; print(subprocess.Popen(['sleep', '60']).pid, flush=True); time.sleep(60)"
+    stuck = spawn("stuck", [sys.executable, "-c", script], {"PATH": "/usr/bin:/bin"}, tmp_path / "stuck.log")
+    answers = iter([True, False, False, True])  # it answers once, then twice not: hung
+    stuck.healthy = lambda: next(answers)
+    running, reporter = Running(None, None, None, None, None, children=[stuck]), Restarts()
+    try:
+        first = stuck.proc
+        for _ in range(3):
+            time.sleep(0.15)
+            running.revive(reporter)
+        assert first.poll() == -signal.SIGKILL and stuck.proc is not first and stuck.proc.poll() is None
+        forked = int((tmp_path / "stuck.log").read_text().split()[0])
+        assert process_alive(forked)  # what it started (a run) goes on
+        assert reporter.seen == [("stuck", "stopped answering for 0 s (code -9)")]
+        time.sleep(0.15)
+        running.revive(reporter)  # the new one answers: left alone
+        assert len(reporter.seen) == 1
+    finally:
+        stuck.stop(grace_s=1)
+        for pid in map(int, (tmp_path / "stuck.log").read_text().split()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

@@ -3,6 +3,7 @@ monitoring sees a run whose process died. (The loop's runs going through it: tes
 
 import json
 import os
+import signal
 import socket
 import stat
 import subprocess
@@ -12,7 +13,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from pipelines.warm_runs import PID_TAG, RunServerError, RunServerUnavailable, WarmRunLauncher, listening, request_run
+from pipelines.warm_runs import (
+    PID_TAG,
+    RunServerError,
+    RunServerUnavailable,
+    WarmRunLauncher,
+    answering,
+    listening,
+    request_run,
+    run_claim,
+)
 from tests.conftest import REPO
 
 
@@ -106,3 +116,31 @@ def test_a_dead_run_server_is_unavailable_within_seconds_and_a_starting_one_is_w
     with pytest.raises(RunServerUnavailable):  # no socket yet: a server loading the code, waited for
         request_run(str(tmp_path / "later.sock"), "0f0f0f0f-0000-4000-8000-000000000000", starting_s=1.0)
     assert time.monotonic() - started >= 1.0
+
+
+def test_a_run_forked_twice_is_executed_once(tmp_path):
+    """A launch asked again after its server went away mid-request may fork the run twice: one claims it."""
+    locks, run_id = tmp_path / "runs", "0f0f0f0f-0000-4000-8000-000000000000"
+    with run_claim(locks, run_id) as first:
+        second = subprocess.run(
+            [sys.executable, "-c", f"from pathlib import Path; from pipelines.warm_runs import run_claim\n"
+             f"with run_claim(Path({str(locks)!r}), {run_id!r}) as claimed: print(claimed)"],
+            capture_output=True, text=True, cwd=REPO, check=True,
+        )  # fmt: skip
+        assert first and second.stdout.strip() == "False"
+    assert not (locks / run_id).exists()  # released with the run: nothing piles up
+    with run_claim(locks, run_id) as again:
+        assert again
+
+
+def test_a_hung_run_server_is_told_from_one_loading_the_code(run_server, tmp_path):
+    path, server = run_server
+    assert answering(path)
+    os.kill(server.pid, signal.SIGSTOP)  # alive, its socket there, no answer
+    try:
+        started = time.monotonic()
+        assert not answering(path, timeout_s=1.0)
+        assert time.monotonic() - started < 5
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+    assert answering(str(tmp_path / "loading.sock"))  # no socket yet: a server loading the code is not hung
