@@ -79,7 +79,7 @@ def main() -> None:
             job(profile=p, colour=c, aspect=a)
             for p in profiles
             for a in ASPECTS
-            for c in (COLOURS if a == "1:1" else COLOURS[:2])
+            for c in (COLOURS if a == "1:1" or p == "preview" else COLOURS[:2])  # the aspect ratios: medians of 4
         ]
         manifests = run(jobs, tmp / "loaded", "one worker, variants of a loaded product")
         by_key: dict[tuple[str, str], list[dict]] = {}
