@@ -48,6 +48,7 @@ from experiments.market import SimulatedMarket
 from pipelines import stages
 from pipelines.assets import BRIEF_TAG, DAY_TAG, GENERATION_TAG, STEP_TAG
 from pipelines.channels import Sandboxes, sandbox_marker, serve_sandboxes
+from pipelines.daemon import beating
 from pipelines.definitions import IN_FLIGHT
 from pipelines.settings import REPO, Settings, is_postgres, kafka_client_config
 from pipelines.warm_runs import RUN_SERVER_VAR, answering, listening
@@ -222,6 +223,7 @@ class Child:
     healthy: Callable[[], bool] | None = field(default=None, repr=False)  # it answers (alive is not enough)
     unanswered: int = 0  # health checks failed in a row
     checked: float = 0.0  # when its health was last checked (monotonic seconds)
+    started_at: float = field(default_factory=time.time)  # when it was last started (epoch seconds)
 
     def stop(self, grace_s: float = 3.0) -> None:
         stop_all([self], grace_s=grace_s)
@@ -237,7 +239,7 @@ class Child:
     def restart(self) -> None:
         """The same command in the same environment, after it exited (its log goes on)."""
         started = spawn(self.name, list(self.proc.args), self.env, self.log)
-        self.proc, self.unanswered, self.checked = started.proc, 0, time.monotonic()
+        self.proc, self.unanswered, self.checked, self.started_at = started.proc, 0, time.monotonic(), time.time()
         self.restarts.append(time.monotonic())
 
 
@@ -350,16 +352,17 @@ class Running:
 
     def revive(self, reporter: Reporter) -> None:
         """Start again any process of the deployment that exited (the run server or a worker killed, the daemon
-        crashed) or that stopped answering its health check (the run server hung): the loop runs unattended. A
-        hung one is killed alone, not its process group: the runs it forked go on. One that ends more than
-        ``RESTARTS`` times in ``RESTART_WINDOW_S`` stops the deployment, naming its log."""
+        crashed) or failed its health check (the run server or the daemon hung): the loop runs unattended. A hung
+        one is killed alone, not its process group: the runs the server forked go on (a code server the daemon
+        started stops itself when its heartbeats stop). One that ends more than ``RESTARTS`` times in
+        ``RESTART_WINDOW_S`` stops the deployment, naming its log."""
         for child in self.children:
             code = child.proc.poll()
             if code is not None:
                 why = f"exited with code {code}"
             elif child.hung():
                 child.proc.kill()
-                why = f"stopped answering for {HEALTH_CHECK_S * UNANSWERED_CHECKS:.0f} s (code {child.proc.wait()})"
+                why = f"stopped answering (killed: code {child.proc.wait()})"
             else:
                 continue
             recent = [t for t in child.restarts if time.monotonic() - t < RESTART_WINDOW_S]
@@ -457,6 +460,7 @@ def deployment(
             logs / "dagster-daemon.log",
         )
         running.children.append(daemon)
+        daemon.healthy = lambda: beating(instance, daemon.started_at)
         wait_ready(run_server, lambda: listening(socket_path), "the run server")
         run_server.healthy = partial(answering, socket_path)
         if ui_port is not None:

@@ -58,7 +58,7 @@ def test_a_process_that_stops_answering_is_killed_alone_and_started_again(tmp_pa
         assert first.poll() == -signal.SIGKILL and stuck.proc is not first and stuck.proc.poll() is None
         forked = int((tmp_path / "stuck.log").read_text().split()[0])
         assert process_alive(forked)  # what it started (a run) goes on
-        assert reporter.seen == [("stuck", "stopped answering for 0 s (code -9)")]
+        assert reporter.seen == [("stuck", "stopped answering (killed: code -9)")]
         time.sleep(0.15)
         running.revive(reporter)  # the new one answers: left alone
         assert len(reporter.seen) == 1
