@@ -326,6 +326,43 @@ def resume(
     console.print(f"{name}: resumed; the next day's run allocates again")
 
 
+def retry(
+    brief: str = typer.Option(None, "--brief", help="a brief's name"),
+    every: bool = typer.Option(False, "--all", help="every brief whose last step failed"),
+    reason: str = typer.Option("", help="why, for the audit log"),
+) -> None:
+    """Run a brief's failed step again once its cause is fixed (a failed step waits for a person): the daemon
+    of the running `up`, or of the next `up` or `demo`, runs it. Recorded in the audit log."""
+    from dagster import DagsterInstance
+
+    from connectors.ledger import Action
+    from pipelines.assets import DAY_TAG, GENERATION_TAG, STEP_TAG
+    from pipelines.retries import retry as retry_step
+
+    if bool(brief) == every:
+        fail("retry: name one brief with --brief NAME, or every brief with --all")
+    settings, ledger = _ledger()
+    names = list(ledger.briefs()["brief"]) if every else [_brief_named(ledger, brief)[0]]
+    if not (settings.dagster_home / "dagster.yaml").exists():
+        fail(f"no Dagster instance at {settings.dagster_home}: nothing has run there yet")
+    retried = 0
+    with DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+        for name in names:
+            failed = retry_step(instance, name, f"{ACTOR_CLI}: {reason}" if reason else ACTOR_CLI)
+            if failed is None:
+                if not every:
+                    console.print(f"{name}: nothing to retry (its last run did not fail, or is already marked)")
+                continue
+            tags = failed.tags
+            step = f"{tags.get(STEP_TAG)} g{tags.get(GENERATION_TAG)} {tags.get(DAY_TAG)}"
+            ledger.log_action(Action(name, "retry", ACTOR_CLI, reason or f"{step} run again",
+                                     {"failed_run": failed.run_id}))  # fmt: skip
+            console.print(f"{name}: {step} (run {failed.run_id}) will run again on the daemon's next tick")
+            retried += 1
+    if every:
+        console.print(f"{retried} failed step(s) marked to run again")
+
+
 def status(
     brief: str = typer.Option(None, "--brief", help="one brief"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
@@ -437,7 +474,7 @@ def insights(
 
 
 def register(app: typer.Typer) -> None:
-    for command in (up, demo, worker, pause, resume, status, audit, insights):
+    for command in (up, demo, worker, pause, resume, retry, status, audit, insights):
         app.command()(command)
     app.command("pause-all")(pause_all)
 

@@ -57,6 +57,7 @@ from pipelines.resources import (
     MlflowResource,
     ShopifyResource,
 )
+from pipelines.retries import attempt_key
 from pipelines.settings import Settings, load_settings
 
 loop_job = define_asset_job(
@@ -102,20 +103,22 @@ def step_tags(step: cadence.Step) -> dict[str, str]:
 
 
 def run_request(instance, step: cadence.Step) -> RunRequest:
-    """The run that carries out ``step``: assets of the loop for one brief, or renders over a variant range."""
+    """The run that carries out ``step``: assets of the loop for one brief, or renders over a variant range.
+    A step whose run failed and was marked to be run again gets a run key of its own (pipelines/retries.py)."""
     tags = step_tags(step)
+    run_key = attempt_key(instance, step.brief, step.run_key)
     if step.kind == "render":
         keys = instance.get_dynamic_partitions(variant_partitions.name)
         span = sorted(keys.index(v) for v in step.variant_ids if v in keys)
         # one run over the range: each worker imports the product once; rendered ones inside are cache hits
         return RunRequest(
-            run_key=step.run_key,
+            run_key=run_key,
             job_name=render_job.name,
             tags=tags | partition_range_tags(keys[span[0]], keys[span[-1]]),
         )
     assets = STEP_ASSETS["open_first" if step.kind == "open" and step.generation == 0 else step.kind]
     return RunRequest(
-        run_key=step.run_key,
+        run_key=run_key,
         job_name=loop_job.name,
         partition_key=step.brief,
         asset_selection=[a.key for a in assets],

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
-from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
 
 from connectors.artifacts import FolderStore
 from connectors.asgi_server import BackgroundServer
@@ -39,7 +39,7 @@ from connectors.event_store import EventStore
 from connectors.ingest_server import IngestApp, IngestConfig, IngestServer
 from connectors.kafka_broker import EmbeddedBroker, ensure_topics
 from connectors.kafka_events import EventProducer
-from connectors.ledger import Ledger
+from connectors.ledger import Action, Ledger
 from connectors.processes import die_with_parent, free_port
 from creative.brief import Brief
 from experiments import cadence
@@ -50,6 +50,7 @@ from pipelines.assets import BRIEF_TAG, DAY_TAG, GENERATION_TAG, STEP_TAG
 from pipelines.channels import Sandboxes, sandbox_marker, serve_sandboxes
 from pipelines.daemon import beating
 from pipelines.definitions import IN_FLIGHT
+from pipelines.retries import RETRY_TAG, latest_run, mark_to_run_again, to_run_again, waits_for_a_person
 from pipelines.settings import REPO, Settings, is_postgres, kafka_client_config
 from pipelines.warm_runs import RUN_SERVER_VAR, answering, listening
 from pipelines.workers import DEFAULT_QUEUE, GPU_QUEUE, RedisServer, worker_command
@@ -57,6 +58,7 @@ from pipelines.workers import DEFAULT_QUEUE, GPU_QUEUE, RedisServer, worker_comm
 BIN = Path(sys.executable).parent
 PRODUCTION_INSTANCE = REPO / "dagster_home" / "production" / "dagster.yaml"
 CATALOG_READ_S = 5.0  # how often `up` reads the briefs folder again (the sensor reads it on every tick)
+ACTOR_DEPLOYMENT = "autoplay up"  # the audit log's actor for what the deployment itself does
 RESTARTS, RESTART_WINDOW_S = 3, 600.0  # a process that exits more often than this is broken, not unlucky
 HEALTH_CHECK_S, UNANSWERED_CHECKS = 5.0, 2  # a process with a health check is hung after two failed in a row
 
@@ -149,13 +151,31 @@ def ensure_database(url: str) -> str:
     return url
 
 
-def fail_stale_runs(instance: DagsterInstance, tracking_uri: str, reason: str) -> tuple[int, int]:
-    """Runs a killed process left STARTED (Dagster) or RUNNING (MLflow) are marked failed. Called with the
-    home lock held, so no run of this home can still be alive."""
-    runs = 0
-    for record in instance.get_run_records(RunsFilter(statuses=IN_FLIGHT)):
-        instance.report_run_failed(record.dagster_run, message=reason)
-        runs += 1
+def in_flight_runs(instance: DagsterInstance) -> list[DagsterRun]:
+    return [record.dagster_run for record in instance.get_run_records(RunsFilter(statuses=IN_FLIGHT))]
+
+
+def fail_interrupted(
+    instance: DagsterInstance, runs: list[DagsterRun], tracking_uri: str, reason: str, ledger: Ledger
+) -> tuple[int, int]:
+    """``runs`` were in flight when the deployment stopped, or a killed one left them: those still in flight
+    are marked failed (Dagster), as are MLflow runs left RUNNING. Called with the home lock held, so no run of
+    this home can still be alive. A step of the loop among them failed for no fault of its own (the stop cut
+    it short, or its process reported the stop's SIGTERM as its failure): it is marked to be run again
+    (pipelines/retries.py), which the audit log records."""
+    failed = 0
+    for run in runs:
+        now = instance.get_run_by_id(run.run_id) or run
+        if now.status in IN_FLIGHT:
+            instance.report_run_failed(now, message=reason)
+            failed += 1
+        elif now.status != DagsterRunStatus.FAILURE:
+            continue  # it finished in the meantime
+        if BRIEF_TAG in run.tags and run.tags.get(STEP_TAG) != "withdraw":
+            mark_to_run_again(instance, run, f"interrupted: {reason}")
+            step = f"{run.tags[STEP_TAG]} g{run.tags.get(GENERATION_TAG)} {run.tags.get(DAY_TAG)}"
+            ledger.log_action(Action(run.tags[BRIEF_TAG], "retry", ACTOR_DEPLOYMENT, f"{step}: {reason}",
+                                     {"failed_run": run.run_id}))  # fmt: skip
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri)
@@ -165,7 +185,7 @@ def fail_stale_runs(instance: DagsterInstance, tracking_uri: str, reason: str) -
         for run in client.search_runs(experiments, "attributes.status = 'RUNNING'"):
             client.set_terminated(run.info.run_id, status="FAILED")
             mlflow_runs += 1
-    return runs, mlflow_runs
+    return failed, mlflow_runs
 
 
 def dagster_environment(settings: Settings, bootstrap: str, sandboxes: Sandboxes | None, overrides: dict) -> dict:
@@ -403,7 +423,8 @@ def deployment(
             ensure_database(settings.mlflow_tracking_uri)
         instance = stack.enter_context(DagsterInstance.get())
         mlflow_store = settings.mlflow_tracking_uri  # read directly at the end, when the server is gone
-        fail_stale_runs(instance, mlflow_store, stale_reason)
+        ledger = Ledger(EventStore(settings.event_store_path))
+        fail_interrupted(instance, in_flight_runs(instance), mlflow_store, stale_reason, ledger)
         bootstrap = settings.kafka_bootstrap_servers
         if not bootstrap:
             bootstrap = stack.enter_context(EmbeddedBroker(log_path=settings.home / "kafka.log")).bootstrap_servers
@@ -437,7 +458,7 @@ def deployment(
             stack.callback(server.stop)
             settings = settings.replace(mlflow_tracking_uri=url, mlflow_artifact_location=None)
             env = dagster_environment(settings, bootstrap, sandboxes, {DEPLOYMENT_VAR: deployment_id})
-        running = Running(settings, catalog, instance, sandboxes, market)
+        running = Running(settings, catalog, instance, sandboxes, market, _ledger=ledger)
         running.storefront = endpoint.ingest if sandboxes is not None else None
         running.where = {
             "briefs": str(settings.briefs_dir),
@@ -480,8 +501,10 @@ def deployment(
         try:
             yield running
         finally:
+            flying = in_flight_runs(instance)
             stop_all(running.children, deployment_id)
-            fail_stale_runs(instance, mlflow_store, "autoplay up was stopped before the run finished")
+            stopped = "autoplay up was stopped before the run finished"
+            fail_interrupted(instance, flying, mlflow_store, stopped, running.ledger())
 
 
 def wait_ready(child: Child, ready, what: str, timeout_s: float = 120.0) -> None:
@@ -581,9 +604,14 @@ def follow(running: Running, watch: Watch, reporter: Reporter) -> None:
         if watch.statuses.get(run.run_id) != status:
             watch.statuses[run.run_id] = status
             detail = ""
-            if run.status == DagsterRunStatus.FAILURE:
+            if to_run_again(run):
+                detail = f"{describe_failure(instance, run)} (to be run again: {run.tags[RETRY_TAG]})"
+            elif run.status == DagsterRunStatus.FAILURE:
                 detail = describe_failure(instance, run)
-                watch.failures.append(f"brief {brief}, {run.tags.get(STEP_TAG)} step (run {run.run_id}): {detail}")
+                watch.failures.append(
+                    f"brief {brief}, {run.tags.get(STEP_TAG)} step (run {run.run_id}): {detail}; once its cause is"
+                    f" fixed, `autoplay retry --brief {brief}` runs it again"
+                )
             reporter.run_changed(brief, step, status, detail)
         if run.tags.get(STEP_TAG) == "render" and run.status == DagsterRunStatus.STARTED:
             seen = instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_OBSERVATION)
@@ -595,13 +623,12 @@ def follow(running: Running, watch: Watch, reporter: Reporter) -> None:
 
 def brief_idle_today(running: Running, name: str, today) -> bool:
     """Nothing due for this brief today, nothing in flight; a brief whose last run failed counts as idle
-    (its failed step waits for a person, the others go on)."""
+    (its failed step waits for a person, the others go on) unless that run is marked to be run again."""
     from pipelines.definitions import in_flight
 
     if in_flight(running.instance, name):
         return False
-    latest = running.instance.get_run_records(RunsFilter(tags={BRIEF_TAG: name}), limit=1)
-    if latest and latest[0].dagster_run.status == DagsterRunStatus.FAILURE:
+    if waits_for_a_person(latest_run(running.instance, name)):
         return True
     brief = running.catalog.briefs[name]
     progress = stages.progress(running.ledger(), name)

@@ -3,6 +3,7 @@ on the same home, a killed process's runs. Each starts the real CLI in a subproc
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,7 +14,11 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
+from dagster import DagsterInstance
+from dagster._core.storage.tags import RUN_KEY_TAG
 
+from pipelines.assets import STEP_TAG
+from pipelines.retries import attempt_key, latest_run, to_run_again
 from tests.conftest import EXAMPLE_BRIEF, REPO, WATERBOTTLE, deployment_env
 
 pytestmark = pytest.mark.slow
@@ -90,6 +95,9 @@ def test_sigterm_stops_up_within_10s_even_with_sigint_ignored_and_a_second_up_re
                                 cwd=REPO)  # fmt: skip
         assert second.returncode == 2 and "is in use by autoplay process" in second.stderr, second.stderr
         assert len(processes_with(str(tmp_path / "home"))) >= 3  # up, the daemon, its code server
+        while not any("render g0" in line and "started" in line for line in lines):  # stopped under a run
+            assert time.monotonic() < deadline, "".join(lines)
+            lines.append(up.stdout.readline())
         started = time.monotonic()
         up.send_signal(signal.SIGTERM)
         up.wait(timeout=30)
@@ -101,6 +109,15 @@ def test_sigterm_stops_up_within_10s_even_with_sigint_ignored_and_a_second_up_re
     assert up.returncode == 0
     time.sleep(0.5)
     assert processes_with(str(tmp_path / "home")) == []
+    # the render the stop cut short failed for no fault of its own: marked to run again, and audited
+    with DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        render = latest_run(instance, "waterbottle-launch")
+        assert render.tags[STEP_TAG] == "render" and to_run_again(render), render.tags
+        key = render.tags[RUN_KEY_TAG]
+        assert attempt_key(instance, "waterbottle-launch", key) == f"{key}:retry-{render.run_id[:8]}"
+    audit = subprocess.run([AUTOPLAY, "audit", "--json"], env=env, capture_output=True, text=True, cwd=REPO)
+    [retry] = [a for a in json.loads(audit.stdout)["actions"] if a["action"] == "retry"]
+    assert retry["actor"] == "autoplay up" and "render g0" in retry["reason"], retry
 
 
 def test_stopping_reaps_processes_that_left_the_process_group():

@@ -1,0 +1,55 @@
+"""A failed step waits for a person; one marked to run again (a stop cut it short, or `autoplay retry`) is asked
+for again under a run key of its own, once, whatever the number of ticks."""
+
+from __future__ import annotations
+
+import uuid
+
+from dagster import DagsterInstance, DagsterRun, DagsterRunStatus
+from dagster._core.storage.tags import RUN_KEY_TAG
+
+from pipelines.assets import BRIEF_TAG
+from pipelines.retries import RETRY_TAG, attempt_key, retry, to_run_again, waits_for_a_person
+
+KEY = "one:day:2026-11-03"
+
+
+def add(instance: DagsterInstance, status: DagsterRunStatus, run_key: str, brief: str = "one") -> DagsterRun:
+    run = DagsterRun(job_name="autoplay_loop", run_id=str(uuid.uuid4()), status=status,
+                     tags={BRIEF_TAG: brief, RUN_KEY_TAG: run_key})  # fmt: skip
+    instance.add_run(run)
+    return run
+
+
+def test_a_failed_step_waits_for_a_person_until_retried_then_runs_again_under_a_key_of_its_own():
+    with DagsterInstance.ephemeral() as instance:
+        assert attempt_key(instance, "one", KEY) == KEY  # nothing ran yet
+        first = add(instance, DagsterRunStatus.FAILURE, KEY)
+        assert waits_for_a_person(instance.get_run_by_id(first.run_id))
+        assert attempt_key(instance, "one", KEY) == KEY  # the used key: the sensor's request is skipped
+        assert retry(instance, "one", "cli:someone") is not None
+        again = attempt_key(instance, "one", KEY)
+        assert again == f"{KEY}:retry-{first.run_id[:8]}" and attempt_key(instance, "one", KEY) == again
+        assert retry(instance, "one", "cli:someone") is None  # already marked: nothing more to do
+
+        second = add(instance, DagsterRunStatus.FAILURE, again)  # the attempt failed too: a person again
+        assert (
+            attempt_key(instance, "one", KEY) == KEY and retry(instance, "one", "cli:someone").run_id == second.run_id
+        )
+        assert attempt_key(instance, "one", KEY) == f"{KEY}:retry-{second.run_id[:8]}"
+        assert to_run_again(instance.get_run_by_id(second.run_id))
+        assert instance.get_run_by_id(second.run_id).tags[RETRY_TAG] == "cli:someone"
+
+        add(instance, DagsterRunStatus.SUCCESS, f"{KEY}:retry-{second.run_id[:8]}")
+        assert retry(instance, "one", "cli:someone") is None  # its newest run succeeded
+
+
+def test_a_retry_is_for_that_step_and_that_brief_only():
+    with DagsterInstance.ephemeral() as instance:
+        other_step = add(instance, DagsterRunStatus.FAILURE, "one:day:2026-11-02")
+        retry(instance, "one", "cli:someone")
+        assert to_run_again(instance.get_run_by_id(other_step.run_id))
+        assert attempt_key(instance, "one", KEY) == KEY  # the marked failure was another day's step
+        add(instance, DagsterRunStatus.FAILURE, "two:day:2026-11-03", brief="two")
+        assert retry(instance, "one", "cli:someone") is None  # brief one's newest run is already marked
+        assert waits_for_a_person(instance.get_run_records()[0].dagster_run)  # brief two's is left alone
