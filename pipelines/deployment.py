@@ -60,7 +60,7 @@ PRODUCTION_INSTANCE = REPO / "dagster_home" / "production" / "dagster.yaml"
 CATALOG_READ_S = 5.0  # how often `up` reads the briefs folder again (the sensor reads it on every tick)
 ACTOR_DEPLOYMENT = "autoplay up"  # the audit log's actor for what the deployment itself does
 RESTARTS, RESTART_WINDOW_S = 3, 600.0  # a process that exits more often than this is broken, not unlucky
-HEALTH_CHECK_S, UNANSWERED_CHECKS = 5.0, 2  # a process with a health check is hung after two failed in a row
+HEALTH_CHECK_S, UNANSWERED_CHECKS = 5.0, 3  # a process with a health check is hung after three failed in a row
 
 
 class DeploymentError(RuntimeError):
@@ -244,6 +244,7 @@ class Child:
     unanswered: int = 0  # health checks failed in a row
     checked: float = 0.0  # when its health was last checked (monotonic seconds)
     started_at: float = field(default_factory=time.time)  # when it was last started (epoch seconds)
+    before_restart: Callable[[], None] | None = field(default=None, repr=False)  # clear what the last one left
 
     def stop(self, grace_s: float = 3.0) -> None:
         stop_all([self], grace_s=grace_s)
@@ -253,11 +254,17 @@ class Child:
         if self.healthy is None or time.monotonic() - self.checked < HEALTH_CHECK_S:
             return False
         self.checked = time.monotonic()
-        self.unanswered = 0 if self.healthy() else self.unanswered + 1
+        try:
+            answered = self.healthy()
+        except Exception:  # a check that cannot be made (storage locked, say) is a check failed
+            answered = False
+        self.unanswered = 0 if answered else self.unanswered + 1
         return self.unanswered >= UNANSWERED_CHECKS
 
     def restart(self) -> None:
         """The same command in the same environment, after it exited (its log goes on)."""
+        if self.before_restart is not None:
+            self.before_restart()
         started = spawn(self.name, list(self.proc.args), self.env, self.log)
         self.proc, self.unanswered, self.checked, self.started_at = started.proc, 0, time.monotonic(), time.time()
         self.restarts.append(time.monotonic())
@@ -382,7 +389,12 @@ class Running:
                 why = f"exited with code {code}"
             elif child.hung():
                 child.proc.kill()
-                why = f"stopped answering (killed: code {child.proc.wait()})"
+                try:
+                    why = f"stopped answering (killed: code {child.proc.wait(timeout=10)})"
+                except subprocess.TimeoutExpired:  # in an uninterruptible wait (a disk, a driver): not ours to fix
+                    raise DeploymentError(
+                        f"{child.name} stopped answering and did not die of SIGKILL within 10 s; see {child.log}"
+                    ) from None
             else:
                 continue
             recent = [t for t in child.restarts if time.monotonic() - t < RESTART_WINDOW_S]
@@ -484,6 +496,7 @@ def deployment(
         daemon.healthy = lambda: beating(instance, daemon.started_at)
         wait_ready(run_server, lambda: listening(socket_path), "the run server")
         run_server.healthy = partial(answering, socket_path)
+        run_server.before_restart = partial(Path(socket_path).unlink, missing_ok=True)  # launches wait for the new one
         if ui_port is not None:
             web = spawn(
                 "dagster-webserver",

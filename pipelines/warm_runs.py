@@ -13,6 +13,7 @@ own launcher), the launcher is Dagster's default. A request carries one run id; 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import importlib
 import json
@@ -68,6 +69,8 @@ def request_run(socket_path: str, run_id: str, timeout_s: float = 30.0, starting
                     raise RunServerUnavailable(f"run server at {socket_path}: {exc}") from exc
                 time.sleep(0.2)
                 continue
+            except OSError as exc:  # a full accept queue, a socket not ours: not reached, nothing sent
+                raise RunServerUnavailable(f"run server at {socket_path}: {exc}") from exc
             try:
                 conn.sendall(json.dumps({"run_id": run_id}).encode() + b"\n")
                 answer = json.loads(conn.makefile("rb").readline() or b"{}")
@@ -106,20 +109,27 @@ class WarmRunLauncher(DefaultRunLauncher):
         if not socket_path:
             return super().launch_run(context)
         run = context.dagster_run
-        deadline = time.monotonic() + LAUNCH_PATIENCE_S
+        deadline, sent = time.monotonic() + LAUNCH_PATIENCE_S, False
         while True:
             try:
                 request_run(socket_path, run.run_id)  # the run's process tags the run with its pid itself
                 return None
-            except RunServerUnavailable as exc:  # the loop goes on unattended: a new interpreter, as Dagster would
-                self._instance.report_engine_event(
-                    f"{exc}; launching the run with Dagster's default launcher", run, cls=self.__class__
-                )
-                return super().launch_run(context)
             except RunServerRefused:
                 raise
+            except RunServerUnavailable as exc:
+                if not sent:  # never sent: nothing started; the loop goes on unattended, as Dagster would
+                    self._instance.report_engine_event(
+                        f"{exc}; launching the run with Dagster's default launcher", run, cls=self.__class__
+                    )
+                    return super().launch_run(context)
+                # sent before to a server that went away, which may have forked it: only a run server's fork,
+                # which takes the run's lock, may start it now (a default launcher's worker would not)
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(1.0)
             except RunServerError as exc:  # hung or killed mid-request: the deployment starts a new server, and
-                if time.monotonic() >= deadline:  # a run the old one did fork makes a second fork stand down
+                sent = True  # a run the old one did fork makes a second fork stand down (run_claim)
+                if time.monotonic() >= deadline:
                     raise
                 self._instance.report_engine_event(f"{exc}; asking again", run, cls=self.__class__)
                 time.sleep(1.0)
@@ -176,16 +186,33 @@ def run_claim(locks: Path, run_id: str) -> Iterator[bool]:
     process finds the lock taken and stands down."""
     locks.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = locks / run_id
-    with open(path, "a") as handle:
+    while True:
+        handle = open(path, "a")  # noqa: SIM115  # held for the run, closed below
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            handle.close()
             yield False
             return
         try:
-            yield True
-        finally:
-            path.unlink(missing_ok=True)  # a later claim makes a new file, and finds the run finished
+            if os.fstat(handle.fileno()).st_ino == os.stat(path).st_ino:
+                break  # locked the file that is there, not one its last holder removed as we opened it
+        except FileNotFoundError:
+            pass
+        handle.close()
+    try:
+        yield True
+    finally:
+        path.unlink(missing_ok=True)  # a later claim makes a new file, and finds the run finished
+        handle.close()
+
+
+def sweep_claims(locks: Path) -> None:
+    """Remove the lock files no process holds (a run's process killed with SIGKILL leaves its file)."""
+    for path in locks.glob("*") if locks.is_dir() else ():
+        with contextlib.suppress(OSError), open(path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            path.unlink()
 
 
 def _execute_run(run_id: str, locks: Path) -> int:
@@ -198,11 +225,24 @@ def _execute_run(run_id: str, locks: Path) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     setup_interrupt_handlers()  # SIGTERM interrupts the run, which reports itself failed
     with DagsterInstance.get() as instance, run_claim(locks, run_id) as claimed:
-        run = instance.get_run_by_id(run_id) if claimed else None
-        if run is None or run.status not in (DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING):
-            print(f"run {run_id}: already taken by another process, standing down", flush=True)
+        if not claimed:
+            print(f"run {run_id}: another process has it, standing down", flush=True)
             return 0
-        instance.add_run_tags(run_id, {PID_TAG: str(os.getpid())})  # run monitoring and Terminate find it
+        run = None
+        try:
+            run = instance.get_run_by_id(run_id)
+            if run is not None and run.status == DagsterRunStatus.CANCELING:  # Terminate came before its pid
+                instance.report_run_canceled(run, message="canceled before its process started")
+                return 0
+            if run is None or run.status not in (DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING):
+                print(f"run {run_id}: {run.status.value if run else 'unknown'}, not started again", flush=True)
+                return 0
+            instance.add_run_tags(run_id, {PID_TAG: str(os.getpid())})  # run monitoring and Terminate find it
+        except Exception as exc:  # the run would sit STARTING until run monitoring's start timeout
+            if run is not None:
+                with contextlib.suppress(Exception):
+                    instance.report_run_failed(run, message=f"the run's process could not start it: {exc}")
+            raise
         return _execute_run_command_body(run_id, instance, lambda _: None, set_exit_code_on_failure=True)
 
 
@@ -240,6 +280,7 @@ def serve(socket_path: str) -> None:
     path = Path(socket_path)
     path.unlink(missing_ok=True)  # a dead server's socket: launchers wait for this one rather than give up
     locks = path.with_name(path.name + ".runs")  # a lock per run in flight (run_claim)
+    sweep_claims(locks)
     import pipelines.definitions  # noqa: F401  # what every run would load again
     from experiments.reporting import pyplot
 

@@ -64,6 +64,7 @@ def test_a_failing_stage_ends_the_demo_non_zero_naming_brief_stage_and_cause(tmp
     message = out.stderr.strip().splitlines()[-1]
     assert message.startswith("error: brief waterbottle-launch, render step"), out.stderr
     assert "renders" in message and "broken.blend" in message
+    assert message.endswith("`autoplay retry --brief waterbottle-launch` runs it again"), message  # what to do
     assert "Traceback" not in out.stderr
     assert took < 120  # the failure is reported within seconds of the run failing, not after a hang
     assert processes_with(str(tmp_path / "home")) == []

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from pipelines import deployment
-from pipelines.deployment import RESTARTS, DeploymentError, Reporter, Running, spawn
+from pipelines.deployment import RESTARTS, UNANSWERED_CHECKS, DeploymentError, Reporter, Running, spawn
 from pipelines.warm_runs import process_alive
 
 
@@ -47,15 +47,24 @@ def test_a_process_that_stops_answering_is_killed_alone_and_started_again(tmp_pa
     monkeypatch.setattr(deployment, "HEALTH_CHECK_S", 0.1)
     script = "import subprocess, time; print(subprocess.Popen(['sleep', '60']).pid, flush=True); time.sleep(60)"
     stuck = spawn("stuck", [sys.executable, "-c", script], {"PATH": "/usr/bin:/bin"}, tmp_path / "stuck.log")
-    answers = iter([True, False, False, True])  # it answers once, then twice not: hung
-    stuck.healthy = lambda: next(answers)
+    answers = iter([True, False, "raises", False, True])  # it answers once, then not, three times: hung
+
+    def healthy() -> bool:
+        answer = next(answers)
+        if answer == "raises":  # a check that cannot be made counts as failed, and does not end `up`
+            raise OSError("storage locked")
+        return answer
+
+    stuck.healthy, cleared = healthy, []
+    stuck.before_restart = lambda: cleared.append(stuck.proc.poll())
     running, reporter = Running(None, None, None, None, None, children=[stuck]), Restarts()
     try:
         first = stuck.proc
-        for _ in range(3):
+        for _ in range(UNANSWERED_CHECKS + 1):
             time.sleep(0.15)
             running.revive(reporter)
         assert first.poll() == -signal.SIGKILL and stuck.proc is not first and stuck.proc.poll() is None
+        assert cleared == [-signal.SIGKILL]  # what it left (the run server's socket) is cleared once it is gone
         forked = int((tmp_path / "stuck.log").read_text().split()[0])
         assert process_alive(forked)  # what it started (a run) goes on
         assert reporter.seen == [("stuck", "stopped answering (killed: code -9)")]

@@ -22,6 +22,7 @@ from pipelines.warm_runs import (
     listening,
     request_run,
     run_claim,
+    sweep_claims,
 )
 from tests.conftest import REPO
 
@@ -144,3 +145,13 @@ def test_a_hung_run_server_is_told_from_one_loading_the_code(run_server, tmp_pat
     finally:
         os.kill(server.pid, signal.SIGCONT)
     assert answering(str(tmp_path / "loading.sock"))  # no socket yet: a server loading the code is not hung
+
+
+def test_a_killed_runs_lock_file_is_swept_and_a_held_one_kept(tmp_path):
+    locks = tmp_path / "runs"
+    locks.mkdir()
+    (locks / "0f0f0f0f-0000-4000-8000-00000000dead").touch()  # its process died of SIGKILL: nobody holds it
+    with run_claim(locks, "0f0f0f0f-0000-4000-8000-000000000000") as held:
+        assert held
+        sweep_claims(locks)
+        assert [p.name for p in locks.iterdir()] == ["0f0f0f0f-0000-4000-8000-000000000000"]
