@@ -53,3 +53,39 @@ def test_a_retry_is_for_that_step_and_that_brief_only():
         add(instance, DagsterRunStatus.FAILURE, "two:day:2026-11-03", brief="two")
         assert retry(instance, "one", "cli:someone") is None  # brief one's newest run is already marked
         assert waits_for_a_person(instance.get_run_records()[0].dagster_run)  # brief two's is left alone
+
+
+def test_autoplay_retry_marks_the_failed_step_audits_it_and_says_what_it_did(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from connectors.event_store import EventStore
+    from connectors.ledger import Ledger
+    from creative.brief import load_brief
+    from pipelines.cli import app
+    from tests.conftest import EXAMPLE_BRIEF, REPO
+
+    home, dagster_home = tmp_path / "home", tmp_path / "dagster_home"
+    monkeypatch.setenv("AUTOPLAY_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
+    cli = CliRunner()
+    assert cli.invoke(app, ["retry"]).exit_code == 2
+    nothing = cli.invoke(app, ["retry", "--brief", "waterbottle-launch"])
+    assert nothing.exit_code == 2 and "no ledger at" in nothing.output
+    home.mkdir()
+    dagster_home.mkdir()
+    (dagster_home / "dagster.yaml").write_text((REPO / "dagster_home" / "dagster.yaml").read_text())
+    brief = load_brief(EXAMPLE_BRIEF)
+    ledger = Ledger(EventStore(home / "events.duckdb"))
+    ledger.record_brief(brief.name, brief.brand, str(EXAMPLE_BRIEF), brief.model_dump(mode="json"))
+    with DagsterInstance.from_config(str(dagster_home)) as instance:
+        failed = add(instance, DagsterRunStatus.FAILURE, KEY, brief=brief.name)
+    unknown = cli.invoke(app, ["retry", "--brief", "nope"])
+    assert unknown.exit_code == 2 and "'nope'" in unknown.output and brief.name in unknown.output
+    done = cli.invoke(app, ["retry", "--brief", brief.name, "--reason", "disk freed"])
+    assert done.exit_code == 0 and failed.run_id in done.output and "will run again" in done.output, done.output
+    with DagsterInstance.from_config(str(dagster_home)) as instance:
+        assert attempt_key(instance, brief.name, KEY) == f"{KEY}:retry-{failed.run_id[:8]}"
+    [action] = ledger.actions(brief.name).query("action == 'retry'").itertuples()
+    assert action.reason == "disk freed" and action.actor.startswith("cli:")
+    again = cli.invoke(app, ["retry", "--brief", brief.name])
+    assert again.exit_code == 0 and "nothing to retry" in again.output
