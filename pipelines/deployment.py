@@ -242,6 +242,7 @@ class Child:
     restarts: list[float] = field(default_factory=list)  # when it was started again (monotonic seconds)
     healthy: Callable[[], bool] | None = field(default=None, repr=False)  # it answers (alive is not enough)
     unanswered: int = 0  # health checks failed in a row
+    answered: bool = False  # its health check passed since it was (re)started: it is judged from then on
     checked: float = 0.0  # when its health was last checked (monotonic seconds)
     started_at: float = field(default_factory=time.time)  # when it was last started (epoch seconds)
     before_restart: Callable[[], None] | None = field(default=None, repr=False)  # clear what the last one left
@@ -258,7 +259,12 @@ class Child:
             answered = self.healthy()
         except Exception:  # a check that cannot be made (storage locked, say) is a check failed
             answered = False
-        self.unanswered = 0 if answered else self.unanswered + 1
+        if answered:
+            self.answered, self.unanswered = True, 0
+            return False
+        if not self.answered:  # still starting (loading the code): judged once it has answered
+            return False
+        self.unanswered += 1
         return self.unanswered >= UNANSWERED_CHECKS
 
     def restart(self) -> None:
@@ -266,7 +272,8 @@ class Child:
         if self.before_restart is not None:
             self.before_restart()
         started = spawn(self.name, list(self.proc.args), self.env, self.log)
-        self.proc, self.unanswered, self.checked, self.started_at = started.proc, 0, time.monotonic(), time.time()
+        self.proc, self.unanswered, self.answered = started.proc, 0, False
+        self.checked, self.started_at = time.monotonic(), time.time()
         self.restarts.append(time.monotonic())
 
 
@@ -379,10 +386,10 @@ class Running:
 
     def revive(self, reporter: Reporter) -> None:
         """Start again any process of the deployment that exited (the run server or a worker killed, the daemon
-        crashed) or failed its health check (the run server or the daemon hung): the loop runs unattended. A hung
-        one is killed alone, not its process group: the runs the server forked go on (a code server the daemon
-        started stops itself when its heartbeats stop). One that ends more than ``RESTARTS`` times in
-        ``RESTART_WINDOW_S`` stops the deployment, naming its log."""
+        crashed) or failed its health check (the run server, the daemon, the webserver or MLflow's server hung):
+        the loop runs unattended. A hung one is killed alone, not its process group: the runs the server forked go
+        on (a code server the daemon started stops itself when its heartbeats stop). One that ends more than
+        ``RESTARTS`` times in ``RESTART_WINDOW_S`` stops the deployment, naming its log."""
         for child in self.children:
             code = child.proc.poll()
             if code is not None:
@@ -504,6 +511,7 @@ def deployment(
                 env,
                 logs / "dagster-webserver.log",
             )
+            web.healthy = partial(http_ok, f"http://127.0.0.1:{ui_port}/server_info")
             running.children.append(web)
             running.where["dagster_ui"] = f"http://127.0.0.1:{ui_port}"
         if console_port is not None:
@@ -542,16 +550,18 @@ def start_mlflow_server(settings: Settings, env: dict, logs: Path, timeout_s: fl
     server_env = env | {"MLFLOW_BACKEND_STORE_URI": settings.mlflow_tracking_uri,
                         "MLFLOW_ARTIFACTS_DESTINATION": destination}  # fmt: skip
     server = spawn("mlflow-server", command, server_env, logs / "mlflow-server.log")
-
-    def healthy() -> bool:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
-                return answer.status == 200
-        except OSError:
-            return False
-
-    wait_ready(server, healthy, "the MLflow tracking server", timeout_s)
+    server.healthy = partial(http_ok, f"{url}/health")
+    wait_ready(server, server.healthy, "the MLflow tracking server", timeout_s)
     return server, url
+
+
+def http_ok(url: str, timeout_s: float = 2.0) -> bool:
+    """A server's health check: ``url`` answers 200 within ``timeout_s``."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
 
 
 def start_run_server(settings: Settings, env: dict, logs: Path) -> tuple[Child, str]:

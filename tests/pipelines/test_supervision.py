@@ -76,3 +76,17 @@ def test_a_process_that_stops_answering_is_killed_alone_and_started_again(tmp_pa
         for pid in map(int, (tmp_path / "stuck.log").read_text().split()):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_a_process_still_starting_is_not_judged_until_it_has_answered_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(deployment, "HEALTH_CHECK_S", 0.05)
+    slow = spawn("slow", [sys.executable, "-c", "import time; time.sleep(60)"], {}, tmp_path / "slow.log")
+    slow.healthy = lambda: False  # a webserver loading the code: nothing listens yet
+    running, reporter = Running(None, None, None, None, None, children=[slow]), Restarts()
+    try:
+        for _ in range(UNANSWERED_CHECKS + 2):
+            time.sleep(0.06)
+            running.revive(reporter)
+        assert reporter.seen == [] and slow.proc.poll() is None
+    finally:
+        slow.stop(grace_s=1)
