@@ -357,7 +357,10 @@ def retry(
             step = f"{tags.get(STEP_TAG)} g{tags.get(GENERATION_TAG)} {tags.get(DAY_TAG)}"
             ledger.log_action(Action(name, "retry", ACTOR_CLI, reason or f"{step} run again",
                                      {"failed_run": failed.run_id}))  # fmt: skip
-            console.print(f"{name}: {step} (run {failed.run_id}) will run again on the daemon's next tick")
+            console.print(
+                f"{name}: {step} (run {failed.run_id}) marked to run again: the daemon runs it on its next tick"
+                " if it is still the brief's next step (a day the loop has gone past stays behind)"
+            )
             retried += 1
     if every:
         console.print(f"{retried} failed step(s) marked to run again")

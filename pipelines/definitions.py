@@ -176,7 +176,7 @@ def autoplay_sensor(context: SensorEvaluationContext, loop: LoopResource, clock:
         partition_requests.append(brief_partitions.build_delete_request(done_withdrawing))
     requests = [
         RunRequest(
-            run_key=f"{n}:withdraw",
+            run_key=attempt_key(instance, n, f"{n}:withdraw"),
             job_name=withdraw_job.name,
             tags={BRIEF_TAG: n, STEP_TAG: "withdraw"},
             run_config={"ops": {"withdraw_brief": {"config": {"brief": n}}}},

@@ -50,7 +50,7 @@ from pipelines.assets import BRIEF_TAG, DAY_TAG, GENERATION_TAG, STEP_TAG
 from pipelines.channels import Sandboxes, sandbox_marker, serve_sandboxes
 from pipelines.daemon import beating
 from pipelines.definitions import IN_FLIGHT
-from pipelines.retries import RETRY_TAG, latest_run, mark_to_run_again, to_run_again, waits_for_a_person
+from pipelines.retries import latest_run, mark_to_run_again, to_run_again, waits_for_a_person, why_again
 from pipelines.settings import REPO, Settings, is_postgres, kafka_client_config
 from pipelines.warm_runs import RUN_SERVER_VAR, answering, listening
 from pipelines.workers import DEFAULT_QUEUE, GPU_QUEUE, RedisServer, worker_command
@@ -166,12 +166,16 @@ def fail_interrupted(
     failed = 0
     for run in runs:
         now = instance.get_run_by_id(run.run_id) or run
+        if DagsterRunStatus.CANCELING in (run.status, now.status):  # a person's Terminate: theirs, not ours
+            if now.status in IN_FLIGHT:
+                instance.report_run_canceled(now, message=reason)
+            continue
         if now.status in IN_FLIGHT:
             instance.report_run_failed(now, message=reason)
             failed += 1
         elif now.status != DagsterRunStatus.FAILURE:
             continue  # it finished in the meantime
-        if BRIEF_TAG in run.tags and run.tags.get(STEP_TAG) != "withdraw":
+        if BRIEF_TAG in run.tags:
             mark_to_run_again(instance, run, f"interrupted: {reason}")
             step = f"{run.tags[STEP_TAG]} g{run.tags.get(GENERATION_TAG)} {run.tags.get(DAY_TAG)}"
             ledger.log_action(Action(run.tags[BRIEF_TAG], "retry", ACTOR_DEPLOYMENT, f"{step}: {reason}",
@@ -617,24 +621,31 @@ def describe_failure(instance: DagsterInstance, run) -> str:
 def follow(running: Running, watch: Watch, reporter: Reporter) -> None:
     """Report runs that changed status, and render progress of runs in flight, from Dagster's event log."""
     instance = running.instance
+    newest: set[str] = set()  # briefs whose newest run has been seen: the records come newest first
     for record in instance.get_run_records(RunsFilter(tags={}), limit=50):
         run = record.dagster_run
         brief = run.tags.get(BRIEF_TAG)
         if brief is None:
             continue
+        is_newest = brief not in newest
+        newest.add(brief)
         step = f"{run.tags.get(STEP_TAG)} g{run.tags.get(GENERATION_TAG)} {run.tags.get(DAY_TAG)}"
         status = run.status.value
         if watch.statuses.get(run.run_id) != status:
             watch.statuses[run.run_id] = status
             detail = ""
-            if to_run_again(run):
-                detail = f"{describe_failure(instance, run)} (to be run again: {run.tags[RETRY_TAG]})"
-            elif run.status == DagsterRunStatus.FAILURE:
-                detail = describe_failure(instance, run)
-                watch.failures.append(
-                    f"brief {brief}, {run.tags.get(STEP_TAG)} step (run {run.run_id}): {detail}; once its cause is"
-                    f" fixed, `autoplay retry --brief {brief}` runs it again"
-                )
+            if run.status in (DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED):
+                cause = describe_failure(instance, run) if run.status == DagsterRunStatus.FAILURE else "canceled"
+                if to_run_again(run):
+                    detail = f"{cause} (to be run again: {why_again(run)})"
+                elif not is_newest:  # its brief went on past it (a later day, a re-execution from the UI)
+                    detail = f"{cause} (left behind)"
+                else:
+                    detail = cause
+                    watch.failures.append(
+                        f"brief {brief}, {run.tags.get(STEP_TAG)} step (run {run.run_id}): {cause}; once its cause"
+                        f" is fixed, `autoplay retry --brief {brief}` runs it again"
+                    )
             reporter.run_changed(brief, step, status, detail)
         if run.tags.get(STEP_TAG) == "render" and run.status == DagsterRunStatus.STARTED:
             seen = instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_OBSERVATION)

@@ -9,14 +9,18 @@ from dagster import DagsterInstance, DagsterRun, DagsterRunStatus
 from dagster._core.storage.tags import RUN_KEY_TAG
 
 from pipelines.assets import BRIEF_TAG
-from pipelines.retries import RETRY_TAG, attempt_key, retry, to_run_again, waits_for_a_person
+from pipelines.deployment import Reporter, Running, Watch, follow
+from pipelines.retries import RETRY_TAG, attempt_key, retry, to_run_again, waits_for_a_person, why_again
 
 KEY = "one:day:2026-11-03"
 
 
-def add(instance: DagsterInstance, status: DagsterRunStatus, run_key: str, brief: str = "one") -> DagsterRun:
+def add(
+    instance: DagsterInstance, status: DagsterRunStatus, run_key: str | None, brief: str = "one", **tags: str
+) -> DagsterRun:
+    keyed = {RUN_KEY_TAG: run_key} if run_key else {}
     run = DagsterRun(job_name="autoplay_loop", run_id=str(uuid.uuid4()), status=status,
-                     tags={BRIEF_TAG: brief, RUN_KEY_TAG: run_key})  # fmt: skip
+                     tags={BRIEF_TAG: brief, **keyed, **tags})  # fmt: skip
     instance.add_run(run)
     return run
 
@@ -38,7 +42,7 @@ def test_a_failed_step_waits_for_a_person_until_retried_then_runs_again_under_a_
         )
         assert attempt_key(instance, "one", KEY) == f"{KEY}:retry-{second.run_id[:8]}"
         assert to_run_again(instance.get_run_by_id(second.run_id))
-        assert instance.get_run_by_id(second.run_id).tags[RETRY_TAG] == "cli:someone"
+        assert why_again(instance.get_run_by_id(second.run_id)) == "cli:someone"
 
         add(instance, DagsterRunStatus.SUCCESS, f"{KEY}:retry-{second.run_id[:8]}")
         assert retry(instance, "one", "cli:someone") is None  # its newest run succeeded
@@ -82,10 +86,54 @@ def test_autoplay_retry_marks_the_failed_step_audits_it_and_says_what_it_did(tmp
     unknown = cli.invoke(app, ["retry", "--brief", "nope"])
     assert unknown.exit_code == 2 and "'nope'" in unknown.output and brief.name in unknown.output
     done = cli.invoke(app, ["retry", "--brief", brief.name, "--reason", "disk freed"])
-    assert done.exit_code == 0 and failed.run_id in done.output and "will run again" in done.output, done.output
+    assert done.exit_code == 0 and failed.run_id in done.output and "marked to run again" in done.output, done.output
     with DagsterInstance.from_config(str(dagster_home)) as instance:
         assert attempt_key(instance, brief.name, KEY) == f"{KEY}:retry-{failed.run_id[:8]}"
     [action] = ledger.actions(brief.name).query("action == 'retry'").itertuples()
     assert action.reason == "disk freed" and action.actor.startswith("cli:")
     again = cli.invoke(app, ["retry", "--brief", brief.name])
     assert again.exit_code == 0 and "nothing to retry" in again.output
+
+
+def test_a_ui_re_execution_copying_the_mark_a_cancel_and_a_run_without_a_key():
+    with DagsterInstance.ephemeral() as instance:
+        marked = add(instance, DagsterRunStatus.FAILURE, KEY)
+        retry(instance, "one", "cli:someone")
+        # the Dagster UI's re-execution copies its parent's tags, the mark among them: it fails for its own reason
+        copy = add(
+            instance,
+            DagsterRunStatus.FAILURE,
+            None,
+            **{RETRY_TAG: instance.get_run_by_id(marked.run_id).tags[RETRY_TAG]},
+        )
+        assert waits_for_a_person(instance.get_run_by_id(copy.run_id)) and attempt_key(instance, "one", KEY) == KEY
+        retry(instance, "one", "cli:someone")  # marked for itself now; it has no run key: the step due is asked
+        assert attempt_key(instance, "one", KEY) == f"{KEY}:retry-{copy.run_id[:8]}"
+        canceled = add(instance, DagsterRunStatus.CANCELED, KEY)  # a person's Terminate: theirs to retry
+        assert waits_for_a_person(instance.get_run_by_id(canceled.run_id))
+        assert retry(instance, "one", "cli:someone").run_id == canceled.run_id
+
+
+class Seen(Reporter):
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str, str]] = []
+
+    def run_changed(self, brief: str, step: str, status: str, detail: str) -> None:
+        self.lines.append((brief, status, detail))
+
+
+def test_demo_stops_only_on_a_failure_that_is_its_briefs_newest_run_and_waits_for_a_person():
+    with DagsterInstance.ephemeral() as instance:
+        add(instance, DagsterRunStatus.FAILURE, "one:day:2026-11-02")  # a day `up` left behind
+        add(instance, DagsterRunStatus.SUCCESS, "one:day:2026-11-03")
+        add(instance, DagsterRunStatus.FAILURE, "two:g0:render", brief="two")
+        retry(instance, "two", "cli:someone")
+        watch, seen = Watch(), Seen()
+        follow(Running(None, None, instance, None, None), watch, seen)
+        assert watch.failures == []  # nothing to stop on: one went on, two's failure runs again
+        assert {detail.rsplit("(", 1)[-1] for _, status, detail in seen.lines if status == "FAILURE"} == {
+            "left behind)", "to be run again: cli:someone)"}  # fmt: skip
+        failed = add(instance, DagsterRunStatus.FAILURE, "one:day:2026-11-04")
+        follow(Running(None, None, instance, None, None), watch, seen)
+        [failure] = watch.failures
+        assert failed.run_id in failure and "autoplay retry --brief one" in failure
