@@ -140,7 +140,7 @@ def test_every_event_twice_with_one_percent_garbage_of_every_kind(broker, tmp_pa
 
 @pytest.mark.slow
 def test_kill_minus_9_mid_batch_then_restart_loses_and_duplicates_nothing(broker, tmp_path):
-    n = 60_000
+    n = 200_000  # enough that a whole ingest outlasts the first kill (60,000 took under 2.5 s on 2026-12-04)
     topic = new_topic(broker.bootstrap_servers)
     produce(broker.bootstrap_servers, topic, [_bytes(valid_event(i)) for i in range(n)])
     home = tmp_path / "home"
