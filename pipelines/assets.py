@@ -52,6 +52,11 @@ OWNERS = ["team:autoplay"]
 LOOP = {"group_name": "loop", "owners": OWNERS, "code_version": "2"}
 
 
+def step_label(tags: dict[str, str]) -> str:
+    """A run's step as `up`, the audit log and `retry` name it: "render g0 2026-11-01"."""
+    return f"{tags.get(STEP_TAG)} g{tags.get(GENERATION_TAG)} {tags.get(DAY_TAG)}"
+
+
 def partition_range_tags(first: str, last: str) -> dict[str, str]:
     """Run tags that make one run materialise every variant partition from ``first`` to ``last``."""
     return dict(zip(PARTITION_RANGE_TAGS, (first, last)))

@@ -336,7 +336,7 @@ def retry(
     from dagster import DagsterInstance
 
     from connectors.ledger import Action
-    from pipelines.assets import DAY_TAG, GENERATION_TAG, STEP_TAG
+    from pipelines.assets import step_label
     from pipelines.retries import retry as retry_step
 
     if bool(brief) == every:
@@ -353,8 +353,7 @@ def retry(
                 if not every:
                     console.print(f"{name}: nothing to retry (its last run did not fail, or is already marked)")
                 continue
-            tags = failed.tags
-            step = f"{tags.get(STEP_TAG)} g{tags.get(GENERATION_TAG)} {tags.get(DAY_TAG)}"
+            step = step_label(failed.tags)
             ledger.log_action(Action(name, "retry", ACTOR_CLI, reason or f"{step} run again",
                                      {"failed_run": failed.run_id}))  # fmt: skip
             console.print(

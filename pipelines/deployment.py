@@ -46,7 +46,7 @@ from experiments import cadence
 from experiments.catalog import Catalog, load_catalog
 from experiments.market import SimulatedMarket
 from pipelines import stages
-from pipelines.assets import BRIEF_TAG, DAY_TAG, GENERATION_TAG, STEP_TAG
+from pipelines.assets import BRIEF_TAG, STEP_TAG, step_label
 from pipelines.channels import Sandboxes, sandbox_marker, serve_sandboxes
 from pipelines.daemon import beating
 from pipelines.definitions import IN_FLIGHT
@@ -177,7 +177,7 @@ def fail_interrupted(
             continue  # it finished in the meantime
         if BRIEF_TAG in run.tags:
             mark_to_run_again(instance, run, f"interrupted: {reason}")
-            step = f"{run.tags[STEP_TAG]} g{run.tags.get(GENERATION_TAG)} {run.tags.get(DAY_TAG)}"
+            step = step_label(run.tags)
             ledger.log_action(Action(run.tags[BRIEF_TAG], "retry", ACTOR_DEPLOYMENT, f"{step}: {reason}",
                                      {"failed_run": run.run_id}))  # fmt: skip
     import mlflow
@@ -629,7 +629,7 @@ def follow(running: Running, watch: Watch, reporter: Reporter) -> None:
             continue
         is_newest = brief not in newest
         newest.add(brief)
-        step = f"{run.tags.get(STEP_TAG)} g{run.tags.get(GENERATION_TAG)} {run.tags.get(DAY_TAG)}"
+        step = step_label(run.tags)
         status = run.status.value
         if watch.statuses.get(run.run_id) != status:
             watch.statuses[run.run_id] = status
