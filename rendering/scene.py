@@ -332,6 +332,9 @@ LIFESTYLE_LIGHT_SHARE = 0.35
 #: cast; beyond it the floor's faint far-field shading is under ``compose.SHADOW_FLOOR``, so its edge never
 #: shows. (The catcher is most of a preview's render time: a larger one costs seconds.)
 FLOOR_REACH = 3.0
+#: How far a studio's shadow catcher reaches in front of the product, towards the camera (a lifestyle place's
+#: reaches as far as behind: its sun may cast the shadow forward).
+FRONT_REACH = 0.25
 #: The view transform: Khronos PBR Neutral keeps base colours exact up to about 0.8 and rolls highlights
 #: off instead of clipping them.
 VIEW_TRANSFORM = "Khronos PBR Neutral"
@@ -408,6 +411,8 @@ def stage(template: Template, podium_colour: str, accent: str | None) -> dict:
     scene.objects[PRODUCT].location = (0.0, 0.0, lift)
     floor = _stage_object("floor", _mesh(bpy.ops.mesh.primitive_plane_add, size=2))
     floor.is_shadow_catcher = True
+    mirror = _stage_object("floor_front", _mesh(bpy.ops.mesh.primitive_plane_add, size=2))
+    mirror.visible_camera = mirror.visible_shadow = False
     rim_tint = tuple(0.5 + 0.5 * c for c in hex_to_linear(accent)) if accent else None
     share = LIFESTYLE_LIGHT_SHARE if template.environment else 1.0
     _lights([(n, loc, size, watts * share, shadow) for n, loc, size, watts, shadow in LIGHT_RIGS[template.lighting]],
@@ -486,8 +491,8 @@ def frame(
     cam.data.clip_start = distance / 100
     cam.data.clip_end = distance * 100
     scene.camera = cam
-    floor = scene.objects[f"{STAGE}_floor"]
-    floor.scale = (FLOOR_REACH, FLOOR_REACH, 1.0)
+    front = None if template.environment else FRONT_REACH  # a place's sun may stand behind: its shadow comes forward
+    _fit_floor(scene.objects[f"{STAGE}_floor"], scene.objects[f"{STAGE}_floor_front"], points, rim, front)
 
     xy = project(points, camera, elevation, azimuth, template.lens_mm, width, height, zone)
     (x0, y0), (x1, y1) = xy.min(axis=0), xy.max(axis=0)
@@ -501,6 +506,22 @@ def frame(
         "camera_height": round(float(camera[2]), 4),
         "camera_above_floor": bool(camera[2] > ground),
     }
+
+
+def _fit_floor(
+    floor: bpy.types.Object, front: bpy.types.Object, points: np.ndarray, rim: np.ndarray | None, reach: float | None
+) -> None:
+    """The shadow catcher reaches ``FLOOR_REACH`` to the sides and behind the product, and ``reach`` in front of
+    it (or of its podium; None: as far as behind). In the studio every rig's key light stands in front, so
+    shadows fall behind and to the side, and the floor nearer the camera catches nothing above
+    ``compose.SHADOW_FLOOR`` while costing a tall frame most of its render time. The rest of the floor in
+    front is ``front``: the same plain floor to reflections and bounce light, unseen by the camera, so a
+    glossy product reflects what it did."""
+    edge = min(float(points[:, 1].min()), float(rim[:, 1].min()) if rim is not None else np.inf)
+    near = -FLOOR_REACH if reach is None else max(-FLOOR_REACH, edge - reach)
+    floor.scale, floor.location = (FLOOR_REACH, (FLOOR_REACH - near) / 2, 1.0), (0.0, (FLOOR_REACH + near) / 2, 0.0)
+    front.hide_render = near <= -FLOOR_REACH
+    front.scale, front.location = (FLOOR_REACH, (near + FLOOR_REACH) / 2, 1.0), (0.0, (near - FLOOR_REACH) / 2, 0.0)
 
 
 def turn(angle_deg: float) -> None:
