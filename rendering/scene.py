@@ -26,7 +26,16 @@ from rendering.model_check import (
 )
 from rendering.orientation import upright_rotation
 from rendering.profiles import RenderProfile
-from rendering.staging import Shape, bundle_layout, camera_elevation, min_camera_height, podium_size
+from rendering.staging import (
+    FLOOR_REACH,
+    FRONT_REACH,
+    Shape,
+    bundle_layout,
+    camera_elevation,
+    floor_spans,
+    min_camera_height,
+    podium_size,
+)
 
 STAGE = "autoplay_stage"
 PRODUCT = "autoplay_product"
@@ -328,13 +337,6 @@ HDRI_STRENGTH = 0.5
 #: A lifestyle place lights the product itself; the template's rig only lifts it, at this share of its power.
 LIFESTYLE_HDRI_STRENGTH = 1.0
 LIFESTYLE_LIGHT_SHARE = 0.35
-#: The shadow catcher's half-size: three times the product's largest side holds every shadow the rigs
-#: cast; beyond it the floor's faint far-field shading is under ``compose.SHADOW_FLOOR``, so its edge never
-#: shows. (The catcher is most of a preview's render time: a larger one costs seconds.)
-FLOOR_REACH = 3.0
-#: How far a studio's shadow catcher reaches in front of the product, towards the camera (a lifestyle place's
-#: reaches as far as behind: its sun may cast the shadow forward).
-FRONT_REACH = 0.25
 #: The view transform: Khronos PBR Neutral keeps base colours exact up to about 0.8 and rolls highlights
 #: off instead of clipping them.
 VIEW_TRANSFORM = "Khronos PBR Neutral"
@@ -491,8 +493,9 @@ def frame(
     cam.data.clip_start = distance / 100
     cam.data.clip_end = distance * 100
     scene.camera = cam
-    front = None if template.environment else FRONT_REACH  # a place's sun may stand behind: its shadow comes forward
-    _fit_floor(scene.objects[f"{STAGE}_floor"], scene.objects[f"{STAGE}_floor_front"], points, rim, front)
+    edge = float(points[:, 1].min()) if rim is None else min(float(points[:, 1].min()), float(rim[:, 1].min()))
+    reach = None if template.environment else FRONT_REACH  # a place's sun may stand behind: its shadow comes forward
+    _fit_floor(scene.objects[f"{STAGE}_floor"], scene.objects[f"{STAGE}_floor_front"], edge, reach)
 
     xy = project(points, camera, elevation, azimuth, template.lens_mm, width, height, zone)
     (x0, y0), (x1, y1) = xy.min(axis=0), xy.max(axis=0)
@@ -508,20 +511,15 @@ def frame(
     }
 
 
-def _fit_floor(
-    floor: bpy.types.Object, front: bpy.types.Object, points: np.ndarray, rim: np.ndarray | None, reach: float | None
-) -> None:
-    """The shadow catcher reaches ``FLOOR_REACH`` to the sides and behind the product, and ``reach`` in front of
-    it (or of its podium; None: as far as behind). In the studio every rig's key light stands in front, so
-    shadows fall behind and to the side, and the floor nearer the camera catches nothing above
-    ``compose.SHADOW_FLOOR`` while costing a tall frame most of its render time. The rest of the floor in
-    front is ``front``: the same plain floor to reflections and bounce light, unseen by the camera, so a
-    glossy product reflects what it did."""
-    edge = min(float(points[:, 1].min()), float(rim[:, 1].min()) if rim is not None else np.inf)
-    near = -FLOOR_REACH if reach is None else max(-FLOOR_REACH, edge - reach)
-    floor.scale, floor.location = (FLOOR_REACH, (FLOOR_REACH - near) / 2, 1.0), (0.0, (FLOOR_REACH + near) / 2, 0.0)
-    front.hide_render = near <= -FLOOR_REACH
-    front.scale, front.location = (FLOOR_REACH, (near + FLOOR_REACH) / 2, 1.0), (0.0, (near - FLOOR_REACH) / 2, 0.0)
+def _fit_floor(floor: bpy.types.Object, unseen: bpy.types.Object, front_edge: float, reach: float | None) -> None:
+    """The shadow catcher over its span (``staging.floor_spans``), and the floor in front of it as ``unseen``: the
+    same plain floor to reflections and bounce light, hidden from the camera, so a glossy product reflects what
+    it did."""
+    (y0, y1), rest = floor_spans(front_edge, reach)
+    floor.scale, floor.location = (FLOOR_REACH, (y1 - y0) / 2, 1.0), (0.0, (y0 + y1) / 2, 0.0)
+    unseen.hide_render = rest is None
+    if rest is not None:
+        unseen.scale, unseen.location = (FLOOR_REACH, (rest[1] - rest[0]) / 2, 1.0), (0.0, sum(rest) / 2, 0.0)
 
 
 def turn(angle_deg: float) -> None:

@@ -109,6 +109,22 @@ def test_shopify_publication_attaches_every_live_render_once(world, tmp_path):
     assert all(m["alt"].startswith("Aqua Co product in a studio scene on a #") for m in media)
 
 
+def test_a_render_refused_by_qa_is_never_published_on_either_channel(world, tmp_path):
+    make, sandbox = world
+    brief, ledger = make()
+    ledger.set_render("vst1", "qa_failed", str(tmp_path / "renders" / "vst1"), "touches the frame's edge")
+    renders = FolderStore(tmp_path / "renders")
+    ads = stages.publish(brief, ledger, meta_client(brief, sandbox), renders, ACTOR)
+    with ShopifySandbox("shpat_stage_token_1234", "secret-1234567890") as shop:
+        admin = ShopifyAdmin(brief.shopify.shop, "shpat_stage_token_1234", shop.url, poll_s=0.0)
+        stages.publish_shopify(brief, ledger, ledger.store, admin, renders, ACTOR)
+        media = shop.products[brief.shopify.product_id]["media"]
+    assert len(ads) == 3 and len(media) == 3  # the refused render's files are there all the same
+    for channel in ("meta", "shopify"):
+        assert set(ledger.publications(brief.name, channel)["variant_id"]) == {"vst0", "vst2", "vst3"}, channel
+    assert not any("vst1" in json.dumps(o, default=str) for o in sandbox.objects.values())  # no ad or creative of it
+
+
 def test_a_paused_brief_keeps_every_ad_paused_day_after_day_and_resume_restores_it(world, tmp_path):
     make, sandbox = world
     brief, ledger = make()
