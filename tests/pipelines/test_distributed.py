@@ -182,9 +182,21 @@ def test_the_loop_ran_on_a_postgres_instance_and_trained_into_mlflow_on_postgres
     assert experiment.artifact_location.startswith("mlflow-artifacts:")  # the tracking server's, proxied to S3
 
 
-def reporter_lost(celery_run) -> str:
-    """The gpu worker killed whole (``gpu-N``)."""
-    return celery_run[2].killed[-1][1].removeprefix("celery-")
+def reporter_lost(celery_run) -> set[tuple[str, int]]:
+    """The step processes killed (``gpu-N``, pid), the first alone, the second with its whole worker: either kill
+    can land after Blender renamed a render into that worker's folder and before the step stored it."""
+    return {(name.removeprefix("celery-"), pid) for _, name, pid in celery_run[2].killed}
+
+
+def reported_renders(settings) -> set[tuple[int, str]]:
+    """(step process, variant) of every render a step reported: ``stages.render`` stores a render in the bucket
+    before it reports it, so each of these was in the bucket."""
+    with dagster_instance(settings) as instance:
+        return {
+            (entry.dagster_event.pid, entry.dagster_event.asset_observation_data.asset_observation.partition)
+            for record in instance.get_run_records()
+            for entry in instance.all_logs(record.dagster_run.run_id, of_type=DagsterEventType.ASSET_OBSERVATION)
+        }
 
 
 def test_renders_and_mlflow_artifacts_went_through_the_s3_server_and_came_back_whole(celery_run):
@@ -193,7 +205,7 @@ def test_renders_and_mlflow_artifacts_went_through_the_s3_server_and_came_back_w
     assert all(
         d == f"s3://{BUCKET}/{PREFIX}/renders/{v}" for v, d in zip(variants["variant_id"], variants["render_dir"])
     )
-    lost = reporter_lost(celery_run)
+    lost, reported = reporter_lost(celery_run), reported_renders(settings)
     for variant_id in variants["variant_id"]:
         keys = s3_keys(f"{PREFIX}/renders/{variant_id}/")
         here = settings.renders_dir / variant_id  # the code location's copy, downloaded to publish from
@@ -202,10 +214,12 @@ def test_renders_and_mlflow_artifacts_went_through_the_s3_server_and_came_back_w
         assert names == sorted([*manifest.files.values(), "manifest.json"])  # each file once, nothing else
         body = boto3.client("s3").get_object(Bucket=BUCKET, Key=f"{PREFIX}/renders/{variant_id}/manifest.json")
         assert body["Body"].read() == (here / "manifest.json").read_bytes()
-        # a render in the bucket was not rendered again: every copy is the stored one, but for what the lost
-        # worker finished and could not store before it died
+        # a render in the bucket was not rendered again: every copy is the stored one, but for what a killed step
+        # process finished and had not stored (so never reported) before it died
         for copy in settings.home.glob(f"workers/gpu-*/renders/{variant_id}/manifest.json"):
-            assert copy.read_bytes() == (here / "manifest.json").read_bytes() or copy.parts[-4] == lost, copy
+            if copy.read_bytes() != (here / "manifest.json").read_bytes():
+                step_pid = RenderManifest.load(copy.parent).worker["step_pid"]
+                assert (copy.parts[-4], step_pid) in lost and (step_pid, variant_id) not in reported, (copy, lost)
     logged = s3_keys(f"{PREFIX}/mlflow/")
     assert any(k.endswith("/leaderboard.csv") for k in logged) and any("/plots/" in k for k in logged), logged[:5]
 
