@@ -31,9 +31,9 @@ class RenderProfile:
 
 PROFILES: dict[str, RenderProfile] = {
     # OpenImageDenoise at every size: on the CPU it costs a fraction of the samples it saves
-    "thumbnail": RenderProfile("thumbnail", scale=0.125, samples=8, denoise=True, version=4),
-    "preview": RenderProfile("preview", scale=0.5, samples=8, denoise=True, version=4),
-    "production": RenderProfile("production", scale=1.0, samples=64, denoise=True, version=4),
+    "thumbnail": RenderProfile("thumbnail", scale=0.125, samples=8, denoise=True, version=3),
+    "preview": RenderProfile("preview", scale=0.5, samples=8, denoise=True, version=3),
+    "production": RenderProfile("production", scale=1.0, samples=64, denoise=True, version=3),
 }
 
 
