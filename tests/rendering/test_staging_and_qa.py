@@ -147,6 +147,14 @@ def test_grain_inside_the_product_is_measured_in_levels():
     assert report.noise > 6 and any("grain" in f for f in report.failures)
 
 
+def test_grain_is_not_judged_on_a_product_too_small_in_the_frame_for_a_spread_to_mean_noise():
+    rng = np.random.default_rng(0)
+    image, mask = frame_with((45, 45, 55, 55), value=128)  # 10x10 of 100x100: 36 inner pixels, under 1%
+    image[45:55, 45:55] = np.clip(128 + rng.normal(0, 12, (10, 10, 1)), 0, 255).astype(np.uint8)
+    report = check_render(image, mask, "1:1", thresholds=Thresholds(max_noise=6, min_coverage=0, min_box_share=0))
+    assert report.noise == 0.0 and not any("grain" in f for f in report.failures)
+
+
 def test_slots_match_exactly_first_then_a_lone_duplicate_and_anything_else_is_refused():
     assert resolve_slot("Material", ["Material", "Material.001"]) == "Material"
     assert resolve_slot("lambert1", ["lambert1.001", "cap"]) == "lambert1.001"
