@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from creative.vocabulary import ASPECTS, check_aspect
 from rendering.framing import SafeZone
@@ -26,14 +27,17 @@ class RenderProfile:
     scale: float
     samples: int
     denoise: bool
+    #: OpenImageDenoise's network: FAST is a smaller one, a quarter of a preview's time less on the CPU (about
+    #: 1.1 s of 5 at 1:1, 2.1 s of 9 at 9:16) for a slightly softer metal highlight; thumbnails and full size keep HIGH.
+    denoise_quality: Literal["HIGH", "BALANCED", "FAST"] = "HIGH"
     version: int = 1
 
 
 PROFILES: dict[str, RenderProfile] = {
     # OpenImageDenoise at every size: on the CPU it costs a fraction of the samples it saves
-    "thumbnail": RenderProfile("thumbnail", scale=0.125, samples=8, denoise=True, version=3),
-    "preview": RenderProfile("preview", scale=0.5, samples=8, denoise=True, version=3),
-    "production": RenderProfile("production", scale=1.0, samples=64, denoise=True, version=3),
+    "thumbnail": RenderProfile("thumbnail", scale=0.125, samples=8, denoise=True, version=4),
+    "preview": RenderProfile("preview", scale=0.5, samples=8, denoise=True, denoise_quality="FAST", version=5),
+    "production": RenderProfile("production", scale=1.0, samples=64, denoise=True, version=4),
 }
 
 

@@ -26,7 +26,16 @@ from rendering.model_check import (
 )
 from rendering.orientation import upright_rotation
 from rendering.profiles import RenderProfile
-from rendering.staging import Shape, bundle_layout, camera_elevation, min_camera_height, podium_size
+from rendering.staging import (
+    FLOOR_REACH,
+    FRONT_REACH,
+    Shape,
+    bundle_layout,
+    camera_elevation,
+    floor_spans,
+    min_camera_height,
+    podium_size,
+)
 
 STAGE = "autoplay_stage"
 PRODUCT = "autoplay_product"
@@ -328,10 +337,6 @@ HDRI_STRENGTH = 0.5
 #: A lifestyle place lights the product itself; the template's rig only lifts it, at this share of its power.
 LIFESTYLE_HDRI_STRENGTH = 1.0
 LIFESTYLE_LIGHT_SHARE = 0.35
-#: The shadow catcher's half-size: three times the product's largest side holds every shadow the rigs
-#: cast; beyond it the floor's faint far-field shading is under ``compose.SHADOW_FLOOR``, so its edge never
-#: shows. (The catcher is most of a preview's render time: a larger one costs seconds.)
-FLOOR_REACH = 3.0
 #: The view transform: Khronos PBR Neutral keeps base colours exact up to about 0.8 and rolls highlights
 #: off instead of clipping them.
 VIEW_TRANSFORM = "Khronos PBR Neutral"
@@ -408,6 +413,8 @@ def stage(template: Template, podium_colour: str, accent: str | None) -> dict:
     scene.objects[PRODUCT].location = (0.0, 0.0, lift)
     floor = _stage_object("floor", _mesh(bpy.ops.mesh.primitive_plane_add, size=2))
     floor.is_shadow_catcher = True
+    mirror = _stage_object("floor_front", _mesh(bpy.ops.mesh.primitive_plane_add, size=2))
+    mirror.visible_camera = mirror.visible_shadow = False
     rim_tint = tuple(0.5 + 0.5 * c for c in hex_to_linear(accent)) if accent else None
     share = LIFESTYLE_LIGHT_SHARE if template.environment else 1.0
     _lights([(n, loc, size, watts * share, shadow) for n, loc, size, watts, shadow in LIGHT_RIGS[template.lighting]],
@@ -486,8 +493,9 @@ def frame(
     cam.data.clip_start = distance / 100
     cam.data.clip_end = distance * 100
     scene.camera = cam
-    floor = scene.objects[f"{STAGE}_floor"]
-    floor.scale = (FLOOR_REACH, FLOOR_REACH, 1.0)
+    edge = float(points[:, 1].min()) if rim is None else min(float(points[:, 1].min()), float(rim[:, 1].min()))
+    reach = None if template.environment else FRONT_REACH  # a place's sun may stand behind: its shadow comes forward
+    _fit_floor(scene.objects[f"{STAGE}_floor"], scene.objects[f"{STAGE}_floor_front"], edge, reach)
 
     xy = project(points, camera, elevation, azimuth, template.lens_mm, width, height, zone)
     (x0, y0), (x1, y1) = xy.min(axis=0), xy.max(axis=0)
@@ -501,6 +509,17 @@ def frame(
         "camera_height": round(float(camera[2]), 4),
         "camera_above_floor": bool(camera[2] > ground),
     }
+
+
+def _fit_floor(floor: bpy.types.Object, unseen: bpy.types.Object, front_edge: float, reach: float | None) -> None:
+    """The shadow catcher over its span (``staging.floor_spans``), and the floor in front of it as ``unseen``: the
+    same plain floor to reflections and bounce light, hidden from the camera, so a glossy product reflects what
+    it did."""
+    (y0, y1), rest = floor_spans(front_edge, reach)
+    floor.scale, floor.location = (FLOOR_REACH, (y1 - y0) / 2, 1.0), (0.0, (y0 + y1) / 2, 0.0)
+    unseen.hide_render = rest is None
+    if rest is not None:
+        unseen.scale, unseen.location = (FLOOR_REACH, (rest[1] - rest[0]) / 2, 1.0), (0.0, sum(rest) / 2, 0.0)
 
 
 def turn(angle_deg: float) -> None:
@@ -521,6 +540,7 @@ def configure(profile: RenderProfile, width: int, height: int, device: str = "CP
         samples=profile.samples,
         use_denoising=profile.denoise,
         denoiser="OPENIMAGEDENOISE",  # on the CPU here; OIDN runs on the GPUs it supports too
+        denoising_quality=profile.denoise_quality,
         denoising_input_passes="RGB_ALBEDO_NORMAL",
         denoising_prefilter="FAST",  # ACCURATE denoises the albedo and normal passes too: 2 s more at preview
         use_adaptive_sampling=True,

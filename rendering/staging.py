@@ -79,6 +79,24 @@ def podium_size(shape: Shape) -> tuple[float, float, float]:
     return float(rx), float(ry), height
 
 
+#: The shadow catcher's reach to the sides and behind the product, in product sizes: it holds every shadow the
+#: rigs cast, and beyond it the floor's faint far-field shading is under ``compose.SHADOW_FLOOR``, so its edge
+#: never shows. (The catcher is most of a preview's render time: a larger one costs seconds.)
+FLOOR_REACH = 3.0
+#: Its reach in front of the product (towards the camera) in a studio: every rig's key light stands in front,
+#: so nothing nearer the camera is shadowed, and that floor was most of a tall frame's render time.
+FRONT_REACH = 0.25
+
+
+def floor_spans(front_edge: float, reach: float | None) -> tuple[tuple[float, float], tuple[float, float] | None]:
+    """Along y (the camera looks from -y): the shadow catcher's span, from ``reach`` in front of the product's
+    (or its podium's) ``front_edge`` to ``FLOOR_REACH`` behind, and the floor in front of it that the camera
+    does not see but reflections and bounce light still do (None when the catcher reaches as far forward as
+    back: ``reach`` None, for a lifestyle place whose sun may stand behind)."""
+    near = -FLOOR_REACH if reach is None else max(-FLOOR_REACH, front_edge - reach)
+    return (near, FLOOR_REACH), ((-FLOOR_REACH, near) if near > -FLOOR_REACH else None)
+
+
 def min_camera_height(ground: float, shape: Shape) -> float:
     """The lowest the camera may be: above the floor or podium top, and for wide products above their top,
     so a desk or a bag is never seen from underneath its top."""

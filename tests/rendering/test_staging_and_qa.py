@@ -12,7 +12,7 @@ from rendering.model_check import ModelError, check_render_inputs, resolve_slot
 from rendering.orientation import upright_rotation
 from rendering.profiles import safe_zone
 from rendering.qa import Thresholds, check_render
-from rendering.staging import Shape, camera_elevation, min_camera_height, podium_size
+from rendering.staging import FLOOR_REACH, Shape, camera_elevation, floor_spans, min_camera_height, podium_size
 from tests.rendering.corpus import CORPUS, low_poly_can, write_corpus
 
 
@@ -45,6 +45,18 @@ def test_the_podium_holds_every_corner_of_the_footprint(size):
         assert (x / rx) ** 2 + (y / ry) ** 2 <= 1.0
     assert max(rx, ry) <= 0.7 * math.hypot(shape.width, shape.depth) + 1e-9, "just larger than the product"
     assert 0.05 <= height <= 0.12
+
+
+@pytest.mark.parametrize("front_edge", [-0.05, -0.5, -1.2])
+def test_a_studio_catcher_stops_just_in_front_of_the_product_and_the_floor_goes_on_unseen(front_edge):
+    (near, far), unseen = floor_spans(front_edge, 0.25)
+    assert far == FLOOR_REACH and near == pytest.approx(front_edge - 0.25)  # behind: every shadow the keys cast
+    assert unseen == (-FLOOR_REACH, near)  # the rest of the floor, reflected as before: no gap, no overlap
+
+
+def test_a_lifestyle_catcher_reaches_as_far_forward_as_back_and_never_past_the_floor():
+    assert floor_spans(-0.3, None) == ((-FLOOR_REACH, FLOOR_REACH), None)  # a place's sun may stand behind
+    assert floor_spans(-2.9, 0.25) == ((-FLOOR_REACH, FLOOR_REACH), None)  # a podium wider than the floor's reach
 
 
 def test_the_hero_camera_is_raised_above_the_floor_for_any_product():
