@@ -59,6 +59,10 @@ need_postgres() {
   fi
 }
 
+# Every process here (the daemon's runs, the workers, the tests' servers) reuses compiled modules rather than
+# compiling the project again; pytest keeps its rewritten test modules the same way.
+unset PYTHONDONTWRITEBYTECODE
+
 command=${1:-demo}
 [ $# -gt 0 ] && shift
 case "$command" in

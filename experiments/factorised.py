@@ -18,6 +18,7 @@ regularisation strength serves every level. Thompson sampling draws whole coeffi
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 
 import numpy as np
@@ -61,6 +62,40 @@ def with_factors(frame: pd.DataFrame, seasonal: bool = True) -> pd.DataFrame:
     return frame
 
 
+class OneHot:
+    """One-hot columns for categories (compared as strings), an unknown category scoring as all zeros; the
+    columns follow scikit-learn's OneHotEncoder (column by column, categories sorted, named
+    ``<column>_<category>``). It takes a DataFrame or a dict of equal-length sequences.
+
+    Not OneHotEncoder itself: it validates its input on every call, and a plan transforms a few candidate
+    rows hundreds of times, which made encoding most of fitting and planning.
+    """
+
+    def fit(self, frame: Mapping[str, Sequence]) -> OneHot:
+        self.columns_ = list(frame.keys())
+        self.categories_ = [sorted(set(_strings(frame[c]))) for c in self.columns_]
+        return self
+
+    def transform(self, frame: Mapping[str, Sequence]) -> np.ndarray:
+        blocks = []
+        for column, categories in zip(self.columns_, self.categories_):
+            index = {c: i for i, c in enumerate(categories)}
+            codes = np.array([index.get(v, -1) for v in _strings(frame[column])], dtype=int)
+            block = np.zeros((len(codes), len(categories)))
+            known = np.flatnonzero(codes >= 0)
+            block[known, codes[known]] = 1.0
+            blocks.append(block)
+        return np.hstack(blocks)
+
+    def get_feature_names_out(self, input_features: Sequence[str] | None = None) -> list[str]:
+        names = input_features or self.columns_
+        return [f"{n}_{c}" for n, categories in zip(names, self.categories_) for c in categories]
+
+
+def _strings(values: Sequence) -> list[str]:
+    return values.astype(str).tolist() if isinstance(values, pd.Series) else [str(v) for v in values]
+
+
 class CreativeFeatures:
     """Factors to a design matrix: one-hot categories (unknown ones score as the average) plus CIELAB, then for
     each pooling level in the frame (brand, product) its intercept and its deviation of every factor,
@@ -74,26 +109,38 @@ class CreativeFeatures:
         self.seasonal = seasonal
 
     def fit(self, frame: pd.DataFrame) -> CreativeFeatures:
-        from sklearn.preprocessing import OneHotEncoder  # imported on use: most Dagster runs never fit
-
         frame = with_factors(frame, self.seasonal)
         self.categorical_ = [c for c in CATEGORICAL if c in frame.columns]
         if not self.categorical_:
             raise ValueError(f"no creative factor columns; expected some of {list(CATEGORICAL)}")
-        self.encoder_ = OneHotEncoder(handle_unknown="ignore", sparse_output=False).fit(
-            frame[self.categorical_].astype(str)
-        )
+        self.encoder_ = OneHot().fit(frame[self.categorical_])
         self.lab_ = "colour" in frame.columns
         self.levels_ = []  # (column, scale, encoder) per pooling level present
         for column, variance in self.pooling:
             if column in frame.columns:
-                encoder = OneHotEncoder(handle_unknown="ignore", sparse_output=False).fit(self._nested(frame, column))
+                encoder = OneHot().fit(self._nested(frame, column))
                 self.levels_.append((column, np.sqrt(variance / self.prior_variance), encoder))
         return self
 
+    def __setstate__(self, state: dict) -> None:
+        """A policy registered before ``OneHot`` holds scikit-learn encoders: the same columns and categories."""
+
+        def own(encoder):
+            if isinstance(encoder, OneHot):
+                return encoder
+            converted = OneHot()
+            converted.columns_ = [str(c) for c in encoder.feature_names_in_]
+            converted.categories_ = [[str(c) for c in categories] for categories in encoder.categories_]
+            return converted
+
+        if "encoder_" in state:
+            state["encoder_"] = own(state["encoder_"])
+            state["levels_"] = [(column, scale, own(encoder)) for column, scale, encoder in state["levels_"]]
+        self.__dict__.update(state)
+
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         frame = with_factors(frame, self.seasonal)
-        parts = [self.encoder_.transform(frame[self.categorical_].astype(str))]
+        parts = [self.encoder_.transform(frame[self.categorical_])]
         if self.lab_:
             lab = np.array([hex_to_lab(c) for c in frame["colour"]]) / 100.0
             parts.append(np.column_stack([lab, lab**2]))
@@ -101,12 +148,12 @@ class CreativeFeatures:
             parts.append(scale * encoder.transform(self._nested(frame, column)))
         return np.hstack(parts)
 
-    def _nested(self, frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    def _nested(self, frame: pd.DataFrame, column: str) -> dict[str, list[str]]:
         """The level's own intercept and each factor within it, as ``<level>|<factor level>`` categories."""
-        owner = frame[column].astype(str)
+        owner = _strings(frame[column])
         nested = {column: owner}
-        nested |= {f"{column}|{c}": owner + "|" + frame[c].astype(str) for c in self.categorical_}
-        return pd.DataFrame(nested)
+        nested |= {f"{column}|{c}": [f"{o}|{v}" for o, v in zip(owner, _strings(frame[c]))] for c in self.categorical_}
+        return nested
 
 
 class FactorisedThompson:

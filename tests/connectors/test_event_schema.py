@@ -61,7 +61,7 @@ def _canonical(event) -> dict:
 def test_fast_decoder_accepts_only_what_the_models_accept():
     accepted = []
 
-    @settings(max_examples=3000, deadline=None)
+    @settings(max_examples=1000, deadline=None)
     @given(events())
     def check(event):
         raw = json.dumps(event).encode()

@@ -13,7 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from connectors.asgi_server import BackgroundServer
-from connectors.event_store import EventStore
+from connectors.event_store import EventStore, session
 from connectors.ledger import ALL_BRIEFS, Ledger
 from connectors.users import MAX_FAILED, UserStore
 from creative.brief import load_brief
@@ -30,23 +30,24 @@ def deployment_home(tmp_path):
     """A home whose ledger holds two briefs of two brands, each with a rendered, published variant."""
     settings = load_settings({"AUTOPLAY_HOME": str(tmp_path / "home"), "AUTOPLAY_BRIEFS": str(tmp_path / "briefs")})
     settings.home.mkdir(parents=True)
-    ledger = Ledger(EventStore(settings.event_store_path))
-    for name, brand, colour in (("aqua-launch", "Aqua Co", "#1F6FEB"), ("other-launch", "Other Co", "#E8D5C4")):
-        data = yaml.safe_load(EXAMPLE_BRIEF.read_text()) | {"name": name, "brand": brand}
-        data["product"]["model"] = str(WATERBOTTLE)
-        path = tmp_path / "briefs" / name / "brief.yaml"
-        path.parent.mkdir(parents=True)
-        path.write_text(yaml.safe_dump(data))
-        brief = load_brief(path)
-        ledger.record_brief(name, brand, str(path), brief.model_dump(mode="json"))
-        vid = f"v{name[:5]}"
-        row = {"variant_id": vid, "template": "studio", "colour": colour, "aspect": "1:1", "profile": "thumbnail"}
-        ledger.start_generation(name, 0, pd.DataFrame([row]), [])
-        ledger.set_render(vid, "rendered", str(rendered_folder(tmp_path / "renders" / vid, colour)))
-        ledger.record_publication(name, vid, "meta", ad_id=f"ad-{name}", adset_id=f"as-{name}", status="ACTIVE")
-    users = UserStore(EventStore(settings.event_store_path))
-    users.add("mia@aqua.example", "marketer", ["Aqua Co"], PASSWORD)
-    users.add("root@autoplay.example", "admin", [], PASSWORD)
+    with session(settings.event_store_path):  # one open of the file for the whole setup
+        ledger = Ledger(EventStore(settings.event_store_path))
+        for name, brand, colour in (("aqua-launch", "Aqua Co", "#1F6FEB"), ("other-launch", "Other Co", "#E8D5C4")):
+            data = yaml.safe_load(EXAMPLE_BRIEF.read_text()) | {"name": name, "brand": brand}
+            data["product"]["model"] = str(WATERBOTTLE)
+            path = tmp_path / "briefs" / name / "brief.yaml"
+            path.parent.mkdir(parents=True)
+            path.write_text(yaml.safe_dump(data))
+            brief = load_brief(path)
+            ledger.record_brief(name, brand, str(path), brief.model_dump(mode="json"))
+            vid = f"v{name[:5]}"
+            row = {"variant_id": vid, "template": "studio", "colour": colour, "aspect": "1:1", "profile": "thumbnail"}
+            ledger.start_generation(name, 0, pd.DataFrame([row]), [])
+            ledger.set_render(vid, "rendered", str(rendered_folder(tmp_path / "renders" / vid, colour)))
+            ledger.record_publication(name, vid, "meta", ad_id=f"ad-{name}", adset_id=f"as-{name}", status="ACTIVE")
+        users = UserStore(EventStore(settings.event_store_path))
+        users.add("mia@aqua.example", "marketer", ["Aqua Co"], PASSWORD)
+        users.add("root@autoplay.example", "admin", [], PASSWORD)
     return settings, ledger
 
 

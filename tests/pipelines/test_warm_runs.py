@@ -27,8 +27,10 @@ from pipelines.warm_runs import (
 from tests.conftest import REPO
 
 
-@pytest.fixture
-def run_server(tmp_path):
+@pytest.fixture(scope="module")
+def run_server(tmp_path_factory):
+    """One run server for the module's tests (it loads the definitions, seconds): none leaves it changed."""
+    tmp_path = tmp_path_factory.mktemp("run_server")
     path = str(tmp_path / "runs.sock")
     env = dict(os.environ, DAGSTER_HOME=str(tmp_path / "dagster_home"))
     (tmp_path / "dagster_home").mkdir()
@@ -59,6 +61,7 @@ def children(pid: int) -> list[str]:
     return open(f"/proc/{pid}/task/{pid}/children").read().split()
 
 
+@pytest.mark.slow  # a real run server, loading the definitions (seconds)
 def test_forged_and_garbage_requests_are_refused_and_start_nothing(run_server):
     path, server = run_server
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600  # this user's only
@@ -82,6 +85,7 @@ def test_forged_and_garbage_requests_are_refused_and_start_nothing(run_server):
     assert listening(path)
 
 
+@pytest.mark.slow  # a real run server, loading the definitions (seconds)
 def test_a_run_id_is_forked_into_a_process_that_reports_an_unknown_run_and_exits(run_server):
     path, server = run_server
     pid = request_run(path, "0f0f0f0f-0000-4000-8000-000000000000")
@@ -134,6 +138,7 @@ def test_a_run_forked_twice_is_executed_once(tmp_path):
         assert again
 
 
+@pytest.mark.slow  # a real run server, loading the definitions (seconds)
 def test_a_hung_run_server_is_told_from_one_loading_the_code(run_server, tmp_path):
     path, server = run_server
     assert answering(path)
