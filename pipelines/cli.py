@@ -95,7 +95,9 @@ def render(
     podium_colour: str = typer.Option(None, help="podium colour as #RRGGBB (default: a shade of --colour)"),
     accent_colour: str = typer.Option(None, help="gradient end and rim-light tint as #RRGGBB"),
     colourway: list[str] = typer.Option([], help="recolour a material slot: SLOT=#RRGGBB; repeat for several"),
-    orientation: str = typer.Option("auto", help="which model axis is up: auto, as_is, +x, -x, +y, -y, +z, -z"),
+    orientation: str = typer.Option(
+        "auto", help="the model file's axis that is up: auto, as_is, +x, -x, +y, -y, +z, -z"
+    ),
     height_m: list[float] = typer.Option(
         [], "--height-m", help="a bundle's real heights in metres, one per model in order (an OBJ carries no unit)"
     ),

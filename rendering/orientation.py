@@ -10,8 +10,24 @@ from scipy.spatial import ConvexHull, QhullError
 _AXES = {"+x": (1, 0, 0), "-x": (-1, 0, 0), "+y": (0, 1, 0), "-y": (0, -1, 0), "+z": (0, 0, 1), "-z": (0, 0, -1)}
 
 
+#: Where a model file's own axis lands in the scene: glTF and OBJ are Y-up, and Blender's importers turn a
+#: file's (x, y, z) into the scene's (x, -z, y); a .blend is in the scene's frame already.
+_FILE_TO_SCENE = {"x": ("x", 1), "y": ("z", 1), "z": ("y", -1)}
+_Y_UP_FORMATS = (".glb", ".gltf", ".obj")
+
+
+def scene_orientation(orientation: str, suffix: str) -> str:
+    """``orientation`` as the user gave it (an axis of the model file, or ``auto``/``as_is``) in the scene's
+    axes, which ``upright_rotation`` works in: a Z-up OBJ said ``+z`` stands on the scene's ``-y``."""
+    if orientation in ("auto", "as_is") or suffix.lower() not in _Y_UP_FORMATS:
+        return orientation
+    axis, sign = _FILE_TO_SCENE[orientation[1]]
+    return ("+" if (orientation[0] == "+") == (sign > 0) else "-") + axis
+
+
 def upright_rotation(vertices: np.ndarray, orientation: str) -> np.ndarray:
-    """The rotation (3x3) that makes the model stand up.
+    """The rotation (3x3) that makes the model stand up; ``orientation`` an axis in the scene's frame
+    (``scene_orientation``), ``auto`` or ``as_is``.
 
     ``auto``: a product lying on its side (its longest extent horizontal and at least 1.4 times its
     height, with a round cross-section, like a bottle, can, tube or jar) is stood on its wider end.

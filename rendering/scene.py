@@ -24,7 +24,7 @@ from rendering.model_check import (
     check_model_file,
     resolve_slot,
 )
-from rendering.orientation import upright_rotation
+from rendering.orientation import scene_orientation, upright_rotation
 from rendering.profiles import RenderProfile
 from rendering.staging import (
     FLOOR_REACH,
@@ -179,7 +179,7 @@ def _upright(meshes: list[bpy.types.Object], path: Path, orientation: str) -> tu
         raise ModelError(f"{path}: the model has zero size")
     if largest > MAX_EXTENT:
         raise ModelError(f"{path}: absurd model size ({largest:g} units across)")
-    rotation = upright_rotation(vertices, orientation)
+    rotation = upright_rotation(vertices, scene_orientation(orientation, path.suffix))
     turned = vertices @ rotation.T
     return rotation, turned.min(axis=0), turned.max(axis=0)
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from rendering.model_check import ModelError, check_model_file
-from rendering.orientation import upright_rotation
+from rendering.orientation import scene_orientation, upright_rotation
 from tests.conftest import WATERBOTTLE
 from tests.rendering.models import broken_glb, lying_bottle_obj
 
@@ -93,3 +93,14 @@ def test_an_explicit_up_axis_is_turned_onto_z(axis, vector):
     rotation = upright_rotation(np.zeros((3, 3)), axis)
     assert rotation @ np.array(vector, dtype=float) == pytest.approx([0, 0, 1])
     assert np.linalg.det(rotation) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "axis, suffix, scene_axis",
+    [("+z", ".obj", "-y"), ("-z", ".glb", "+y"), ("+y", ".gltf", "+z"), ("-x", ".OBJ", "-x"), ("+z", ".blend", "+z"),
+     ("auto", ".obj", "auto"), ("as_is", ".glb", "as_is")],
+)  # fmt: skip
+def test_an_up_axis_names_the_model_files_own_axis(axis, suffix, scene_axis):
+    """glTF and OBJ are Y-up and Blender's importers turn them Z-up: a Z-up OBJ's ``+z`` is the scene's ``-y``
+    (a bowl modelled Z-up and said ``+z`` stood on its rim before this)."""
+    assert scene_orientation(axis, suffix) == scene_axis
