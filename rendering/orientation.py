@@ -10,16 +10,15 @@ from scipy.spatial import ConvexHull, QhullError
 _AXES = {"+x": (1, 0, 0), "-x": (-1, 0, 0), "+y": (0, 1, 0), "-y": (0, -1, 0), "+z": (0, 0, 1), "-z": (0, 0, -1)}
 
 
-#: Where a model file's own axis lands in the scene: glTF and OBJ are Y-up, and Blender's importers turn a
-#: file's (x, y, z) into the scene's (x, -z, y); a .blend is in the scene's frame already.
+#: Where a model file's own axis lands in the scene: glTF and OBJ (every format but .blend) are Y-up, and
+#: Blender's importers turn a file's (x, y, z) into the scene's (x, -z, y).
 _FILE_TO_SCENE = {"x": ("x", 1), "y": ("z", 1), "z": ("y", -1)}
-_Y_UP_FORMATS = (".glb", ".gltf", ".obj")
 
 
 def scene_orientation(orientation: str, suffix: str) -> str:
     """``orientation`` as the user gave it (an axis of the model file, or ``auto``/``as_is``) in the scene's
     axes, which ``upright_rotation`` works in: a Z-up OBJ said ``+z`` stands on the scene's ``-y``."""
-    if orientation in ("auto", "as_is") or suffix.lower() not in _Y_UP_FORMATS:
+    if orientation in ("auto", "as_is") or suffix.lower() == ".blend":  # a .blend is in the scene's frame
         return orientation
     axis, sign = _FILE_TO_SCENE[orientation[1]]
     return ("+" if (orientation[0] == "+") == (sign > 0) else "-") + axis
