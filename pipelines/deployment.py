@@ -35,7 +35,7 @@ from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunSta
 
 from connectors.artifacts import FolderStore
 from connectors.asgi_server import BackgroundServer
-from connectors.event_store import EventStore
+from connectors.event_store import EventStore, session
 from connectors.ingest_server import IngestApp, IngestConfig, IngestServer
 from connectors.kafka_broker import EmbeddedBroker, ensure_topics
 from connectors.kafka_events import EventProducer
@@ -655,33 +655,50 @@ def follow(running: Running, watch: Watch, reporter: Reporter) -> None:
                 reporter.renders(brief, len(seen), int(meta["of"].value))
 
 
-def brief_idle_today(running: Running, name: str, today) -> bool:
+@dataclass
+class Standing:
+    """Every brief's progress as the ledger last said, and what Dagster's runs and the clock were then: the
+    ledger is read again only when a run has ended or started, the day moved or the catalog changed, so a
+    deployment idle for the day does not keep opening the event store (which the console and runs use)."""
+
+    seen: tuple = ()
+    progress: dict[str, cadence.BriefProgress] = field(default_factory=dict)
+
+    def read(self, running: Running, today) -> dict[str, cadence.BriefProgress] | None:
+        """None while a run is in flight (most of the time): the event store is left to it."""
+        from pipelines.definitions import in_flight
+
+        names = tuple(running.catalog.briefs)
+        if any(in_flight(running.instance, n) for n in names):
+            return None
+        latest = tuple((r.run_id, r.status) if (r := latest_run(running.instance, n)) else None for n in names)
+        seen = (names, latest, today)
+        if seen != self.seen:
+            with session(running.settings.event_store_path):
+                ledger = running.ledger()
+                self.progress = {n: stages.progress(ledger, n) for n in names}
+            if any(in_flight(running.instance, n) for n in names):  # a run began as the ledger was read
+                return None
+            self.seen = seen
+        return self.progress
+
+
+def brief_idle_today(running: Running, name: str, today, progress: cadence.BriefProgress) -> bool:
     """Nothing due for this brief today, nothing in flight; a brief whose last run failed counts as idle
     (its failed step waits for a person, the others go on) unless that run is marked to be run again."""
-    from pipelines.definitions import in_flight
-
-    if in_flight(running.instance, name):
-        return False
     if waits_for_a_person(latest_run(running.instance, name)):
         return True
     brief = running.catalog.briefs[name]
-    progress = stages.progress(running.ledger(), name)
     return (
         cadence.next_step(name, progress, today, brief.autoplay.days_per_generation, running.settings.max_generations)
         is None
     )
 
 
-def all_finished(running: Running) -> bool:
-    """Every brief has served its generations and been trained on, and no run is still finishing. Dagster's
-    run storage is asked first: while a run is in flight (most of the time) the event store is left to it."""
-    from pipelines.definitions import in_flight
-
-    if any(in_flight(running.instance, n) for n in running.catalog.briefs):
-        return False
-    ledger = running.ledger()
+def all_finished(running: Running, progress: dict[str, cadence.BriefProgress]) -> bool:
+    """Every brief has served its generations and been trained on."""
     return all(
-        cadence.finished(stages.progress(ledger, n), b.autoplay.days_per_generation, running.settings.max_generations)
+        cadence.finished(progress[n], b.autoplay.days_per_generation, running.settings.max_generations)
         for n, b in running.catalog.briefs.items()
     )
 
@@ -698,7 +715,7 @@ def turn(
 
     On the embedded default, the sandbox's day moves on once every brief is idle for today and at least
     ``day_seconds`` have passed since the last move. With a real clock, days come by themselves."""
-    watch = Watch()
+    watch, standing = Watch(), Standing()
     last_move = last_read = time.monotonic()
     while not stop.is_set():
         running.revive(reporter)
@@ -709,14 +726,13 @@ def turn(
             running.catalog, last_read = load_catalog(running.settings.briefs_dir), time.monotonic()
             for brief in running.catalog.briefs.values():
                 running.admit(brief)
-        if bounded and all_finished(running):
+        today = running.sandboxes.meta.today if running.sandboxes is not None else None
+        progress = standing.read(running, today) if bounded or running.sandboxes is not None else None
+        if progress is not None and bounded and all_finished(running, progress):
             follow(running, watch, reporter)
             return watch
-        if running.sandboxes is not None and time.monotonic() - last_move >= day_seconds:
-            today = running.sandboxes.meta.today
-            idle = all(brief_idle_today(running, n, today) for n in running.catalog.briefs)
-            # asked again: the last run may have finished between the check above and the idle check
-            if idle and not (bounded and all_finished(running)):
+        if progress is not None and running.sandboxes is not None and time.monotonic() - last_move >= day_seconds:
+            if all(brief_idle_today(running, n, today, progress[n]) for n in running.catalog.briefs):
                 reporter.day(str(running.sandboxes.meta.advance(1)))
                 last_move = time.monotonic()
         stop.wait(poll_s)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import urllib.request
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -51,19 +52,51 @@ class LoopResource(ConfigurableResource):
         return str(self.catalog().paths.get(name, ""))
 
     def store(self) -> EventStore:
-        return EventStore(self.store_path)
+        return self._opened().store
 
     @property
     def store_path(self) -> str:
         return f"{self.home}/events.duckdb"
 
     def ledger(self) -> Ledger:
-        return Ledger(self.store())
+        opened = self._opened()
+        if opened.ledger is None:
+            opened.ledger = Ledger(opened.store)
+        return opened.ledger
+
+    def _opened(self) -> _Opened:
+        """The store (and ledger) on this home's file, made once per process and file: making them checks the
+        file's tables (tens of milliseconds), and a run's steps ask for them dozens of times. A file removed
+        and made again (another inode) gets new ones."""
+        path = Path(self.store_path)
+        opened = _OPENED.get(path)
+        if opened is None or opened.inode != _inode(path):
+            store = EventStore(path)
+            opened = _OPENED[path] = _Opened(_inode(path), store)
+        return opened
 
     def store_session(self) -> AbstractContextManager[None]:
         """For one stage: its ledger and store calls share a connection while they follow each other
         (``connectors.event_store.session``), where each would open the file again."""
         return session(self.store_path)
+
+
+@dataclass
+class _Opened:
+    inode: tuple[int, int] | None
+    store: EventStore
+    ledger: Ledger | None = None
+
+
+_OPENED: dict[Path, _Opened] = {}
+
+
+def _inode(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 class KafkaResource(ConfigurableResource):

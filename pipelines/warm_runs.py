@@ -33,9 +33,17 @@ from dagster import DefaultRunLauncher
 #: The run server's Unix socket, set by the deployment for the daemon and every process it starts.
 RUN_SERVER_VAR = "AUTOPLAY_RUN_SERVER"
 PID_TAG = "autoplay/run_pid"
-#: What the stages import where they use it (kept off the definitions' import path, which the daemon and the
-#: webserver load too): the run server imports it once, so no run pays it again (about 2.5 s a training run).
-WARM_MODULES = ("experiments.policy_model", "mlflow.pyfunc", "scipy.stats")
+#: What the stages and Dagster's run body import where they use it (kept off the definitions' import path, which
+#: the daemon and the webserver load too): the run server imports it once, so no run pays it again (about 4 s a
+#: training run: MLflow's SQL store 1.1 s, scikit-learn's models 0.5 s; the run body 0.3 s a run).
+WARM_MODULES = (
+    "experiments.policy_model",
+    "mlflow.pyfunc",
+    "mlflow.store.tracking.sqlalchemy_store",
+    "sklearn.linear_model",
+    "scipy.stats",
+    "dagster._cli.api",
+)
 #: How long a launch keeps asking a server that took the request and went away (the deployment replaces a hung
 #: server within about 10 s; the new one loads the code in 5-10 s).
 LAUNCH_PATIENCE_S = 90.0
@@ -274,6 +282,29 @@ def _answer(conn: socket.socket, listener: socket.socket, locks: Path) -> None:
     conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
 
 
+def warm_up() -> None:
+    """Load once what every run would load again: the definitions, the modules the stages import where they use
+    them, and Dagster's instance (its storage's SQLAlchemy and Alembic modules and migration scripts, about 0.9 s
+    the first time in a process, 0.1 s after)."""
+    from dagster import DagsterInstance
+
+    import pipelines.definitions  # noqa: F401
+    from experiments.reporting import pyplot
+
+    for module in WARM_MODULES:
+        importlib.import_module(module)
+    pyplot()  # matplotlib on the Agg backend, as the plots use it
+    # MLflow maps installed packages to modules (a scan of every installed distribution, 0.5-2 s) the first time a
+    # process logs a model, to check the model's requirements: once here, for every training run (a private
+    # function: a release without it only makes training runs slower)
+    requirements = importlib.import_module("mlflow.utils.requirements_utils")
+    packages = getattr(requirements, "_init_modules_to_packages_map", None)
+    if packages is not None:
+        packages()
+    with DagsterInstance.get() as instance:  # no connection outlives it: SQLite storage opens one per use
+        instance.get_runs(limit=1)
+
+
 def serve(socket_path: str) -> None:
     """Load the code once, then fork a process per run asked for, until stopped."""
     started = time.monotonic()
@@ -281,12 +312,7 @@ def serve(socket_path: str) -> None:
     path.unlink(missing_ok=True)  # a dead server's socket: launchers wait for this one rather than give up
     locks = path.with_name(path.name + ".runs")  # a lock per run in flight (run_claim)
     sweep_claims(locks)
-    import pipelines.definitions  # noqa: F401  # what every run would load again
-    from experiments.reporting import pyplot
-
-    for module in WARM_MODULES:
-        importlib.import_module(module)
-    pyplot()  # matplotlib on the Agg backend, as the plots use it
+    warm_up()
 
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old_umask = os.umask(0o177)  # the socket is this user's only
