@@ -190,9 +190,9 @@ def create_app(settings: Settings) -> Starlette:
         return response
 
     async def home(request: Request) -> Response:
-        session = signed_in(request)
-        rows = []
-        with console.store.held():  # one connection for the page's reads, not one per query
+        with console.store.held():  # one connection for the page's reads (its session's too), not one per query
+            session = signed_in(request)
+            rows = []
             for name in console.visible_briefs(session.user)["brief"]:
                 brief = console.brief_for(session.user, name)
                 status = brief_status(console.ledger, name)
@@ -207,13 +207,13 @@ def create_app(settings: Settings) -> Starlette:
         return page(request, "home.html", session, rows=rows, all_paused=all_paused)
 
     async def brief_page(request: Request) -> Response:
-        session = signed_in(request)
-        brief = console.brief_for(session.user, request.path_params["name"])
-        try:
-            waiting = _waiting(load_brief(console.brief_file(session.user, brief.name)))
-        except (BriefError, HTTPException):
-            waiting = []  # a file being edited by hand that does not validate: the form shows why
-        with console.store.held():  # one connection for the page's reads, not one per query
+        with console.store.held():  # one connection for the page's reads (its session's too), not one per query
+            session = signed_in(request)
+            brief = console.brief_for(session.user, request.path_params["name"])
+            try:
+                waiting = _waiting(load_brief(console.brief_file(session.user, brief.name)))
+            except (BriefError, HTTPException):
+                waiting = []  # a file being edited by hand that does not validate: the form shows why
             view = brief_view(console, brief)
         return page(request, "brief.html", session, waiting=waiting, **view)
 
