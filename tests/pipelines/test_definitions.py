@@ -131,6 +131,7 @@ sys.meta_path.insert(0, NoBlender())
 """
 
 
+@pytest.mark.slow  # a fresh interpreter importing the definitions (3-5 s)
 def test_the_code_location_ingest_endpoint_console_and_policy_model_need_no_blender(tmp_path):
     """bpy is the `render` extra: only render workers install it."""
     import subprocess
@@ -155,6 +156,7 @@ def test_the_code_location_ingest_endpoint_console_and_policy_model_need_no_blen
     assert not list(tmp_path.glob("v*"))  # nothing half-rendered
 
 
+@pytest.mark.slow  # a fresh interpreter importing the definitions (3-5 s)
 def test_every_run_loads_the_code_without_the_training_libraries(tmp_path):
     """Each Dagster run starts a process that imports the definitions first: MLflow, scikit-learn, scipy.stats
     and matplotlib (about 4.5 s of imports here) load only in the steps that train, plan or plot."""
