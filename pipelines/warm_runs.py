@@ -19,6 +19,7 @@ import importlib
 import json
 import os
 import re
+import select
 import signal
 import socket
 import sys
@@ -33,16 +34,15 @@ from dagster import DefaultRunLauncher
 #: The run server's Unix socket, set by the deployment for the daemon and every process it starts.
 RUN_SERVER_VAR = "AUTOPLAY_RUN_SERVER"
 PID_TAG = "autoplay/run_pid"
-#: What the stages and Dagster's run body import where they use it (kept off the definitions' import path, which
-#: the daemon and the webserver load too): the run server imports it once, so no run pays it again (about 4 s a
-#: training run: MLflow's SQL store 1.1 s, scikit-learn's models 0.5 s; the run body 0.3 s a run).
-WARM_MODULES = (
+#: What the stages import where they use it (kept off the definitions' import path, which the daemon and the
+#: webserver load too): the run server imports it once, between its first requests, so no run pays it again
+#: (about 4 s a training run: MLflow's SQL store 1.1 s, scikit-learn's models 0.5 s).
+TRAINING_MODULES = (
     "experiments.policy_model",
     "mlflow.pyfunc",
     "mlflow.store.tracking.sqlalchemy_store",
     "sklearn.linear_model",
     "scipy.stats",
-    "dagster._cli.api",
 )
 #: How long a launch keeps asking a server that took the request and went away (the deployment replaces a hung
 #: server within about 10 s; the new one loads the code in 5-10 s).
@@ -283,17 +283,29 @@ def _answer(conn: socket.socket, listener: socket.socket, locks: Path) -> None:
 
 
 def warm_up() -> None:
-    """Load once what every run would load again: the definitions, the modules the stages import where they use
-    them, and Dagster's instance (its storage's SQLAlchemy and Alembic modules and migration scripts, about 0.9 s
-    the first time in a process, 0.1 s after)."""
+    """Load what every run would load again, before the server listens: the definitions, Dagster's run body and
+    its instance (its storage's SQLAlchemy and Alembic modules and migration scripts, about 0.9 s the first time
+    in a process, 0.1 s after)."""
+    import dagster._cli.api  # noqa: F401  # the body of `dagster api execute_run`
     from dagster import DagsterInstance
 
     import pipelines.definitions  # noqa: F401
+
+    with DagsterInstance.get() as instance:  # no connection outlives it: SQLite storage opens one per use
+        instance.get_runs(limit=1)
+
+
+def warm_up_training() -> Iterator[None]:
+    """Load, one piece a step, what only the training and plotting runs use. The server does it between its
+    first requests, so the first runs of a loop (a plan, renders, days) do not wait for it; the first training
+    run comes days later."""
     from experiments.reporting import pyplot
 
-    for module in WARM_MODULES:
+    for module in TRAINING_MODULES:
         importlib.import_module(module)
+        yield
     pyplot()  # matplotlib on the Agg backend, as the plots use it
+    yield
     # MLflow maps installed packages to modules (a scan of every installed distribution, 0.5-2 s) the first time a
     # process logs a model, to check the model's requirements: once here, for every training run (a private
     # function: a release without it only makes training runs slower)
@@ -301,8 +313,7 @@ def warm_up() -> None:
     packages = getattr(requirements, "_init_modules_to_packages_map", None)
     if packages is not None:
         packages()
-    with DagsterInstance.get() as instance:  # no connection outlives it: SQLite storage opens one per use
-        instance.get_runs(limit=1)
+    yield
 
 
 def serve(socket_path: str) -> None:
@@ -323,7 +334,13 @@ def serve(socket_path: str) -> None:
     listener.listen(16)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # runs are collected as they end
     print(f"run server ready at {socket_path} in {time.monotonic() - started:.1f}s", flush=True)
+    training = warm_up_training()
     while True:
+        if training is not None and not select.select([listener], [], [], 0)[0]:  # nobody waiting: load a piece
+            if next(training, "done") == "done":
+                training = None
+                print(f"run server: training modules loaded, {time.monotonic() - started:.1f}s", flush=True)
+            continue
         try:
             conn, _ = listener.accept()
         except InterruptedError:
