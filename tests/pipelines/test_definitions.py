@@ -169,3 +169,18 @@ def test_every_run_loads_the_code_without_the_training_libraries(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == [], f"the definitions import {done.stdout.strip()}"
+
+
+def test_a_run_makes_its_store_and_ledger_once_and_a_store_made_anew_gets_new_ones(tmp_path):
+    """The steps ask the loop resource for the store and ledger dozens of times a run: made once per file, and
+    made again when the file was removed and made anew (its tables are checked then, so nothing is missing)."""
+    loop = LoopResource(briefs_dir=str(tmp_path / "briefs"), home=str(tmp_path / "home"))
+    ledger = loop.ledger()
+    ledger.record_brief("one", "Brand", "brief.yaml", {})
+    assert loop.ledger() is ledger and loop.store() is ledger.store
+    assert LoopResource(briefs_dir=str(tmp_path / "briefs"), home=str(tmp_path / "home")).ledger() is ledger
+    Path(loop.store_path).unlink()
+    fresh = loop.ledger()
+    assert fresh is not ledger and fresh.briefs().empty  # a new file, with its tables
+    fresh.record_brief("two", "Brand", "brief.yaml", {})
+    assert fresh.briefs()["brief"].tolist() == ["two"]
