@@ -67,7 +67,8 @@ class LoopResource(ConfigurableResource):
     def _opened(self) -> _Opened:
         """The store (and ledger) on this home's file, made once per process and file: making them checks the
         file's tables (tens of milliseconds), and a run's steps ask for them dozens of times. A file removed
-        and made again (another inode) gets new ones."""
+        and made again (another inode) gets new ones; nothing removes it under a running deployment (the home
+        lock), where a new file taking the old one's inode number would go unnoticed."""
         path = Path(self.store_path)
         opened = _OPENED.get(path)
         if opened is None or opened.inode != _inode(path):
