@@ -25,8 +25,9 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 from dagster import DefaultRunLauncher
@@ -295,25 +296,22 @@ def warm_up() -> None:
         instance.get_runs(limit=1)
 
 
-def warm_up_training() -> Iterator[None]:
-    """Load, one piece a step, what only the training and plotting runs use. The server does it between its
-    first requests, so the first runs of a loop (a plan, renders, days) do not wait for it; the first training
-    run comes days later."""
+def training_warm_ups() -> list[Callable[[], object]]:
+    """What only the training and plotting runs use, a piece each. The server loads them between its first
+    requests, so the first runs of a loop (a plan, renders, days) do not wait for them; the first training run
+    comes days later."""
     from experiments.reporting import pyplot
 
-    for module in TRAINING_MODULES:
-        importlib.import_module(module)
-        yield
-    pyplot()  # matplotlib on the Agg backend, as the plots use it
-    yield
-    # MLflow maps installed packages to modules (a scan of every installed distribution, 0.5-2 s) the first time a
-    # process logs a model, to check the model's requirements: once here, for every training run (a private
-    # function: a release without it only makes training runs slower)
+    imports = [partial(importlib.import_module, module) for module in TRAINING_MODULES]
+    return [*imports, pyplot, _mlflow_package_map]  # pyplot: matplotlib on the Agg backend, as the plots use it
+
+
+def _mlflow_package_map() -> None:
+    """MLflow maps installed packages to modules (a scan of every installed distribution, 0.5-2 s) the first time
+    a process logs a model, to check the model's requirements: once here, for every training run (a private
+    function: a release without it only makes training runs slower)."""
     requirements = importlib.import_module("mlflow.utils.requirements_utils")
-    packages = getattr(requirements, "_init_modules_to_packages_map", None)
-    if packages is not None:
-        packages()
-    yield
+    getattr(requirements, "_init_modules_to_packages_map", lambda: None)()
 
 
 def serve(socket_path: str) -> None:
@@ -334,11 +332,11 @@ def serve(socket_path: str) -> None:
     listener.listen(16)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # runs are collected as they end
     print(f"run server ready at {socket_path} in {time.monotonic() - started:.1f}s", flush=True)
-    training = warm_up_training()
+    training = training_warm_ups()
     while True:
-        if training is not None and not select.select([listener], [], [], 0)[0]:  # nobody waiting: load a piece
-            if next(training, "done") == "done":
-                training = None
+        if training and not select.select([listener], [], [], 0)[0]:  # nobody waiting: load a piece
+            training.pop(0)()
+            if not training:
                 print(f"run server: training modules loaded, {time.monotonic() - started:.1f}s", flush=True)
             continue
         try:
