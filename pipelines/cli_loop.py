@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from pipelines.cli_common import console, err, fail, skip_teardown
@@ -61,6 +62,9 @@ class ConsoleReporter:
 
     def restarted(self, name: str, why: str, log) -> None:
         self._line(f"[yellow]{name} {why}: started again[/] (its log: {log})")
+
+    def brief_refused(self, error: str) -> None:
+        self._line(f"[red]brief left out until its file validates again:[/] {escape(error)}")
 
 
 def postgres_settings(settings, url: str) -> dict:

@@ -79,6 +79,7 @@ class Reporter:
     def renders(self, brief: str, done: int, total: int) -> None: ...
     def day(self, today: str) -> None: ...
     def restarted(self, name: str, why: str, log: Path) -> None: ...
+    def brief_refused(self, error: str) -> None: ...
 
 
 @contextmanager
@@ -666,10 +667,8 @@ class Standing:
 
     def read(self, running: Running, today) -> dict[str, cadence.BriefProgress] | None:
         """None while a run is in flight (most of the time): the event store is left to it."""
-        from pipelines.definitions import in_flight
-
         names = tuple(running.catalog.briefs)
-        if any(in_flight(running.instance, n) for n in names):
+        if in_flight_runs(running.instance):  # any run: one of a brief that just left the catalog too
             return None
         latest = tuple((r.run_id, r.status) if (r := latest_run(running.instance, n)) else None for n in names)
         seen = (names, latest, today)
@@ -677,7 +676,7 @@ class Standing:
             with session(running.settings.event_store_path):
                 ledger = running.ledger()
                 self.progress = {n: stages.progress(ledger, n) for n in names}
-            if any(in_flight(running.instance, n) for n in names):  # a run began as the ledger was read
+            if in_flight_runs(running.instance):  # a run began as the ledger was read
                 return None
             self.seen = seen
         return self.progress
@@ -715,7 +714,7 @@ def turn(
 
     On the embedded default, the sandbox's day moves on once every brief is idle for today and at least
     ``day_seconds`` have passed since the last move. With a real clock, days come by themselves."""
-    watch, standing = Watch(), Standing()
+    watch, standing, refused = Watch(), Standing(), set()
     last_move = last_read = time.monotonic()
     while not stop.is_set():
         running.revive(reporter)
@@ -723,9 +722,16 @@ def turn(
         if bounded and watch.failures:
             raise DeploymentError(watch.failures[0])
         if time.monotonic() - last_read >= CATALOG_READ_S:  # a new brief file starts its loop
-            running.catalog, last_read = load_catalog(running.settings.briefs_dir), time.monotonic()
+            served, last_read = running.catalog, time.monotonic()
+            running.catalog = load_catalog(running.settings.briefs_dir)
             for brief in running.catalog.briefs.values():
                 running.admit(brief)
+            for path, error in running.catalog.errors.items():
+                if path in served.paths.values() and path not in refused:  # a served brief's file no longer valid
+                    if bounded:
+                        raise DeploymentError(f"a brief's file stopped validating while it ran: {error}")
+                    reporter.brief_refused(error)  # the sensor leaves it out until the file validates again
+            refused = set(running.catalog.errors)
         today = running.sandboxes.meta.today if running.sandboxes is not None else None
         progress = standing.read(running, today) if bounded or running.sandboxes is not None else None
         if progress is not None and bounded and all_finished(running, progress):

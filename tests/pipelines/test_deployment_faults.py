@@ -70,6 +70,33 @@ def test_a_failing_stage_ends_the_demo_non_zero_naming_brief_stage_and_cause(tmp
     assert processes_with(str(tmp_path / "home")) == []
 
 
+def test_a_brief_file_garbled_while_it_runs_ends_the_demo_non_zero_naming_the_file(tmp_path, broker):
+    """A bounded run whose only brief stops validating mid-run used to end 'finished', exit 0, reporting
+    nothing, and stopped with the brief's render run still in flight."""
+    briefs = catalog(tmp_path)
+    env = deployment_env(tmp_path, broker)
+    demo = subprocess.Popen([AUTOPLAY, "demo", "--generations", "2"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=REPO)  # fmt: skip
+    lines = []
+    try:
+        for line in demo.stdout:
+            lines.append(line)
+            if "render g0" in line and "started" in line:  # the brief is being served
+                (briefs / "one" / "brief.yaml").write_text("name: one\nproduct: [unclosed\n  x: 1\n")
+                break
+        output = "".join(lines) + demo.stdout.read()
+        assert demo.wait(timeout=120) == 1, output
+    finally:
+        demo.kill()
+    message = output.strip().splitlines()
+    assert any(
+        line.startswith("error: a brief's file stopped validating while it ran:") and "brief.yaml" in line
+        for line in message
+    ), output
+    assert "finished in" not in output and "Traceback" not in output
+    assert processes_with(str(tmp_path / "home")) == []
+
+
 def test_sigterm_stops_up_within_10s_even_with_sigint_ignored_and_a_second_up_refuses(tmp_path, broker):
     catalog(tmp_path)
     env = deployment_env(tmp_path, broker)
