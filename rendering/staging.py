@@ -64,19 +64,23 @@ def camera_elevation(preset_deg: float, camera: str, shape: Shape, portrait: boo
     return preset_deg
 
 
+#: How far past the footprint's corners a podium reaches, as a factor of their distance from its centre.
+PODIUM_MARGIN = 1.08
+
+
 def podium_size(shape: Shape) -> tuple[float, float, float]:
     """Half-width, half-depth and height of a podium just larger than the product's footprint, low under flat
-    products: round under a round or square-ish footprint (radius 1.08 x half its diagonal), an oval plinth
-    under a long one (a watch on its strap), 15% longer than it and as deep as the corners need."""
-    w, d = shape.width, shape.depth
+    products. Round under a round or square-ish footprint; under a long one (a watch on its strap, a tray) an
+    oval plinth that runs the same way, through the footprint's corners pushed out by ``PODIUM_MARGIN``: with
+    half-sides a and b, half-axes m*sqrt(a*(a+b)) and m*sqrt(b*(a+b)), so every corner sits as far inside the
+    rim as under a round podium, and the oval is only as much longer than the product as its corners need."""
+    a, b = shape.width / 2, shape.depth / 2
     height = float(np.clip(0.5 * shape.height, 0.05, 0.12))
-    if max(w, d) < 1.5 * min(w, d):
-        r = 1.08 * float(np.hypot(w, d)) / 2
+    if max(a, b) < 1.5 * min(a, b):
+        r = PODIUM_MARGIN * float(np.hypot(a, b))
         return r, r, height
-    k = 1.15  # the long half-axis over half the long side; the short one then holds the corners
-    long, short = max(w, d) / 2 * k, max(1.06 * min(w, d) / 2 / np.sqrt(1 - 1 / k**2), 0.4 * max(w, d) / 2 * k)
-    rx, ry = (long, short) if w >= d else (short, long)
-    return float(rx), float(ry), height
+    rx, ry = (PODIUM_MARGIN * float(np.sqrt(side * (a + b))) for side in (a, b))
+    return rx, ry, height
 
 
 #: The shadow catcher's reach to the sides and behind the product, in product sizes: it holds every shadow the

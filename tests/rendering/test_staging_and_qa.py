@@ -12,7 +12,15 @@ from rendering.model_check import ModelError, check_render_inputs, resolve_slot
 from rendering.orientation import upright_rotation
 from rendering.profiles import safe_zone
 from rendering.qa import Thresholds, check_render
-from rendering.staging import FLOOR_REACH, Shape, camera_elevation, floor_spans, min_camera_height, podium_size
+from rendering.staging import (
+    FLOOR_REACH,
+    PODIUM_MARGIN,
+    Shape,
+    camera_elevation,
+    floor_spans,
+    min_camera_height,
+    podium_size,
+)
 from tests.rendering.corpus import CORPUS, low_poly_can, write_corpus
 
 
@@ -37,14 +45,24 @@ def test_flat_products_are_seen_from_above_and_wide_ones_never_edge_on():
     assert camera_elevation(4.0, "front", bottle) == 4.0 and camera_elevation(-6.0, "low_angle", bottle) == -6.0
 
 
-@pytest.mark.parametrize("size", [(1.0, 0.17, 0.04), (0.78, 1.0, 0.2), (0.3, 0.3, 1.0), (1.0, 0.43, 0.38), (1, 1, 0.6)])
-def test_the_podium_holds_every_corner_of_the_footprint(size):
+FOOTPRINTS = [(1.0, 0.17, 0.04), (0.78, 1.0, 0.2), (0.3, 0.3, 1.0), (1.0, 0.43, 0.38), (1, 1, 0.6), (1.0, 0.625, 0.075)]
+
+
+@pytest.mark.parametrize("size", FOOTPRINTS)
+def test_the_podium_holds_every_corner_of_the_footprint_with_room_to_spare(size):
     shape = Shape(*size)
     rx, ry, height = podium_size(shape)
     for x, y in [(shape.width / 2, shape.depth / 2), (shape.width / 2, 0), (0, shape.depth / 2)]:
-        assert (x / rx) ** 2 + (y / ry) ** 2 <= 1.0
+        assert (x / rx) ** 2 + (y / ry) ** 2 <= 1 / PODIUM_MARGIN**2 + 1e-9  # the corners never on the rim
     assert max(rx, ry) <= 0.7 * math.hypot(shape.width, shape.depth) + 1e-9, "just larger than the product"
     assert 0.05 <= height <= 0.12
+
+
+@pytest.mark.parametrize("size", [s for s in FOOTPRINTS if max(s[:2]) >= 1.5 * min(s[:2])])
+def test_a_long_footprints_plinth_runs_the_same_way_as_the_product(size):
+    """A 40 x 25 cm tray once stood on a plinth deeper than it was wide, its corners on the rim."""
+    rx, ry, _ = podium_size(Shape(*size))
+    assert (rx > ry) == (size[0] > size[1])
 
 
 @pytest.mark.parametrize("front_edge", [-0.05, -0.5, -1.2])
