@@ -1,11 +1,12 @@
 """``autoplay up``: everything the loop needs on one machine, and Dagster's own automation turning it.
 
 It starts what the embedded defaults need (the Kafka broker, the Meta and Shopify sandboxes with their
-simulated market, the ingest endpoint), then the Dagster daemon (which runs ``autoplay_sensor``) and the
-Dagster webserver, with an environment that points the code location at them. It has no loop of its own:
-it follows Dagster's event log to show progress, and on the embedded default it moves the sandbox's clock
-a day on once every brief is done for the day and the day's seconds have passed. ``autoplay demo`` is the
-same thing bounded: it stops once every brief has served its generations, or at the first failed run.
+simulated market, the ingest endpoint), then Dagster's code server, the Dagster daemon (which runs
+``autoplay_sensor``) and the Dagster webserver, with an environment and a workspace file that point them at
+what it started. It has no loop of its own: it follows Dagster's event log to show progress, and on the
+embedded default it moves the sandbox's clock a day on once every brief is done for the day and the day's
+seconds have passed. ``autoplay demo`` is the same thing bounded: it stops once every brief has served its
+generations, or at the first failed run.
 
 One home, one deployment: a lock file refuses a second one. On start, runs left STARTED by a killed
 process are marked failed in Dagster and MLflow.
@@ -48,7 +49,13 @@ from experiments.market import SimulatedMarket
 from pipelines import stages
 from pipelines.assets import BRIEF_TAG, STEP_TAG, step_label
 from pipelines.channels import Sandboxes, sandbox_marker, serve_sandboxes
-from pipelines.daemon import beating
+from pipelines.daemon import (
+    CODE_SERVER_VAR,
+    beating,
+    code_server_answering,
+    code_server_command,
+    write_workspace,
+)
 from pipelines.definitions import IN_FLIGHT
 from pipelines.retries import latest_run, mark_to_run_again, to_run_again, waits_for_a_person, why_again
 from pipelines.settings import REPO, Settings, is_postgres, kafka_client_config
@@ -391,7 +398,8 @@ class Running:
 
     def revive(self, reporter: Reporter) -> None:
         """Start again any process of the deployment that exited (the run server or a worker killed, the daemon
-        crashed) or failed its health check (the run server, the daemon, the webserver or MLflow's server hung):
+        crashed) or failed its health check (the run server, the code server, the daemon, the webserver or MLflow's
+        server hung):
         the loop runs unattended. A hung one is killed alone, not its process group: the runs the server forked go
         on (a code server the daemon started stops itself when its heartbeats stop). One that ends more than
         ``RESTARTS`` times in ``RESTART_WINDOW_S`` stops the deployment, naming its log."""
@@ -498,10 +506,15 @@ def deployment(
         run_server, socket_path = start_run_server(settings, env, logs)
         running.children.append(run_server)
         env[RUN_SERVER_VAR] = socket_path
+        code_socket = socket_path_in(settings.home, "code-server.sock")
+        code_server = spawn("dagster-code-server", code_server_command(code_socket), env, logs / "code-server.log")
+        running.children.append(code_server)
+        code_server.before_restart = partial(Path(code_socket).unlink, missing_ok=True)
+        workspace = str(write_workspace(settings.home / "workspace.yaml", code_socket))
         daemon = spawn(
             "dagster-daemon",
-            [sys.executable, "-m", "pipelines.daemon", "run", "-m", "pipelines.definitions"],
-            env,
+            [sys.executable, "-m", "pipelines.daemon", "run", "-w", workspace],
+            env | {CODE_SERVER_VAR: code_socket},
             logs / "dagster-daemon.log",
         )
         running.children.append(daemon)
@@ -509,10 +522,12 @@ def deployment(
         wait_ready(run_server, lambda: listening(socket_path), "the run server")
         run_server.healthy = partial(answering, socket_path)
         run_server.before_restart = partial(Path(socket_path).unlink, missing_ok=True)  # launches wait for the new one
+        wait_ready(code_server, partial(code_server_answering, code_socket), "Dagster's code server")
+        code_server.healthy = partial(code_server_answering, code_socket)
         if ui_port is not None:
             web = spawn(
                 "dagster-webserver",
-                [str(BIN / "dagster-webserver"), "-m", "pipelines.definitions", "-h", "127.0.0.1", "-p", str(ui_port)],
+                [str(BIN / "dagster-webserver"), "-w", workspace, "-h", "127.0.0.1", "-p", str(ui_port)],
                 env,
                 logs / "dagster-webserver.log",
             )
@@ -573,11 +588,18 @@ def start_run_server(settings: Settings, env: dict, logs: Path) -> tuple[Child, 
     """The warm run server (pipelines.warm_runs): every run of the daemon forks from a process that loaded the
     code once. Returns the child and its socket, which the daemon's environment names; it loads the code while
     the daemon starts (``wait_ready`` with ``listening``)."""
-    path = settings.home / "run-server.sock"
-    if len(str(path)) > 100:  # a Unix socket's path is at most 107 bytes
-        path = Path(tempfile.gettempdir()) / f"autoplay-{uuid.uuid4().hex[:12]}.sock"
-    command = [sys.executable, "-m", "pipelines.warm_runs", str(path)]
-    return spawn("run-server", command, env, logs / "run-server.log"), str(path)
+    path = socket_path_in(settings.home, "run-server.sock")
+    command = [sys.executable, "-m", "pipelines.warm_runs", path]
+    return spawn("run-server", command, env, logs / "run-server.log"), path
+
+
+def socket_path_in(home: Path, name: str) -> str:
+    """A Unix socket's path under ``home``, or in the temporary folder where that would be too long (at most
+    107 bytes)."""
+    path = home / name
+    if len(str(path)) > 100:
+        path = Path(tempfile.gettempdir()) / f"autoplay-{uuid.uuid4().hex[:12]}-{name}"
+    return str(path)
 
 
 def start_workers(settings: Settings, env: dict, logs: Path) -> list[Child]:
