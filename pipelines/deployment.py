@@ -398,11 +398,10 @@ class Running:
 
     def revive(self, reporter: Reporter) -> None:
         """Start again any process of the deployment that exited (the run server or a worker killed, the daemon
-        crashed) or failed its health check (the run server, the code server, the daemon, the webserver or MLflow's
-        server hung):
-        the loop runs unattended. A hung one is killed alone, not its process group: the runs the server forked go
-        on (a code server the daemon started stops itself when its heartbeats stop). One that ends more than
-        ``RESTARTS`` times in ``RESTART_WINDOW_S`` stops the deployment, naming its log."""
+        crashed) or failed its health check (the run server, the code server, the daemon, the webserver or
+        MLflow's server hung): the loop runs unattended. A hung one is killed alone, not its process group: the
+        runs the server forked go on. One that ends more than ``RESTARTS`` times in ``RESTART_WINDOW_S`` stops
+        the deployment, naming its log."""
         for child in self.children:
             code = child.proc.poll()
             if code is not None:
