@@ -24,6 +24,8 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from dagster import DagsterEventType, DagsterInstance
@@ -88,16 +90,31 @@ def bench_env(root: Path, briefs: Path, profile: str, extra: dict | None = None)
     )
 
 
+@contextmanager
+def environment(env: dict) -> Iterator[dict]:
+    """``os.environ`` is ``env`` inside: the processes the deployment starts (which inherit it) get the
+    benchmark's settings, not the caller's (an AUTOPLAY_SENSOR_LOOP_S in the caller's shell reached the daemon)."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield env
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--generations", type=int, default=3)
     parser.add_argument("--profile", default="thumbnail")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench-demo-"))
-    settings = load_settings(bench_env(root, REPO / "examples", args.profile))
-    started = time.time()
-    run_demo(settings, args.generations, market=SimulatedMarket(seed=0))
-    ended = time.time()
+    with environment(bench_env(root, REPO / "examples", args.profile)) as env:
+        settings = load_settings(env)
+        started = time.time()
+        run_demo(settings, args.generations, market=SimulatedMarket(seed=0))
+        ended = time.time()
     wall = ended - started
     with DagsterInstance.from_config(str(settings.dagster_home)) as instance:
         steps = step_seconds(instance)

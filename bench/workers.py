@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 from dagster import DagsterInstance
-from demo import bench_env, step_seconds
+from demo import bench_env, environment, step_seconds
 from figures import figure
 
 from experiments.market import SimulatedMarket
@@ -66,7 +66,8 @@ def main() -> None:
         with ExitStack() as stack:
             if "AUTOPLAY_ARTIFACTS" in extra:  # every process of the run finds the server through boto3's variables
                 os.environ.update(stack.enter_context(S3Server(root / "moto.log")).env)
-            settings = load_settings(bench_env(root, root / "briefs", args.profile, extra))
+            env = stack.enter_context(environment(bench_env(root, root / "briefs", args.profile, extra)))
+            settings = load_settings(env)
             started = time.perf_counter()
             run_demo(settings, 1, market=SimulatedMarket(seed=0))
             walls[scenario] = time.perf_counter() - started

@@ -6,10 +6,10 @@ it). The autoplay sensor requests a brief's next step once its last run ended, a
 so every step waited for that tick: 19 runs of the demo were created on 5 s marks, 126 s for 55 s of work.
 Here the constant is set from ``AUTOPLAY_SENSOR_LOOP_S`` (default 1 s) before Dagster's daemon command runs;
 everything else is Dagster's own. The autoplay sensor asks for at least 1 s between its evaluations (0 would
-mean Dagster's default, 30 s), and a loop starts a few ms short of a second after the last evaluation began,
-so at the default the sensor is evaluated about every 2 s. (A 0.5 s loop evaluates it every second; on 2 cores
-the extra evaluations' CPU cost the demo as much as the shorter waits saved.) Dagster is pinned
-(pyproject.toml): a release without the constant fails here, loudly, not slower.
+mean Dagster's default, 30 s), and a loop may start a few ms short of a second after the last evaluation
+began and skip it, so at the default the evaluations come 1 or 2 s apart, about 1.5 s on average (half of
+each in the demo). A 0.5 s loop evaluates it about every second; on 2 cores the demo was no faster for it.
+Dagster is pinned (pyproject.toml): a release without the constant fails here, loudly, not slower.
 
 The daemon and the webserver share one code server that the deployment starts (``code_server_command``), named
 by a workspace file. Left to themselves, each spawns its own, and the daemon replaces its own every 60 s

@@ -156,7 +156,7 @@ def withdraw_job() -> None:
 
 @sensor(
     jobs=[loop_job, render_job, withdraw_job],
-    minimum_interval_seconds=1,  # the least there is (0 means 30 s); evaluations come ~2 s apart (pipelines/daemon.py)
+    minimum_interval_seconds=1,  # the least there is (0 means 30 s); evaluations come 1-2 s apart (pipelines/daemon.py)
     default_status=DefaultSensorStatus.RUNNING,
     description="Autoplay: turns the loop for every brief of the catalog, one step per brief at a time.",
 )
