@@ -23,7 +23,8 @@ from pathlib import Path
 from demo import bench_env
 from figures import figure
 
-from pipelines.settings import REPO
+from pipelines.deployment import marked
+from pipelines.settings import REPO, load_settings
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 #: What a process's command line says it is, first match wins.
@@ -45,23 +46,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def process_tree(root: int) -> dict[int, str]:
-    """``root`` and every process below it, with its command line."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except OSError:
-                continue
-    tree, frontier = {root}, [root]
-    while frontier:
-        pid = frontier.pop()
-        children = [p for p, parent in parents.items() if parent == pid and p not in tree]
-        tree.update(children)
-        frontier.extend(children)
+def deployment_processes(up: int, lock: Path) -> dict[int, str]:
+    """``up``, its children (the broker among them) and every process carrying its deployment's id (which its
+    home lock holds), with its command."""
+    deployment_id = lock.read_text().split()[1]
+    children = Path(f"/proc/{up}/task/{up}/children").read_text().split()  # what up's main thread started
     commands = {}
-    for pid in tree:
+    for pid in {up, *map(int, children), *marked(deployment_id)}:
         try:
             commands[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
         except OSError:
@@ -69,21 +60,21 @@ def process_tree(root: int) -> dict[int, str]:
     return commands
 
 
-def watch(root: int, seconds: float, every_s: float = 0.5) -> tuple[dict[int, str], dict[int, float]]:
-    """CPU seconds each process under ``root`` used in the next ``seconds``, sampled every ``every_s``: a
+def watch(up: int, lock: Path, seconds: float, every_s: float = 0.5) -> tuple[dict[int, str], dict[int, float]]:
+    """CPU seconds each process of the deployment used in the next ``seconds``, sampled every ``every_s``: a
     process that starts meanwhile counts from zero, one that ends counts up to its last sample (Dagster's
     daemon replaces the code servers it started every minute)."""
-    tree = process_tree(root)
-    first = {pid: cpu_seconds(pid) for pid in tree}
+    processes = deployment_processes(up, lock)
+    first = {pid: cpu_seconds(pid) for pid in processes}
     last = dict(first)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         time.sleep(every_s)
-        for pid, command in process_tree(root).items():
-            tree.setdefault(pid, command)
+        for pid, command in deployment_processes(up, lock).items():
+            processes.setdefault(pid, command)
             first.setdefault(pid, 0.0)
             last[pid] = max(last.get(pid, 0.0), cpu_seconds(pid))
-    return tree, {pid: last[pid] - first[pid] for pid in tree}
+    return processes, {pid: last[pid] - first[pid] for pid in processes}
 
 
 def part_of(command: str) -> str:
@@ -106,7 +97,7 @@ def main() -> None:
             if time.monotonic() > deadline:
                 raise SystemExit("up never finished its first day; see " + str(root))
         time.sleep(5)  # the last run's process gone, the sensor's next evaluation found nothing due
-        tree, used = watch(up.pid, args.seconds)
+        tree, used = watch(up.pid, load_settings(env).lock_path, args.seconds)
     finally:
         up.send_signal(signal.SIGTERM)
         up.wait(timeout=30)

@@ -36,6 +36,7 @@ import yaml
 from dagster import DagsterInstance
 from dagster._daemon import sensor as sensor_daemon
 from dagster._daemon.controller import DEFAULT_HEARTBEAT_INTERVAL_SECONDS
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from pipelines.settings import load_settings
 
@@ -81,8 +82,6 @@ def write_workspace(path: Path, socket_path: str) -> Path:
 
 def code_server_answering(socket_path: str, timeout_s: float = 2.0) -> bool:
     """The code server's health check: it has loaded the definitions and serves (gRPC's health service)."""
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
     try:
         with grpc.insecure_channel(f"unix:{socket_path}") as channel:
             answer = health_pb2_grpc.HealthStub(channel).Check(
